@@ -1,0 +1,43 @@
+/*
+ * common.h: small helpers every moat file may use: assertions for bugs (on in release builds),
+ * fatal() for a broken environment at startup, and a few macros. No library headers here.
+ */
+#ifndef MOAT_COMMON_H
+#define MOAT_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MOAT_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MOAT_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+#if defined(__GNUC__)
+#define MOAT_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define MOAT_NORETURN __attribute__((noreturn))
+#else
+#define MOAT_PRINTF(f, a)
+#define MOAT_NORETURN
+#endif
+
+/* A failed assertion is a bug in moat, never something a peer can cause. */
+#define MOAT_ASSERT(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            moat_panic(__FILE__, __LINE__, #cond);                                                 \
+    } while (0)
+
+MOAT_NORETURN void moat_panic(const char *file, int line, const char *what);
+MOAT_NORETURN void fatal(const char *fmt, ...) MOAT_PRINTF(1, 2);
+
+/* Allocation that cannot fail: on exhaustion moat exits (a partial session is worse). */
+void *xcalloc(size_t n, size_t size);
+char *xstrdup(const char *s);
+void *xrealloc(void *p, size_t size);
+
+/* Monotonic clock in milliseconds. */
+uint64_t moat_now_ms(void);
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * conn.h: one non-blocking socket with its libev watcher, an optional TLS layer and two capped
+ * buffers. It reports what happened to its owner through one callback (READABLE, DRAINED,
+ * TLS_READY, CONNECTED, EOF, ERROR); the owner consumes input with conn_consume() and queues
+ * output with conn_write(). Back-pressure: a full input buffer stops reading from the socket.
+ * The STARTTLS switch is here: flush the reply, discard every buffered plaintext byte, start TLS.
+ */
+#ifndef MOAT_CONN_H
+#define MOAT_CONN_H
+
+#include <ev.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "common.h"
+
+struct tls;
+struct tls_ctx;
+
+enum conn_event {
+    CONN_EV_READABLE = 0, /* new bytes in c->in */
+    CONN_EV_DRAINED,      /* c->out became empty after having been blocked */
+    CONN_EV_TLS_READY,    /* handshake complete */
+    CONN_EV_CONNECTED,    /* outgoing connect completed */
+    CONN_EV_EOF,          /* peer closed (after any last READABLE) */
+    CONN_EV_ERROR         /* socket or TLS error; c->error says which */
+};
+
+enum conn_state {
+    CONN_IDLE = 0, /* no socket */
+    CONN_CONNECTING,
+    CONN_PLAIN,
+    CONN_TLS_HANDSHAKE,
+    CONN_TLS,
+    CONN_CLOSED
+};
+
+struct conn {
+    int fd;
+    enum conn_state state;
+    struct ev_loop *loop;
+    ev_io io;
+    struct tls *tls;
+    struct buf in;
+    struct buf out;
+    void (*on_event)(struct conn *c, enum conn_event ev);
+    void *owner;
+    /* STARTTLS requested: switch once the output is flushed */
+    struct tls_ctx *tls_pending;
+    const char *alpn;
+    bool alpn_strict;
+    bool read_paused;  /* by the owner */
+    bool eof;          /* peer closed its side */
+    bool tls_wants_write; /* a TLS read needs the socket writable */
+    bool write_blocked;   /* output waited for EV_WRITE; DRAINED is due when it empties */
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t discarded_at_starttls;
+    double last_read; /* ev_now() of the last byte read */
+    const char *error;
+};
+
+void conn_init(struct conn *c, struct ev_loop *loop, size_t in_cap, size_t out_cap,
+               void (*on_event)(struct conn *, enum conn_event), void *owner);
+/* Adopt an accepted socket (made non-blocking, TCP_NODELAY). */
+void conn_attach(struct conn *c, int fd);
+/* Start a non-blocking connect; CONNECTED or ERROR follows. Returns -1 at once on failure. */
+int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
+/* Queue bytes; -1 if they do not fit under the cap (nothing queued). */
+int conn_write(struct conn *c, const char *p, size_t n);
+size_t conn_out_pending(const struct conn *c);
+void conn_consume(struct conn *c, size_t n);
+void conn_pause_read(struct conn *c, bool pause);
+/* TLS now (implicit TLS) or, if output is pending, as soon as it is flushed (STARTTLS).
+ * Every input byte buffered at the switch is discarded. Returns -1 if TLS cannot start. */
+int conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *alpn, bool strict);
+bool conn_is_tls(const struct conn *c);
+/* Idempotent. quiet: no TLS close_notify (error paths). */
+void conn_close(struct conn *c, bool quiet);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * listener.h: the listening sockets, owned by the main thread. Accepts, applies admission
+ * control in one place before any TLS work, and hands sockets to the workers.
+ */
+#ifndef MOAT_LISTENER_H
+#define MOAT_LISTENER_H
+
+#include <ev.h>
+
+#include "common.h"
+
+struct config;
+struct tls_ctx;
+struct worker;
+
+struct listeners;
+
+/* Bind every listener of conf. On failure returns NULL with a message in err (cap bytes). */
+struct listeners *listeners_open(const struct config *conf, char *err, size_t cap);
+void listeners_start(struct listeners *ls, struct ev_loop *loop, struct config *conf,
+                     struct tls_ctx *tls, struct worker **workers, unsigned nworkers);
+/* Stop accepting and close every listening socket. */
+void listeners_close(struct listeners *ls);
+
+#endif

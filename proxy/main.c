@@ -1,0 +1,256 @@
+/*
+ * main.c: moat's entry point and main thread. Loads and checks the configuration (`-t` prints
+ * every error as FILE:LINE: key: what is wrong), builds TLS, binds listeners, drops privileges,
+ * starts the workers and then runs the signal handling and accept loop until SIGTERM/SIGINT,
+ * when it stops accepting, drains the workers and exits 0.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "tls.h"
+#include "worker.h"
+
+struct runtime {
+    struct config *conf;
+    struct tls_ctx *tls;
+    struct listeners *listeners;
+    struct worker **workers;
+    unsigned nworkers;
+    bool stopping;
+};
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: moat [-t] -c FILE\n"
+               "  -c FILE  configuration file (INI)\n"
+               "  -t       check the configuration, print every error, exit\n"
+               "  -h       this help\n");
+}
+
+static bool
+config_needs_tls(const struct config *conf)
+{
+    for (const struct config_listener *l = conf->listeners; l != NULL; l = l->next) {
+        if (l->tls != LTLS_NONE)
+            return true;
+    }
+    return conf->tls.ncerts > 0;
+}
+
+/* Build the TLS policy; on failure print FILE:LINE: certificate: why. */
+static struct tls_ctx *
+build_tls(const struct config *conf, bool *failed)
+{
+    *failed = false;
+    if (!config_needs_tls(conf))
+        return NULL;
+    const char *err = NULL;
+    int idx = -1;
+    struct tls_ctx *tls = tls_ctx_new(&conf->tls, &err, &idx);
+    if (tls != NULL)
+        return tls;
+    *failed = true;
+    if (idx >= 0) {
+        const struct config_cert *c = &conf->tls.certs[idx];
+        fprintf(stderr, "%s:%d: certificate: %s ('%s', '%s')\n", conf->path, c->line, err,
+                c->cert_file, c->key_file ? c->key_file : "");
+    } else {
+        fprintf(stderr, "%s: tls: %s\n", conf->path, err);
+    }
+    return NULL;
+}
+
+static void
+raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void
+drop_privileges(const struct config *conf)
+{
+    if (geteuid() != 0 || conf->user == NULL)
+        return;
+    struct passwd *pw = getpwnam(conf->user);
+    if (pw == NULL)
+        fatal("user '%s' does not exist", conf->user);
+    gid_t gid = pw->pw_gid;
+    if (conf->group != NULL) {
+        struct group *gr = getgrnam(conf->group);
+        if (gr == NULL)
+            fatal("group '%s' does not exist", conf->group);
+        gid = gr->gr_gid;
+    }
+    if (setgroups(1, &gid) != 0 || setgid(gid) != 0 || setuid(pw->pw_uid) != 0)
+        fatal("cannot drop privileges to %s: %s", conf->user, strerror(errno));
+    if (setuid(0) == 0)
+        fatal("privilege drop did not stick");
+    (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    log_msg(LOG_INFO, "privileges_dropped", "user=%s uid=%u gid=%u", conf->user,
+            (unsigned)pw->pw_uid, (unsigned)gid);
+}
+
+static void
+on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct runtime *rt = w->data;
+    if (rt->stopping)
+        return;
+    rt->stopping = true;
+    log_msg(LOG_INFO, "shutdown", "signal=%d draining, grace %u ms", w->signum,
+            rt->conf->shutdown_grace_ms);
+    listeners_close(rt->listeners);
+    rt->listeners = NULL;
+    workers_drain(rt->workers, rt->nworkers, rt->conf->shutdown_grace_ms / 1000.0);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+on_reopen_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    if (log_reopen() != 0)
+        log_msg(LOG_ERROR, "log_reopen_failed", "%s", strerror(errno));
+}
+
+static void
+on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    log_msg(LOG_WARN, "reload", "SIGHUP: reload is not supported yet; configuration unchanged");
+}
+
+static unsigned
+worker_count(const struct config *conf)
+{
+    if (conf->workers > 0)
+        return conf->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (unsigned)MOAT_MIN(n, 64) : 1;
+}
+
+static int
+run(struct config *conf, struct tls_ctx *tls)
+{
+    struct runtime rt = {.conf = conf, .tls = tls};
+    if (log_init(conf->log_format == LOG_FORMAT_JSON, conf->log_level, conf->log_file) != 0) {
+        fprintf(stderr, "moat: cannot open log file %s: %s\n", conf->log_file, strerror(errno));
+        return 1;
+    }
+    raise_nofile();
+    char err[256];
+    rt.listeners = listeners_open(conf, err, sizeof(err));
+    if (rt.listeners == NULL) {
+        log_msg(LOG_ERROR, "startup_failed", "%s", err);
+        fprintf(stderr, "moat: %s\n", err);
+        return 1;
+    }
+    drop_privileges(conf);
+
+    /* Signals are handled on the main loop only: block them before any thread starts. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    rt.nworkers = worker_count(conf);
+    rt.workers = workers_start(rt.nworkers);
+
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
+    ev_signal sig_term, sig_int, sig_hup, sig_usr1;
+    ev_signal_init(&sig_term, on_stop_signal, SIGTERM);
+    ev_signal_init(&sig_int, on_stop_signal, SIGINT);
+    ev_signal_init(&sig_hup, on_reload_signal, SIGHUP);
+    ev_signal_init(&sig_usr1, on_reopen_signal, SIGUSR1);
+    sig_term.data = sig_int.data = sig_hup.data = sig_usr1.data = &rt;
+    ev_signal_start(loop, &sig_term);
+    ev_signal_start(loop, &sig_int);
+    ev_signal_start(loop, &sig_hup);
+    ev_signal_start(loop, &sig_usr1);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+    listeners_start(rt.listeners, loop, conf, tls, rt.workers, rt.nworkers);
+    log_msg(LOG_INFO, "started", "workers=%u", rt.nworkers);
+    ev_run(loop, 0);
+
+    workers_join(rt.workers, rt.nworkers);
+    listeners_close(rt.listeners);
+    log_msg(LOG_INFO, "stopped", "clean exit");
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *path = NULL;
+    bool check_only = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check_only = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (path == NULL) {
+        usage(stderr);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    tls_library_init();
+
+    struct config_errors errs = {0};
+    struct config *conf = config_load(path, &errs);
+    if (conf == NULL) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.lines[i]);
+        config_errors_free(&errs);
+        return 1;
+    }
+    config_errors_free(&errs);
+    bool tls_failed;
+    struct tls_ctx *tls = build_tls(conf, &tls_failed);
+    if (tls_failed) {
+        config_unref(conf);
+        return 1;
+    }
+    if (check_only) {
+        printf("%s: configuration ok\n", path);
+        tls_ctx_unref(tls);
+        config_unref(conf);
+        tls_library_cleanup();
+        return 0;
+    }
+    int rc = run(conf, tls);
+    tls_ctx_unref(tls);
+    config_unref(conf);
+    tls_library_cleanup();
+    return rc;
+}

@@ -1,0 +1,142 @@
+/*
+ * protocol.h: the seam between the core and the protocol modules (protocols/NAME.c). A protocol
+ * plugs in with one constant struct protocol; it sees bytes, lines and events, never a socket,
+ * libev, wolfSSL, c-ares or SASL, and acts only through the session services declared here.
+ * Calls go down (services), events come up (the table's callbacks).
+ */
+#ifndef MOAT_PROTOCOL_H
+#define MOAT_PROTOCOL_H
+
+#include <sys/socket.h>
+
+#include "common.h"
+#include "config.h"
+
+struct session;
+
+enum session_phase {
+    PHASE_ACCEPT = 0,
+    PHASE_HANDSHAKE, /* TLS handshake (implicit TLS or after STARTTLS) */
+    PHASE_PREAUTH,   /* the protocol's dialogue before login / hand-off */
+    PHASE_AUTH,      /* credentials being verified */
+    PHASE_CONNECT,   /* connecting to a backend */
+    PHASE_HANDOFF,   /* telling the backend who the client is, logging in */
+    PHASE_COMMAND,   /* SMTP after hand-off: command-aware relay, between commands */
+    PHASE_DATA,      /* SMTP message content */
+    PHASE_RELAY,     /* byte relay */
+    PHASE_CLOSING
+};
+
+enum close_reason {
+    REASON_NONE = 0,
+    REASON_CLIENT_QUIT,
+    REASON_CLIENT_EOF,
+    REASON_CLIENT_ERROR,
+    REASON_BACKEND_EOF,
+    REASON_BACKEND_ERROR,
+    REASON_BACKEND_UNAVAILABLE,
+    REASON_BACKEND_PROTOCOL,
+    REASON_HANDSHAKE_FAILED,
+    REASON_ALPN_MISMATCH,
+    REASON_HANDSHAKE_TIMEOUT,
+    REASON_IDLE_TIMEOUT,
+    REASON_TOTAL_TIMEOUT,
+    REASON_BACKEND_TIMEOUT,
+    REASON_PROTOCOL_ERROR,
+    REASON_TOO_MANY_ERRORS,
+    REASON_LINE_TOO_LONG,
+    REASON_BUFFER_FULL,
+    REASON_AUTH_FAILED,
+    REASON_SHUTDOWN,
+    REASON_LIMIT,
+    REASON_DENIED,
+    REASON_INTERNAL
+};
+
+/* Backend events the protocol receives through on_backend. */
+enum backend_event {
+    BACKEND_CONNECTED = 0, /* connected (and PROXY header sent if the identity says so) */
+    BACKEND_FAILED,        /* every address failed or timed out */
+    BACKEND_EOF,           /* backend closed before the relay phase */
+    BACKEND_ERROR,         /* socket error before the relay phase */
+    BACKEND_TIMEOUT        /* no reply within backend_reply while waiting for one */
+};
+
+struct protocol {
+    const char *name;
+    size_t state_size; /* zeroed per session; session_proto_state() returns it */
+    /* The session is ready to talk: plaintext accepted, or implicit TLS handshake done. */
+    void (*on_start)(struct session *s);
+    /* Client bytes (p, n) buffered; return how many were consumed. Called again when more
+     * arrive, or after session_input_resume(). */
+    size_t (*on_client_input)(struct session *s, const char *p, size_t n);
+    /* The STARTTLS handshake completed: all earlier state must be forgotten. */
+    void (*on_tls_ready)(struct session *s);
+    void (*on_backend)(struct session *s, enum backend_event ev);
+    /* Backend bytes before the relay phase; return how many were consumed. */
+    size_t (*on_backend_input)(struct session *s, const char *p, size_t n);
+    /* Say goodbye in the protocol's words before moat closes for reason r (timeouts, shutdown,
+     * limits). Only write a reply; the core closes. May be NULL. */
+    void (*farewell)(struct session *s, enum close_reason r);
+    /* Free resources, wipe secrets. May be NULL. */
+    void (*on_close)(struct session *s);
+    const char *(*state_name)(const struct session *s);
+};
+
+/* --- services the core offers to protocols --- */
+
+void *session_proto_state(struct session *s);
+const struct config *session_config(const struct session *s);
+const struct config_listener *session_listener(const struct session *s);
+const char *session_id(const struct session *s);
+/* Client address as text ("192.0.2.7"), port, and the local address/port it connected to. */
+const char *session_client_addr(const struct session *s);
+unsigned session_client_port(const struct session *s);
+const char *session_local_addr(const struct session *s);
+unsigned session_local_port(const struct session *s);
+const struct sockaddr *session_client_sockaddr(const struct session *s);
+bool session_is_tls(const struct session *s);
+enum session_phase session_phase(const struct session *s);
+void session_set_phase(struct session *s, enum session_phase p);
+
+/* Queue bytes for the client. Returns -1 if the client's output buffer is full; the session is
+ * then closed with REASON_BUFFER_FULL. */
+int session_reply(struct session *s, const char *p, size_t n);
+int session_replyf(struct session *s, const char *fmt, ...) MOAT_PRINTF(2, 3);
+/* STARTTLS: once the queued reply is flushed, every buffered client byte is discarded and the
+ * TLS handshake starts; on_tls_ready follows. The protocol must not process further input
+ * (the core stops delivering it). Returns -1 if TLS is not possible here. */
+int session_start_tls(struct session *s);
+/* Stop / restart delivering client input (while waiting for the backend or an auth result). */
+void session_input_pause(struct session *s);
+void session_input_resume(struct session *s);
+
+/* Connect to the listener's backend, addresses tried in order with the connect timeout. */
+void session_backend_connect(struct session *s);
+int session_backend_send(struct session *s, const char *p, size_t n);
+int session_backend_sendf(struct session *s, const char *fmt, ...) MOAT_PRINTF(2, 3);
+/* Arm / disarm the backend_reply timeout (BACKEND_TIMEOUT) while waiting for the backend. */
+void session_backend_wait(struct session *s, bool waiting);
+const char *session_backend_addr(const struct session *s);
+/* Switch to a byte relay in both directions; bytes already buffered on either side are
+ * forwarded. The protocol's input callbacks are not called any more. */
+void session_relay(struct session *s);
+
+/* Record the authenticated user for the log. */
+void session_set_user(struct session *s, const char *user);
+/* Count a protocol error; returns true when the session's max_errors is reached (the caller
+ * then says goodbye and closes). */
+bool session_count_error(struct session *s);
+/* Close: the reply already queued is flushed first (bounded), then both legs close. */
+void session_close(struct session *s, enum close_reason r);
+/* Log one event line for this session: event plus a free-form detail (trusted text). */
+void session_log(struct session *s, int level, const char *event, const char *fmt, ...)
+    MOAT_PRINTF(4, 5);
+/* Log an event with one peer-supplied value, escaped by the logger. */
+void session_log_peer(struct session *s, int level, const char *event, const char *key,
+                      const char *p, size_t n);
+
+const char *close_reason_name(enum close_reason r);
+const char *session_phase_name(enum session_phase p);
+
+#endif

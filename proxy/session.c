@@ -1,0 +1,842 @@
+/*
+ * session.c: one client session from accept to its closing log line. Owns both connection
+ * legs, the single per-session timer (phase deadlines, idle, backend waits), the dispatch of
+ * client input to the protocol, the byte relay and the one idempotent close. Memory is freed
+ * later by the worker, never inside the callback that decided to close.
+ */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "session.h"
+#include "tls.h"
+#include "worker.h"
+
+#define LINGER_S 2.0
+
+static const char *const reason_names[] = {
+    [REASON_NONE] = "none",
+    [REASON_CLIENT_QUIT] = "client_quit",
+    [REASON_CLIENT_EOF] = "client_eof",
+    [REASON_CLIENT_ERROR] = "client_error",
+    [REASON_BACKEND_EOF] = "backend_eof",
+    [REASON_BACKEND_ERROR] = "backend_error",
+    [REASON_BACKEND_UNAVAILABLE] = "backend_unavailable",
+    [REASON_BACKEND_PROTOCOL] = "backend_protocol",
+    [REASON_HANDSHAKE_FAILED] = "handshake_failed",
+    [REASON_ALPN_MISMATCH] = "alpn_mismatch",
+    [REASON_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+    [REASON_IDLE_TIMEOUT] = "idle_timeout",
+    [REASON_TOTAL_TIMEOUT] = "total_timeout",
+    [REASON_BACKEND_TIMEOUT] = "backend_timeout",
+    [REASON_PROTOCOL_ERROR] = "protocol_error",
+    [REASON_TOO_MANY_ERRORS] = "too_many_errors",
+    [REASON_LINE_TOO_LONG] = "line_too_long",
+    [REASON_BUFFER_FULL] = "buffer_full",
+    [REASON_AUTH_FAILED] = "auth_failed",
+    [REASON_SHUTDOWN] = "shutdown",
+    [REASON_LIMIT] = "limit",
+    [REASON_DENIED] = "denied",
+    [REASON_INTERNAL] = "internal",
+};
+
+static const char *const phase_names[] = {
+    [PHASE_ACCEPT] = "accept",   [PHASE_HANDSHAKE] = "handshake", [PHASE_PREAUTH] = "preauth",
+    [PHASE_AUTH] = "auth",       [PHASE_CONNECT] = "connect",     [PHASE_HANDOFF] = "handoff",
+    [PHASE_COMMAND] = "command", [PHASE_DATA] = "data",           [PHASE_RELAY] = "relay",
+    [PHASE_CLOSING] = "closing",
+};
+
+const char *
+close_reason_name(enum close_reason r)
+{
+    return (size_t)r < ARRAY_SIZE(reason_names) && reason_names[r] ? reason_names[r] : "?";
+}
+
+const char *
+session_phase_name(enum session_phase p)
+{
+    return (size_t)p < ARRAY_SIZE(phase_names) && phase_names[p] ? phase_names[p] : "?";
+}
+
+static void on_client_event(struct conn *c, enum conn_event ev);
+static void on_backend_event(struct conn *c, enum conn_event ev);
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents);
+
+static void
+addr_to_text(const struct sockaddr_storage *ss, char *out, size_t cap, unsigned *port_out)
+{
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        if (IN6_IS_ADDR_V4MAPPED(&a->sin6_addr))
+            inet_ntop(AF_INET, &a->sin6_addr.s6_addr[12], out, (socklen_t)cap);
+        else
+            inet_ntop(AF_INET6, &a->sin6_addr, out, (socklen_t)cap);
+        *port_out = ntohs(a->sin6_port);
+    } else if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, out, (socklen_t)cap);
+        *port_out = ntohs(a->sin_port);
+    } else {
+        snprintf(out, cap, "unknown");
+        *port_out = 0;
+    }
+}
+
+/* The ALPN id (RFC 7301 registry) a listener's protocol answers to. */
+static const char *
+listener_alpn(const struct config_listener *l)
+{
+    switch (l->proto) {
+    case LPROTO_SMTP:
+    case LPROTO_SUBMISSION:
+        return "smtp";
+    case LPROTO_IMAP:
+        return "imap";
+    case LPROTO_POP3:
+        return "pop3";
+    }
+    return NULL;
+}
+
+static uint32_t
+relay_idle_default_ms(const struct session *s)
+{
+    const struct config_timeouts *t = &s->listener->timeouts;
+    if (t->relay_idle_ms != 0)
+        return t->relay_idle_ms;
+    switch (s->listener->proto) {
+    case LPROTO_IMAP:
+        return 31u * 60u * 1000u; /* RFC 9051 §5.4: at least 30 minutes */
+    case LPROTO_POP3:
+        return 10u * 60u * 1000u; /* RFC 1939 §3: at least 10 minutes */
+    case LPROTO_SMTP:
+    case LPROTO_SUBMISSION:
+        return t->command_ms;
+    }
+    return t->command_ms;
+}
+
+struct session *
+session_new(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,
+            struct config *conf, const struct config_listener *l, struct tls_ctx *tls)
+{
+    static _Atomic uint32_t next_id;
+    struct session *s = xcalloc(1, sizeof(*s));
+    s->id = atomic_fetch_add(&next_id, 1) + 1;
+    /* ids are unique in the process; the random-looking form keeps logs greppable */
+    snprintf(s->sid, sizeof(s->sid), "%08x", (unsigned)(s->id * 2654435761u));
+    s->worker = w;
+    s->conf = conf;
+    s->listener = l;
+    s->tls_ctx = tls;
+    s->proto = protocol_for(l->proto, l->tls);
+    if (s->proto->state_size > 0)
+        s->proto_state = xcalloc(1, s->proto->state_size);
+    struct ev_loop *loop = worker_loop(w);
+    s->start = ev_now(loop);
+    memcpy(&s->peer, peer, peer_len);
+    s->peer_len = peer_len;
+    s->local_len = sizeof(s->local);
+    if (getsockname(fd, (struct sockaddr *)&s->local, &s->local_len) != 0)
+        s->local_len = 0;
+    addr_to_text(&s->peer, s->client_addr, sizeof(s->client_addr), &s->client_port);
+    addr_to_text(&s->local, s->local_addr, sizeof(s->local_addr), &s->local_port);
+    snprintf(s->backend_addr, sizeof(s->backend_addr), "-");
+    conn_init(&s->client, loop, l->limits.client_buffer_bytes, l->limits.client_buffer_bytes,
+              on_client_event, s);
+    conn_init(&s->backend, loop, l->limits.backend_buffer_bytes, l->limits.backend_buffer_bytes,
+              on_backend_event, s);
+    ev_init(&s->timer, on_timer);
+    s->timer.data = s;
+    conn_attach(&s->client, fd);
+    s->total_deadline = s->start + l->timeouts.preauth_total_ms / 1000.0;
+    if (l->tls == LTLS_IMPLICIT) {
+        session_set_phase(s, PHASE_HANDSHAKE);
+        if (conn_start_tls(&s->client, tls, listener_alpn(s->listener), s->conf->tls.alpn_strict) != 0) {
+            session_close(s, REASON_INTERNAL);
+            return s;
+        }
+    } else {
+        session_set_phase(s, PHASE_PREAUTH);
+        s->proto->on_start(s);
+    }
+    return s;
+}
+
+void
+session_free(struct session *s)
+{
+    MOAT_ASSERT(s->closed);
+    free(s->proto_state);
+    if (s->tls_ctx != NULL)
+        tls_ctx_unref(s->tls_ctx);
+    config_unref(s->conf);
+    free(s);
+}
+
+/* --- accessors for protocols --- */
+
+void *
+session_proto_state(struct session *s)
+{
+    return s->proto_state;
+}
+
+const struct config *
+session_config(const struct session *s)
+{
+    return s->conf;
+}
+
+const struct config_listener *
+session_listener(const struct session *s)
+{
+    return s->listener;
+}
+
+const char *
+session_id(const struct session *s)
+{
+    return s->sid;
+}
+
+const char *
+session_client_addr(const struct session *s)
+{
+    return s->client_addr;
+}
+
+unsigned
+session_client_port(const struct session *s)
+{
+    return s->client_port;
+}
+
+const char *
+session_local_addr(const struct session *s)
+{
+    return s->local_addr;
+}
+
+unsigned
+session_local_port(const struct session *s)
+{
+    return s->local_port;
+}
+
+const struct sockaddr *
+session_client_sockaddr(const struct session *s)
+{
+    return (const struct sockaddr *)&s->peer;
+}
+
+bool
+session_is_tls(const struct session *s)
+{
+    return conn_is_tls(&s->client);
+}
+
+enum session_phase
+session_phase(const struct session *s)
+{
+    return s->phase;
+}
+
+const char *
+session_backend_addr(const struct session *s)
+{
+    return s->backend_addr;
+}
+
+void
+session_set_user(struct session *s, const char *user)
+{
+    snprintf(s->user, sizeof(s->user), "%s", user ? user : "");
+}
+
+bool
+session_count_error(struct session *s)
+{
+    s->errors++;
+    return s->listener->limits.max_errors > 0 && s->errors >= s->listener->limits.max_errors;
+}
+
+/* --- phases and the timer --- */
+
+void
+session_set_phase(struct session *s, enum session_phase p)
+{
+    const struct config_timeouts *t = &s->listener->timeouts;
+    double now = ev_now(worker_loop(s->worker));
+    s->phase = p;
+    s->phase_deadline = 0;
+    s->idle_s = 0;
+    switch (p) {
+    case PHASE_HANDSHAKE:
+        /* absolute: trickled handshake bytes never extend it */
+        s->phase_deadline = now + t->handshake_ms / 1000.0;
+        break;
+    case PHASE_PREAUTH:
+    case PHASE_AUTH:
+    case PHASE_CONNECT:
+    case PHASE_HANDOFF:
+        s->idle_s = t->preauth_idle_ms / 1000.0;
+        break;
+    case PHASE_COMMAND:
+        s->idle_s = t->command_ms / 1000.0;
+        break;
+    case PHASE_DATA:
+        s->idle_s = t->data_ms / 1000.0;
+        break;
+    case PHASE_RELAY:
+        s->idle_s = relay_idle_default_ms(s) / 1000.0;
+        break;
+    case PHASE_ACCEPT:
+    case PHASE_CLOSING:
+        break;
+    }
+    /* a fresh phase starts its idle clock now */
+    s->client.last_read = now;
+    session_timer_arm(s);
+}
+
+static bool
+in_preauth(const struct session *s)
+{
+    switch (s->phase) {
+    case PHASE_ACCEPT:
+    case PHASE_HANDSHAKE:
+    case PHASE_PREAUTH:
+    case PHASE_AUTH:
+    case PHASE_CONNECT:
+    case PHASE_HANDOFF:
+        return true;
+    case PHASE_COMMAND:
+    case PHASE_DATA:
+    case PHASE_RELAY:
+    case PHASE_CLOSING:
+        return false;
+    }
+    return false;
+}
+
+static double
+last_activity(const struct session *s)
+{
+    double a = s->client.last_read;
+    if (s->relaying && s->backend.last_read > a)
+        a = s->backend.last_read;
+    return a;
+}
+
+static double
+min_deadline(double a, double b)
+{
+    if (a == 0)
+        return b;
+    if (b == 0)
+        return a;
+    return a < b ? a : b;
+}
+
+static double
+next_deadline(const struct session *s)
+{
+    if (s->closing)
+        return s->linger_deadline;
+    double d = s->phase_deadline;
+    if (s->idle_s > 0)
+        d = min_deadline(d, last_activity(s) + s->idle_s);
+    if (in_preauth(s) && s->listener->timeouts.preauth_total_ms > 0)
+        d = min_deadline(d, s->total_deadline);
+    if (s->backend_wait_since > 0)
+        d = min_deadline(d, s->backend_wait_since + s->listener->timeouts.backend_reply_ms / 1000.0);
+    d = min_deadline(d, s->connect_deadline);
+    return d;
+}
+
+void
+session_timer_arm(struct session *s)
+{
+    struct ev_loop *loop = worker_loop(s->worker);
+    ev_timer_stop(loop, &s->timer);
+    double d = next_deadline(s);
+    if (d == 0)
+        return;
+    double after = d - ev_now(loop);
+    ev_timer_set(&s->timer, after > 0.001 ? after : 0.001, 0.);
+    ev_timer_start(loop, &s->timer);
+}
+
+/* Say goodbye in the protocol's words, then close. */
+static void
+session_end(struct session *s, enum close_reason r)
+{
+    if (s->closing)
+        return;
+    if (s->proto->farewell != NULL && !s->relaying && s->phase != PHASE_HANDSHAKE &&
+        !s->starttls_pending)
+        s->proto->farewell(s, r);
+    session_close(s, r);
+}
+
+static void
+on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct session *s = w->data;
+    double now = ev_now(loop);
+    if (s->closing) {
+        if (now >= s->linger_deadline)
+            session_finish(s);
+        else
+            session_timer_arm(s);
+        return;
+    }
+    if (s->connect_deadline > 0 && now >= s->connect_deadline) {
+        backend_attempt_failed(s, "connect timeout");
+        if (!s->closing)
+            session_timer_arm(s);
+        return;
+    }
+    if (s->phase_deadline > 0 && now >= s->phase_deadline) {
+        session_end(s, s->phase == PHASE_HANDSHAKE ? REASON_HANDSHAKE_TIMEOUT
+                                                    : REASON_TOTAL_TIMEOUT);
+        return;
+    }
+    if (in_preauth(s) && s->listener->timeouts.preauth_total_ms > 0 && now >= s->total_deadline) {
+        session_end(s, REASON_TOTAL_TIMEOUT);
+        return;
+    }
+    if (s->backend_wait_since > 0 &&
+        now >= s->backend_wait_since + s->listener->timeouts.backend_reply_ms / 1000.0) {
+        s->backend_wait_since = 0;
+        s->proto->on_backend(s, BACKEND_TIMEOUT);
+        if (!s->closing)
+            session_timer_arm(s);
+        return;
+    }
+    if (s->idle_s > 0 && now >= last_activity(s) + s->idle_s) {
+        session_end(s, REASON_IDLE_TIMEOUT);
+        return;
+    }
+    session_timer_arm(s);
+}
+
+void
+session_backend_wait(struct session *s, bool waiting)
+{
+    s->backend_wait_since = waiting ? ev_now(worker_loop(s->worker)) : 0;
+    session_timer_arm(s);
+}
+
+/* --- output --- */
+
+int
+session_reply(struct session *s, const char *p, size_t n)
+{
+    if (s->closing)
+        return -1;
+    if (conn_write(&s->client, p, n) != 0) {
+        session_close(s, REASON_BUFFER_FULL);
+        return -1;
+    }
+    return 0;
+}
+
+int
+session_replyf(struct session *s, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    MOAT_ASSERT(n >= 0 && (size_t)n < sizeof(line));
+    return session_reply(s, line, (size_t)n);
+}
+
+int
+session_backend_send(struct session *s, const char *p, size_t n)
+{
+    if (s->closing)
+        return -1;
+    if (conn_write(&s->backend, p, n) != 0) {
+        session_close(s, REASON_BUFFER_FULL);
+        return -1;
+    }
+    return 0;
+}
+
+int
+session_backend_sendf(struct session *s, const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    MOAT_ASSERT(n >= 0 && (size_t)n < sizeof(line));
+    return session_backend_send(s, line, (size_t)n);
+}
+
+/* --- input dispatch --- */
+
+static void session_dispatch(struct session *s);
+
+static void
+relay_pump(struct conn *from, struct conn *to)
+{
+    while (from->in.len > 0 && to->state != CONN_CLOSED) {
+        size_t room = buf_room(&to->out);
+        if (room == 0)
+            break;
+        size_t n = MOAT_MIN(room, from->in.len);
+        if (conn_write(to, from->in.data, n) != 0)
+            break;
+        conn_consume(from, n);
+    }
+}
+
+static void
+session_relay_both(struct session *s)
+{
+    relay_pump(&s->client, &s->backend);
+    relay_pump(&s->backend, &s->client);
+}
+
+void
+session_relay(struct session *s)
+{
+    if (s->closing)
+        return;
+    s->relaying = true;
+    s->backend_wait_since = 0;
+    session_set_phase(s, PHASE_RELAY);
+    conn_pause_read(&s->client, false);
+    if (!s->in_dispatch)
+        session_relay_both(s);
+}
+
+static void
+session_switch_tls(struct session *s)
+{
+    s->starttls_pending = false;
+    session_set_phase(s, PHASE_HANDSHAKE);
+    if (conn_start_tls(&s->client, s->tls_ctx, listener_alpn(s->listener), s->conf->tls.alpn_strict) != 0) {
+        session_close(s, REASON_INTERNAL);
+        return;
+    }
+    s->starttls_pending = true; /* until TLS_READY: no input goes to the protocol */
+}
+
+static void
+session_dispatch(struct session *s)
+{
+    if (s->in_dispatch) {
+        s->redispatch = true;
+        return;
+    }
+    s->in_dispatch = true;
+    do {
+        s->redispatch = false;
+        while (!s->closing && !s->relaying && !s->input_paused && !s->starttls_pending &&
+               s->client.in.len > 0) {
+            size_t used = s->proto->on_client_input(s, s->client.in.data, s->client.in.len);
+            if (s->closing)
+                break;
+            MOAT_ASSERT(used <= s->client.in.len);
+            if (used == 0) {
+                if (buf_room(&s->client.in) == 0 && !s->input_paused && !s->relaying)
+                    session_close(s, REASON_LINE_TOO_LONG);
+                break;
+            }
+            conn_consume(&s->client, used);
+        }
+    } while (s->redispatch && !s->closing);
+    s->in_dispatch = false;
+    if (s->closing)
+        return;
+    if (s->starttls_pending && s->phase != PHASE_HANDSHAKE)
+        session_switch_tls(s);
+    else if (s->relaying)
+        session_relay_both(s);
+}
+
+int
+session_start_tls(struct session *s)
+{
+    if (s->tls_ctx == NULL || conn_is_tls(&s->client) || s->client.tls != NULL ||
+        s->starttls_pending)
+        return -1;
+    /* The switch happens when the protocol returns from its input callback, so the command
+     * line is consumed first and every byte after it is then discarded. */
+    s->starttls_pending = true;
+    if (!s->in_dispatch)
+        session_switch_tls(s);
+    return 0;
+}
+
+void
+session_input_pause(struct session *s)
+{
+    s->input_paused = true;
+}
+
+void
+session_input_resume(struct session *s)
+{
+    if (!s->input_paused || s->closing)
+        return;
+    s->input_paused = false;
+    if (s->in_dispatch)
+        s->redispatch = true;
+    else
+        worker_kick(s->worker, s);
+}
+
+void
+session_kick_run(struct session *s)
+{
+    if (!s->closing)
+        session_dispatch(s);
+}
+
+/* --- events --- */
+
+static void
+client_tls_ready(struct session *s)
+{
+    s->tls_version = tls_version(s->client.tls);
+    s->tls_cipher = tls_cipher(s->client.tls);
+    bool was_starttls = s->starttls_pending;
+    s->starttls_pending = false;
+    if (s->client.discarded_at_starttls > 0)
+        session_log(s, LOG_INFO, "starttls_discard", "bytes=%llu",
+                    (unsigned long long)s->client.discarded_at_starttls);
+    session_set_phase(s, PHASE_PREAUTH);
+    s->total_deadline = ev_now(worker_loop(s->worker)) + s->listener->timeouts.preauth_total_ms / 1000.0;
+    if (was_starttls && s->proto->on_tls_ready != NULL)
+        s->proto->on_tls_ready(s);
+    else
+        s->proto->on_start(s);
+    if (!s->closing && s->client.in.len > 0)
+        session_dispatch(s);
+}
+
+static void
+on_client_event(struct conn *c, enum conn_event ev)
+{
+    struct session *s = c->owner;
+    if (s->closing) {
+        if (ev == CONN_EV_DRAINED || ev == CONN_EV_ERROR || ev == CONN_EV_EOF)
+            session_finish(s);
+        return;
+    }
+    switch (ev) {
+    case CONN_EV_READABLE:
+        if (s->relaying)
+            relay_pump(&s->client, &s->backend);
+        else
+            session_dispatch(s);
+        return;
+    case CONN_EV_DRAINED:
+        if (s->relaying)
+            relay_pump(&s->backend, &s->client);
+        return;
+    case CONN_EV_TLS_READY:
+        client_tls_ready(s);
+        return;
+    case CONN_EV_CONNECTED:
+        return;
+    case CONN_EV_EOF:
+        if (s->relaying)
+            relay_pump(&s->client, &s->backend);
+        session_close(s, REASON_CLIENT_EOF);
+        return;
+    case CONN_EV_ERROR:
+        if (s->phase == PHASE_HANDSHAKE) {
+            bool alpn = s->client.tls != NULL && tls_alpn_mismatch(s->client.tls);
+            session_log(s, LOG_INFO, "tls_failed", "error=\"%s\"",
+                        s->client.error ? s->client.error : "-");
+            session_close(s, alpn ? REASON_ALPN_MISMATCH : REASON_HANDSHAKE_FAILED);
+        } else {
+            session_close(s, REASON_CLIENT_ERROR);
+        }
+        return;
+    }
+}
+
+static void
+on_backend_event(struct conn *c, enum conn_event ev)
+{
+    struct session *s = c->owner;
+    if (s->closing)
+        return;
+    switch (ev) {
+    case CONN_EV_CONNECTED:
+        backend_connected(s);
+        return;
+    case CONN_EV_READABLE:
+        if (s->relaying) {
+            relay_pump(&s->backend, &s->client);
+            return;
+        }
+        while (!s->closing && !s->relaying && s->backend.in.len > 0) {
+            size_t used = s->proto->on_backend_input(s, s->backend.in.data, s->backend.in.len);
+            if (s->closing || used == 0)
+                break;
+            conn_consume(&s->backend, used);
+        }
+        if (!s->closing && !s->relaying && buf_room(&s->backend.in) == 0)
+            session_close(s, REASON_BACKEND_PROTOCOL);
+        else if (!s->closing && s->relaying)
+            session_relay_both(s);
+        return;
+    case CONN_EV_DRAINED:
+        if (s->relaying)
+            relay_pump(&s->client, &s->backend);
+        return;
+    case CONN_EV_TLS_READY:
+        return;
+    case CONN_EV_EOF:
+        if (s->relaying) {
+            relay_pump(&s->backend, &s->client);
+            session_close(s, REASON_BACKEND_EOF);
+            return;
+        }
+        conn_close(&s->backend, true);
+        s->proto->on_backend(s, BACKEND_EOF);
+        return;
+    case CONN_EV_ERROR:
+        if (s->connect_deadline > 0) {
+            backend_attempt_failed(s, s->backend.error); /* this address failed: next one */
+            return;
+        }
+        conn_close(&s->backend, true);
+        if (s->relaying) {
+            session_close(s, REASON_BACKEND_ERROR);
+            return;
+        }
+        s->proto->on_backend(s, BACKEND_ERROR);
+        return;
+    }
+}
+
+/* --- close --- */
+
+void
+session_close(struct session *s, enum close_reason r)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    s->reason = r;
+    s->close_phase = s->phase;
+    s->phase = PHASE_CLOSING;
+    bool quiet = r != REASON_CLIENT_QUIT && r != REASON_SHUTDOWN && r != REASON_BACKEND_EOF &&
+                 r != REASON_CLIENT_EOF;
+    conn_close(&s->backend, quiet);
+    conn_pause_read(&s->client, true);
+    if (conn_out_pending(&s->client) > 0 && s->client.state != CONN_CLOSED &&
+        s->client.error == NULL) {
+        /* flush the last reply, bounded */
+        s->linger_deadline = ev_now(worker_loop(s->worker)) + LINGER_S;
+        session_timer_arm(s);
+        return;
+    }
+    worker_defer_finish(s->worker, s);
+}
+
+/* The one place a session's legs close and its closing line is written. Called from the loop,
+ * never from inside a protocol callback. */
+void
+session_finish(struct session *s)
+{
+    if (s->closed)
+        return;
+    s->closed = true;
+    struct ev_loop *loop = worker_loop(s->worker);
+    ev_timer_stop(loop, &s->timer);
+    bool quiet = s->reason != REASON_CLIENT_QUIT && s->reason != REASON_SHUTDOWN &&
+                 s->reason != REASON_BACKEND_EOF && s->reason != REASON_CLIENT_EOF;
+    conn_close(&s->backend, true);
+    conn_close(&s->client, quiet);
+    if (s->proto->on_close != NULL)
+        s->proto->on_close(s);
+
+    struct log_line l;
+    log_begin(&l, LOG_INFO, "close");
+    log_kv(&l, "sid", "%s", s->sid);
+    log_kv(&l, "listener", "%s", s->listener->name);
+    log_kv(&l, "proto", "%s", s->proto->name);
+    log_kv(&l, "client", "%s:%u", s->client_addr, s->client_port);
+    log_kv(&l, "tls", "%s", s->tls_version ? s->tls_version : "none");
+    if (s->tls_cipher != NULL)
+        log_kv(&l, "cipher", "%s", s->tls_cipher);
+    if (s->user[0] != '\0')
+        log_kv_str(&l, "user", s->user, strlen(s->user));
+    log_kv(&l, "backend", "%s", s->backend_addr);
+    log_kv(&l, "in", "%llu", (unsigned long long)s->client.bytes_in);
+    log_kv(&l, "out", "%llu", (unsigned long long)s->client.bytes_out);
+    log_kv(&l, "dur_ms", "%lld", (long long)((ev_now(loop) - s->start) * 1000));
+    log_kv(&l, "reason", "%s", close_reason_name(s->reason));
+    log_kv(&l, "phase", "%s", session_phase_name(s->close_phase));
+    log_end(&l);
+    worker_session_done(s->worker, s);
+}
+
+void
+session_shutdown(struct session *s)
+{
+    if (s->closing)
+        return;
+    s->draining = true;
+    /* mid-message and relayed sessions finish on their own (up to the grace period) */
+    if (s->phase == PHASE_DATA || s->relaying)
+        return;
+    session_end(s, REASON_SHUTDOWN);
+}
+
+/* --- logging --- */
+
+void
+session_log(struct session *s, int level, const char *event, const char *fmt, ...)
+{
+    struct log_line l;
+    log_begin(&l, (enum log_level)level, event);
+    if (l.skip)
+        return;
+    log_kv(&l, "sid", "%s", s->sid);
+    if (fmt != NULL && fmt[0] != '\0') {
+        char detail[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(detail, sizeof(detail), fmt, ap);
+        va_end(ap);
+        /* detail is trusted "k=v k=v" text made by moat itself */
+        size_t n = strlen(detail);
+        if (l.json) {
+            log_kv(&l, "detail", "%s", detail);
+        } else if (l.len + n + 2 < sizeof(l.buf)) {
+            l.buf[l.len++] = ' ';
+            memcpy(l.buf + l.len, detail, n);
+            l.len += n;
+        }
+    }
+    log_end(&l);
+}
+
+void
+session_log_peer(struct session *s, int level, const char *event, const char *key,
+                 const char *p, size_t n)
+{
+    struct log_line l;
+    log_begin(&l, (enum log_level)level, event);
+    log_kv(&l, "sid", "%s", s->sid);
+    log_kv_str(&l, key, p, n);
+    log_end(&l);
+}

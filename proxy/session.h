@@ -1,0 +1,87 @@
+/*
+ * session.h: the core's view of one client session: both connection legs, the one timer, the
+ * phase, the protocol state and the bookkeeping for the closing log line. Only core files
+ * include this; protocols see struct session as opaque through protocol.h.
+ */
+#ifndef MOAT_SESSION_H
+#define MOAT_SESSION_H
+
+#include <netinet/in.h>
+
+#include "conn.h"
+#include "protocol.h"
+
+struct worker;
+struct tls_ctx;
+
+struct session {
+    uint32_t id;
+    char sid[12];
+    struct worker *worker;
+    struct config *conf; /* this session's generation (one reference) */
+    const struct config_listener *listener;
+    const struct protocol *proto;
+    void *proto_state;
+    struct tls_ctx *tls_ctx; /* one reference, or NULL when the listener has no TLS */
+    struct conn client;
+    struct conn backend;
+    ev_timer timer;
+    enum session_phase phase;
+    enum session_phase close_phase;
+    double start;          /* ev_now at accept */
+    double phase_deadline; /* absolute deadline of this phase (0 = none) */
+    double total_deadline; /* end of the pre-auth phase as a whole (0 = none) */
+    double idle_s;         /* idle timeout of this phase (0 = none) */
+    double backend_wait_since; /* 0 = not waiting for a backend reply */
+    double connect_deadline;   /* current backend address attempt (0 = none) */
+    double linger_deadline;    /* closing: flushing the last reply */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    struct sockaddr_storage local;
+    socklen_t local_len;
+    char client_addr[INET6_ADDRSTRLEN];
+    unsigned client_port;
+    char local_addr[INET6_ADDRSTRLEN];
+    unsigned local_port;
+    char backend_addr[INET6_ADDRSTRLEN + 8];
+    size_t backend_next; /* next backend address to try */
+    char user[128];
+    const char *tls_version; /* static strings from the TLS library, kept for the log */
+    const char *tls_cipher;
+    uint32_t errors;
+    enum close_reason reason;
+    bool closing;
+    bool closed;
+    bool relaying;
+    bool input_paused;
+    bool starttls_pending;
+    bool in_dispatch;
+    bool redispatch;
+    bool kicked;
+    bool draining; /* shutdown asked; close when idle */
+    struct session *prev, *next; /* worker's list */
+    struct session *kick_next;   /* worker's list of sessions to re-dispatch */
+    struct session *dead_next;   /* worker's list of sessions to finish and free */
+    bool on_dead_list;
+};
+
+struct session *session_new(struct worker *w, int fd, const struct sockaddr *peer,
+                            socklen_t peer_len, struct config *conf,
+                            const struct config_listener *l, struct tls_ctx *tls);
+void session_free(struct session *s);
+/* Drain: say goodbye to sessions not in the middle of something; others finish first. */
+void session_shutdown(struct session *s);
+/* Called from the worker's idle watcher for sessions that asked to be re-dispatched. */
+void session_kick_run(struct session *s);
+/* The protocol table for a listener protocol. */
+const struct protocol *protocol_for(enum listener_proto p, enum listener_tls tls);
+
+/* Close both legs, write the closing line, hand the memory to the worker for a later free. */
+void session_finish(struct session *s);
+void session_timer_arm(struct session *s);
+
+/* backend.c */
+void backend_connected(struct session *s);
+void backend_attempt_failed(struct session *s, const char *why);
+
+#endif

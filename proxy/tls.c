@@ -1,0 +1,523 @@
+/*
+ * tls.c: every wolfSSL call in moat lives here. Policy per config generation (minimum TLS 1.2,
+ * an explicit AEAD cipher list: the library defaults accept RC4, 3DES, TLS 1.1 and an
+ * unencrypted TLS 1.3 suite), non-blocking server connections over custom I/O callbacks with
+ * MSG_NOSIGNAL, strict ALPN, certificate choice by SNI, FreeArrays after the handshake.
+ * Uses only wolfSSL's native API (no OPENSSL_EXTRA functions), so a tuned build can drop the
+ * compatibility layer.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/error-ssl.h>
+
+#include "config.h"
+#include "tls.h"
+
+#define TLS_MAX_NAMES 16
+
+/* A certificate pair beyond the first, chosen on the connection when SNI names it. */
+struct tls_cert {
+    unsigned char *cert_pem;
+    long cert_len;
+    unsigned char *key_pem;
+    long key_len;
+    char *names[TLS_MAX_NAMES];
+    size_t nnames;
+};
+
+struct tls_ctx {
+    atomic_int refs;
+    WOLFSSL_CTX *ctx; /* holds the policy and the first (default) certificate */
+    struct tls_cert certs[CONFIG_MAX_CERTS];
+    size_t ncerts;
+};
+
+struct tls {
+    WOLFSSL *ssl;
+    struct tls_ctx *ctx;
+    int fd;
+    int last_error;
+    bool peer_closed;
+    char alpn[8];
+    char error_text[96];
+};
+
+void
+tls_library_init(void)
+{
+    if (wolfSSL_Init() != WOLFSSL_SUCCESS)
+        fatal("wolfSSL_Init failed");
+}
+
+void
+tls_library_cleanup(void)
+{
+    wolfSSL_Cleanup();
+}
+
+void
+tls_thread_cleanup(void)
+{
+#ifdef FP_ECC
+    wc_ecc_fp_free();
+#endif
+}
+
+static unsigned char *
+read_file(const char *path, long *len_out)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 65536, n = 0;
+    unsigned char *p = xcalloc(1, cap + 1);
+    size_t r;
+    while ((r = fread(p + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            cap *= 2;
+            p = xrealloc(p, cap + 1);
+        }
+    }
+    fclose(f);
+    *len_out = (long)n;
+    return p;
+}
+
+/* Names a certificate answers to: its DNS subjectAltNames, else its subject CN. */
+static void
+cert_collect_names(struct tls_cert *c)
+{
+    int der_cap = (int)c->cert_len + 16;
+    unsigned char *der = xcalloc(1, (size_t)der_cap);
+    int der_len = wc_CertPemToDer(c->cert_pem, (int)c->cert_len, der, der_cap, CERT_TYPE);
+    if (der_len <= 0) {
+        free(der);
+        return;
+    }
+    struct DecodedCert dc;
+    wc_InitDecodedCert(&dc, der, (word32)der_len, NULL);
+    if (wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) == 0) {
+        for (DNS_entry *e = dc.altNames; e != NULL && c->nnames < TLS_MAX_NAMES; e = e->next) {
+            if (e->type == ASN_DNS_TYPE && e->name != NULL)
+                c->names[c->nnames++] = xstrdup(e->name);
+        }
+        if (c->nnames == 0 && dc.subjectCN != NULL && dc.subjectCNLen > 0) {
+            char *cn = xcalloc(1, (size_t)dc.subjectCNLen + 1);
+            memcpy(cn, dc.subjectCN, (size_t)dc.subjectCNLen);
+            c->names[c->nnames++] = cn;
+        }
+    }
+    wc_FreeDecodedCert(&dc);
+    free(der);
+}
+
+static bool
+name_matches(const char *pattern, const char *name, size_t name_len)
+{
+    size_t plen = strlen(pattern);
+    if (plen == name_len && strncasecmp(pattern, name, name_len) == 0)
+        return true;
+    if (plen > 2 && pattern[0] == '*' && pattern[1] == '.') {
+        const char *dot = memchr(name, '.', name_len);
+        if (dot == NULL)
+            return false;
+        size_t rest = name_len - (size_t)(dot - name);
+        return rest == plen - 1 && strncasecmp(pattern + 1, dot, rest) == 0;
+    }
+    return false;
+}
+
+/* SNI: keep the default certificate unless another pair names the requested host. May run
+ * more than once per handshake, so it only ever loads onto the connection. */
+static int
+on_servername(WOLFSSL *ssl, int *alert, void *arg)
+{
+    struct tls_ctx *tc = arg;
+    void *req = NULL;
+    unsigned short len = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &req);
+    if (len == 0 || req == NULL)
+        return 0;
+    for (size_t i = 0; i < tc->ncerts; i++) {
+        struct tls_cert *c = &tc->certs[i];
+        for (size_t j = 0; j < c->nnames; j++) {
+            if (!name_matches(c->names[j], req, len))
+                continue;
+            if (i == 0)
+                return 0;
+            if (wolfSSL_use_certificate_chain_buffer(ssl, c->cert_pem, c->cert_len) !=
+                    WOLFSSL_SUCCESS ||
+                wolfSSL_use_PrivateKey_buffer(ssl, c->key_pem, c->key_len,
+                                              WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+                *alert = internal_error;
+                return fatal_return;
+            }
+            return 0;
+        }
+    }
+    return 0;
+}
+
+static int
+parse_groups(const char *list, int *groups, int max)
+{
+    static const struct {
+        const char *name;
+        int id;
+    } known[] = {{"X25519", WOLFSSL_ECC_X25519},    {"X448", WOLFSSL_ECC_X448},
+                 {"P-256", WOLFSSL_ECC_SECP256R1},  {"P-384", WOLFSSL_ECC_SECP384R1},
+                 {"P-521", WOLFSSL_ECC_SECP521R1}, {"secp256r1", WOLFSSL_ECC_SECP256R1},
+                 {"secp384r1", WOLFSSL_ECC_SECP384R1}};
+    int n = 0;
+    const char *p = list;
+    while (*p != '\0') {
+        size_t len = strcspn(p, ":, ");
+        if (len > 0) {
+            size_t k;
+            for (k = 0; k < ARRAY_SIZE(known); k++) {
+                if (strlen(known[k].name) == len && strncasecmp(known[k].name, p, len) == 0)
+                    break;
+            }
+            if (k == ARRAY_SIZE(known) || n == max)
+                return -1;
+            groups[n++] = known[k].id;
+        }
+        p += len;
+        if (*p != '\0')
+            p++;
+    }
+    return n;
+}
+
+static int
+ctx_load_certs(struct tls_ctx *tc, const struct config_tls *conf, const char **err_out,
+               int *cert_index_out)
+{
+    for (size_t i = 0; i < conf->ncerts; i++) {
+        struct tls_cert *c = &tc->certs[i];
+        *cert_index_out = (int)i;
+        c->cert_pem = read_file(conf->certs[i].cert_file, &c->cert_len);
+        if (c->cert_pem == NULL) {
+            *err_out = "cannot read certificate";
+            return -1;
+        }
+        c->key_pem = conf->certs[i].key_file ? read_file(conf->certs[i].key_file, &c->key_len)
+                                             : NULL;
+        if (c->key_pem == NULL) {
+            *err_out = "cannot read private key";
+            return -1;
+        }
+        tc->ncerts++;
+        cert_collect_names(c);
+        /* Every pair is checked on a scratch CTX so a bad one is reported where it is named. */
+        WOLFSSL_CTX *check = wolfSSL_CTX_new(wolfSSLv23_server_method());
+        if (check == NULL) {
+            *err_out = "out of memory";
+            return -1;
+        }
+        int ok = wolfSSL_CTX_use_certificate_chain_buffer(check, c->cert_pem, c->cert_len);
+        if (ok != WOLFSSL_SUCCESS) {
+            wolfSSL_CTX_free(check);
+            *err_out = "not a PEM certificate";
+            return -1;
+        }
+        ok = wolfSSL_CTX_use_PrivateKey_buffer(check, c->key_pem, c->key_len,
+                                               WOLFSSL_FILETYPE_PEM);
+        if (ok != WOLFSSL_SUCCESS) {
+            wolfSSL_CTX_free(check);
+            *err_out = "not a PEM private key, or it does not match the certificate";
+            return -1;
+        }
+        ok = wolfSSL_CTX_check_private_key(check);
+        wolfSSL_CTX_free(check);
+        if (ok != WOLFSSL_SUCCESS) {
+            *err_out = "private key does not match the certificate";
+            return -1;
+        }
+    }
+    *cert_index_out = -1;
+    return 0;
+}
+
+struct tls_ctx *
+tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index_out)
+{
+    struct tls_ctx *tc = xcalloc(1, sizeof(*tc));
+    atomic_init(&tc->refs, 1);
+    *cert_index_out = -1;
+    if (conf->ncerts == 0) {
+        *err_out = "no certificate configured";
+        goto fail;
+    }
+    if (ctx_load_certs(tc, conf, err_out, cert_index_out) != 0)
+        goto fail;
+    tc->ctx = wolfSSL_CTX_new(wolfSSLv23_server_method());
+    if (tc->ctx == NULL) {
+        *err_out = "wolfSSL_CTX_new failed";
+        goto fail;
+    }
+    if (wolfSSL_CTX_SetMinVersion(tc->ctx, conf->min_version == 13 ? WOLFSSL_TLSV1_3
+                                                                    : WOLFSSL_TLSV1_2) !=
+        WOLFSSL_SUCCESS) {
+        *err_out = "cannot set the minimum TLS version";
+        goto fail;
+    }
+    if (wolfSSL_CTX_set_cipher_list(tc->ctx, conf->ciphers) != WOLFSSL_SUCCESS) {
+        *err_out = "ciphers: no usable cipher suite in the list";
+        goto fail;
+    }
+    int groups[8];
+    int ngroups = parse_groups(conf->groups, groups, (int)ARRAY_SIZE(groups));
+    if (ngroups <= 0 || wolfSSL_CTX_set_groups(tc->ctx, groups, ngroups) != WOLFSSL_SUCCESS) {
+        *err_out = "groups: unknown group (use X25519, X448, P-256, P-384, P-521)";
+        goto fail;
+    }
+    if (wolfSSL_CTX_use_certificate_chain_buffer(tc->ctx, tc->certs[0].cert_pem,
+                                                 tc->certs[0].cert_len) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_PrivateKey_buffer(tc->ctx, tc->certs[0].key_pem, tc->certs[0].key_len,
+                                          WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+        *cert_index_out = 0;
+        *err_out = "cannot load certificate";
+        goto fail;
+    }
+    wolfSSL_CTX_set_verify(tc->ctx, WOLFSSL_VERIFY_NONE, NULL);
+    /* One record per write call: unsent tails stay in moat's buffer, never in wolfSSL's. */
+    wolfSSL_CTX_set_mode(tc->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    uint32_t hint_s = conf->ticket_lifetime_ms / 1000;
+    if (hint_s > 0 && hint_s < 3600)
+        wolfSSL_CTX_set_TicketHint(tc->ctx, (int)hint_s);
+    if (tc->ncerts > 1) {
+        wolfSSL_CTX_set_servername_callback(tc->ctx, on_servername);
+        wolfSSL_CTX_set_servername_arg(tc->ctx, tc);
+    }
+    return tc;
+fail:
+    tls_ctx_unref(tc);
+    return NULL;
+}
+
+struct tls_ctx *
+tls_ctx_ref(struct tls_ctx *ctx)
+{
+    atomic_fetch_add(&ctx->refs, 1);
+    return ctx;
+}
+
+void
+tls_ctx_unref(struct tls_ctx *tc)
+{
+    if (tc == NULL || atomic_fetch_sub(&tc->refs, 1) != 1)
+        return;
+    if (tc->ctx != NULL)
+        wolfSSL_CTX_free(tc->ctx);
+    for (size_t i = 0; i < tc->ncerts; i++) {
+        struct tls_cert *c = &tc->certs[i];
+        if (c->key_pem != NULL)
+            explicit_bzero(c->key_pem, (size_t)c->key_len);
+        free(c->cert_pem);
+        free(c->key_pem);
+        for (size_t j = 0; j < c->nnames; j++)
+            free(c->names[j]);
+    }
+    free(tc);
+}
+
+/* I/O callbacks: thin wrappers over recv/send on the non-blocking socket. */
+static int
+io_recv(WOLFSSL *ssl, char *p, int sz, void *arg)
+{
+    struct tls *t = arg;
+    if (sz <= 0)
+        return t->peer_closed ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
+    ssize_t n = recv(t->fd, p, (size_t)sz, 0);
+    if (n > 0)
+        return (int)n;
+    if (n == 0) {
+        t->peer_closed = true;
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    }
+    switch (errno) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    case EINTR:
+        return WOLFSSL_CBIO_ERR_ISR;
+    case ECONNRESET:
+        t->peer_closed = true;
+        return WOLFSSL_CBIO_ERR_CONN_RST;
+    default:
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
+}
+
+static int
+io_send(WOLFSSL *ssl, char *p, int sz, void *arg)
+{
+    struct tls *t = arg;
+    ssize_t n = send(t->fd, p, (size_t)sz, MSG_NOSIGNAL);
+    if (n >= 0)
+        return (int)n;
+    switch (errno) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    case EINTR:
+        return WOLFSSL_CBIO_ERR_ISR;
+    case ECONNRESET:
+        return WOLFSSL_CBIO_ERR_CONN_RST;
+    case EPIPE:
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    default:
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
+}
+
+struct tls *
+tls_new(struct tls_ctx *ctx, int fd, const char *alpn, bool strict)
+{
+    WOLFSSL *ssl = wolfSSL_new(ctx->ctx);
+    if (ssl == NULL)
+        return NULL;
+    struct tls *t = xcalloc(1, sizeof(*t));
+    t->ssl = ssl;
+    t->ctx = tls_ctx_ref(ctx);
+    t->fd = fd;
+    wolfSSL_SSLSetIORecv(ssl, io_recv);
+    wolfSSL_SSLSetIOSend(ssl, io_send);
+    wolfSSL_SetIOReadCtx(ssl, t);
+    wolfSSL_SetIOWriteCtx(ssl, t);
+    if (alpn != NULL) {
+        snprintf(t->alpn, sizeof(t->alpn), "%s", alpn);
+        unsigned char opt = strict ? WOLFSSL_ALPN_FAILED_ON_MISMATCH
+                                   : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH;
+        if (wolfSSL_UseALPN(ssl, t->alpn, (unsigned)strlen(t->alpn), opt) != WOLFSSL_SUCCESS) {
+            tls_free(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
+void
+tls_free(struct tls *t)
+{
+    if (t == NULL)
+        return;
+    wolfSSL_free(t->ssl);
+    tls_ctx_unref(t->ctx);
+    free(t);
+}
+
+static enum tls_status
+status_of(struct tls *t, int ret)
+{
+    int err = wolfSSL_get_error(t->ssl, ret);
+    switch (err) {
+    case WOLFSSL_ERROR_WANT_READ:
+        return TLS_WANT_READ;
+    case WOLFSSL_ERROR_WANT_WRITE:
+        return TLS_WANT_WRITE;
+    case WOLFSSL_ERROR_ZERO_RETURN:
+        return TLS_CLOSED;
+    default:
+        t->last_error = err;
+        if (t->peer_closed && (err == SOCKET_ERROR_E || err == SOCKET_PEER_CLOSED_E))
+            return TLS_CLOSED;
+        return TLS_ERROR;
+    }
+}
+
+enum tls_status
+tls_handshake(struct tls *t)
+{
+    int ret = wolfSSL_accept(t->ssl);
+    if (ret == WOLFSSL_SUCCESS) {
+        wolfSSL_FreeArrays(t->ssl);
+        return TLS_OK;
+    }
+    enum tls_status st = status_of(t, ret);
+    return st == TLS_CLOSED ? TLS_ERROR : st;
+}
+
+enum tls_status
+tls_read(struct tls *t, char *p, size_t cap, size_t *n_out)
+{
+    *n_out = 0;
+    int ret = wolfSSL_read(t->ssl, p, (int)MOAT_MIN(cap, (size_t)INT32_MAX));
+    if (ret > 0) {
+        *n_out = (size_t)ret;
+        return TLS_OK;
+    }
+    return status_of(t, ret);
+}
+
+enum tls_status
+tls_write(struct tls *t, const char *p, size_t n, size_t *n_out)
+{
+    *n_out = 0;
+    int ret = wolfSSL_write(t->ssl, p, (int)MOAT_MIN(n, (size_t)INT32_MAX));
+    if (ret > 0) {
+        *n_out = (size_t)ret;
+        return TLS_OK;
+    }
+    return status_of(t, ret);
+}
+
+size_t
+tls_pending(struct tls *t)
+{
+    int n = wolfSSL_pending(t->ssl);
+    return n > 0 ? (size_t)n : 0;
+}
+
+void
+tls_shutdown(struct tls *t, bool quiet)
+{
+    if (quiet)
+        wolfSSL_set_quiet_shutdown(t->ssl, 1);
+    (void)wolfSSL_shutdown(t->ssl);
+}
+
+const char *
+tls_version(struct tls *t)
+{
+    return wolfSSL_get_version(t->ssl);
+}
+
+const char *
+tls_cipher(struct tls *t)
+{
+    const char *c = wolfSSL_get_cipher_name(t->ssl);
+    return c ? c : "-";
+}
+
+const char *
+tls_error(struct tls *t)
+{
+    if (t->last_error == 0)
+        return "none";
+    snprintf(t->error_text, sizeof(t->error_text), "%d %s", t->last_error,
+             wolfSSL_ERR_reason_error_string((unsigned long)t->last_error));
+    return t->error_text;
+}
+
+bool
+tls_alpn_mismatch(struct tls *t)
+{
+    return t->last_error == UNKNOWN_ALPN_PROTOCOL_NAME_E;
+}

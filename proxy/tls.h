@@ -1,0 +1,47 @@
+/*
+ * tls.h: TLS termination, the only interface to wolfSSL. A tls_ctx holds the policy (versions,
+ * ciphers, groups, certificates, tickets) of one config generation; a struct tls is one
+ * server-side connection over a non-blocking socket, created only when TLS starts. Nothing
+ * outside tls.c includes a wolfSSL header.
+ */
+#ifndef MOAT_TLS_H
+#define MOAT_TLS_H
+
+#include "common.h"
+
+struct config_tls;
+struct tls_ctx;
+struct tls;
+
+enum tls_status { TLS_OK = 0, TLS_WANT_READ, TLS_WANT_WRITE, TLS_CLOSED, TLS_ERROR };
+
+void tls_library_init(void);
+void tls_library_cleanup(void);
+/* Per worker thread, at exit: frees wolfSSL's thread-local ECC cache. */
+void tls_thread_cleanup(void);
+
+/* Build the policy. On failure returns NULL; *err_out names the problem and *cert_index_out
+ * (if >= 0) which certificate pair it concerns, so callers can point at the config line. */
+struct tls_ctx *tls_ctx_new(const struct config_tls *conf, const char **err_out,
+                            int *cert_index_out);
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx);
+void tls_ctx_unref(struct tls_ctx *ctx);
+
+/* alpn: the one ALPN id this listener speaks ("smtp", "imap", "pop3"); with strict, a client
+ * that offers ALPN without it fails the handshake. A client without ALPN is fine. */
+struct tls *tls_new(struct tls_ctx *ctx, int fd, const char *alpn, bool strict);
+void tls_free(struct tls *t);
+enum tls_status tls_handshake(struct tls *t);
+enum tls_status tls_read(struct tls *t, char *p, size_t cap, size_t *n_out);
+enum tls_status tls_write(struct tls *t, const char *p, size_t n, size_t *n_out);
+size_t tls_pending(struct tls *t);
+/* Send close_notify once, best effort, never waiting for the peer's. */
+void tls_shutdown(struct tls *t, bool quiet);
+
+const char *tls_version(struct tls *t);
+const char *tls_cipher(struct tls *t);
+/* Text of the last error on this connection (static storage per connection). */
+const char *tls_error(struct tls *t);
+bool tls_alpn_mismatch(struct tls *t);
+
+#endif

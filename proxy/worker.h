@@ -1,0 +1,37 @@
+/*
+ * worker.h: N worker threads, each with its own libev loop that owns its sessions. The main
+ * thread hands accepted sockets over through a locked queue plus ev_async; everything a session
+ * touches afterwards lives on its worker.
+ */
+#ifndef MOAT_WORKER_H
+#define MOAT_WORKER_H
+
+#include <ev.h>
+#include <sys/socket.h>
+
+#include "common.h"
+
+struct worker;
+struct session;
+struct config;
+struct config_listener;
+struct tls_ctx;
+
+/* Start n workers; returns the array. */
+struct worker **workers_start(unsigned n);
+/* Hand an accepted socket to the least-loaded worker. Takes a reference on conf and tls. */
+void workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
+                      socklen_t peer_len, struct config *conf, const struct config_listener *l,
+                      struct tls_ctx *tls);
+/* Drain: each worker says goodbye to idle sessions and exits once empty or at the deadline. */
+void workers_drain(struct worker **ws, unsigned n, double grace_s);
+void workers_join(struct worker **ws, unsigned n);
+/* Sessions open in all workers (for max_sessions). */
+unsigned workers_session_count(void);
+
+struct ev_loop *worker_loop(struct worker *w);
+void worker_kick(struct worker *w, struct session *s);
+void worker_defer_finish(struct worker *w, struct session *s);
+void worker_session_done(struct worker *w, struct session *s);
+
+#endif
