@@ -9,5 +9,8 @@
 
 /* Byte relay straight after accept (or the implicit TLS handshake): no pre-auth dialogue. */
 extern const struct protocol passthrough_protocol;
+extern const struct protocol smtp_protocol; /* MX and submission */
+extern const struct protocol imap_protocol;
+extern const struct protocol pop3_protocol;
 
 #endif

@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "saslmech.h"
 
 struct session;
 

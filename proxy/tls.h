@@ -45,3 +45,9 @@ const char *tls_error(struct tls *t);
 bool tls_alpn_mismatch(struct tls *t);
 
 #endif
+
+/* base64 (RFC 4648) through wolfCrypt's coder, for the SASL framing. decode: the input must be
+ * canonical (length a multiple of 4, padding only at the end); returns the decoded length or -1.
+ * encode: returns the encoded length (no newlines) or -1 if it does not fit. */
+int tls_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap);
+int tls_base64_encode(const unsigned char *in, size_t n, char *out, size_t cap);

@@ -1,0 +1,49 @@
+/*
+ * saslmech.h: the SASL PLAIN (RFC 4616) and LOGIN exchanges as the protocols see them: feed the
+ * initial response or each client line, get back "need another line" (with the base64 challenge
+ * to send), done (credentials filled), cancelled ("*") or bad. Pure apart from base64; the
+ * credentials are wiped by sasl_exchange_wipe() and must never be logged.
+ */
+#ifndef MOAT_SASLMECH_H
+#define MOAT_SASLMECH_H
+
+#include "common.h"
+
+#define SASL_USER_MAX 255
+#define SASL_PASS_MAX 1024
+
+enum sasl_mech { SASL_MECH_NONE = 0, SASL_MECH_PLAIN, SASL_MECH_LOGIN };
+
+enum sasl_step { SASL_STEP_DONE = 0, SASL_STEP_CONTINUE, SASL_STEP_CANCEL, SASL_STEP_BAD };
+
+struct credentials {
+    char user[SASL_USER_MAX + 1];
+    char pass[SASL_PASS_MAX + 1];
+    size_t user_len;
+    size_t pass_len;
+};
+
+struct sasl_exchange {
+    enum sasl_mech mech;
+    int step;
+    struct credentials cred;
+};
+
+/* Case-insensitive mechanism name; SASL_MECH_NONE if unknown. */
+enum sasl_mech sasl_mech_parse(const char *p, size_t n);
+const char *sasl_mech_name(enum sasl_mech m);
+void sasl_exchange_start(struct sasl_exchange *x, enum sasl_mech m);
+/* The challenge to send before the first client line when there was no initial response. */
+const char *sasl_exchange_first_challenge(const struct sasl_exchange *x);
+/* Feed one client line (base64, "=" for empty, "*" to cancel). On CONTINUE *challenge_out is the
+ * base64 challenge to send next. */
+enum sasl_step sasl_exchange_step(struct sasl_exchange *x, const char *line, size_t n,
+                                  const char **challenge_out);
+void sasl_exchange_wipe(struct sasl_exchange *x);
+/* base64("\0user\0pass") for replaying PLAIN to a backend. Returns length or -1. */
+int sasl_plain_encode(const struct credentials *c, char *out, size_t cap);
+/* Credentials from a protocol's own LOGIN/USER+PASS: copies, rejects NUL/CR/LF and oversize. */
+int credentials_set(struct credentials *c, const char *user, size_t user_len, const char *pass,
+                    size_t pass_len);
+
+#endif

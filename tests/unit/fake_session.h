@@ -1,0 +1,58 @@
+/*
+ * fake_session.h: a fake of the core services of protocol.h for protocol unit tests. It records
+ * what the protocol asked for (replies, backend bytes, STARTTLS, relay, close) and lets the test
+ * feed client input, backend input and events. No sockets, no event loop.
+ */
+#ifndef MOAT_FAKE_SESSION_H
+#define MOAT_FAKE_SESSION_H
+
+#include "protocol.h"
+
+#define FAKE_OUT_MAX (256 * 1024)
+
+struct session {
+    const struct protocol *proto;
+    void *state;
+    struct config conf;
+    struct config_listener listener;
+    struct config_backend backend;
+    char client_in[65536];
+    size_t client_in_len;
+    char backend_in[65536];
+    size_t backend_in_len;
+    char client_out[FAKE_OUT_MAX];
+    size_t client_out_len;
+    char backend_out[FAKE_OUT_MAX];
+    size_t backend_out_len;
+    bool tls;
+    bool starttls_requested;
+    bool relaying;
+    bool backend_connect_requested;
+    bool input_paused;
+    bool backend_waiting;
+    bool closed;
+    enum close_reason close_reason;
+    enum session_phase phase;
+    char user[256];
+    uint32_t errors;
+    size_t discarded_at_starttls;
+};
+
+/* A session for listener protocol p with TLS mode t, and the given backend identity. */
+struct session *fake_session_new(const struct protocol *proto, enum listener_proto p,
+                                 enum listener_tls t, enum backend_identity id);
+void fake_session_free(struct session *s);
+/* Start: implicit TLS listeners start with TLS up. Calls on_start. */
+void fake_start(struct session *s);
+/* Client sends bytes: appended to the input buffer, then dispatched like the core does. */
+void fake_client_send(struct session *s, const char *p, size_t n);
+void fake_client_sends(struct session *s, const char *text);
+/* Complete a requested STARTTLS: buffered input is discarded, on_tls_ready called. */
+void fake_tls_handshake_done(struct session *s);
+void fake_backend_event(struct session *s, enum backend_event ev);
+void fake_backend_sends(struct session *s, const char *text);
+/* Take (and clear) what was written to the client / backend, NUL-terminated. */
+const char *fake_client_output(struct session *s);
+const char *fake_backend_output(struct session *s);
+
+#endif
