@@ -101,3 +101,12 @@ backend_connected(struct session *s)
     session_log(s, LOG_DEBUG, "backend_connected", "backend=%s", s->backend_addr);
     s->proto->on_backend(s, BACKEND_CONNECTED);
 }
+
+void
+session_backend_close(struct session *s)
+{
+    conn_close(&s->backend, true);
+    s->connect_deadline = 0;
+    s->backend_wait_since = 0;
+    session_timer_arm(s);
+}

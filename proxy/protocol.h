@@ -114,6 +114,8 @@ void session_input_resume(struct session *s);
 
 /* Connect to the listener's backend, addresses tried in order with the connect timeout. */
 void session_backend_connect(struct session *s);
+/* Drop the backend leg (e.g. after a failed login); session_backend_connect() may follow. */
+void session_backend_close(struct session *s);
 int session_backend_send(struct session *s, const char *p, size_t n);
 int session_backend_sendf(struct session *s, const char *fmt, ...) MOAT_PRINTF(2, 3);
 /* Arm / disarm the backend_reply timeout (BACKEND_TIMEOUT) while waiting for the backend. */

@@ -275,6 +275,13 @@ session_backend_connect(struct session *s)
     s->phase = PHASE_CONNECT;
 }
 
+void
+session_backend_close(struct session *s)
+{
+    s->backend_closed = true;
+    s->backend_waiting = false;
+}
+
 int
 session_backend_send(struct session *s, const char *p, size_t n)
 {

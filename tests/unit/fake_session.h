@@ -30,6 +30,7 @@ struct session {
     bool backend_connect_requested;
     bool input_paused;
     bool backend_waiting;
+    bool backend_closed; /* session_backend_close() was called */
     bool closed;
     enum close_reason close_reason;
     enum session_phase phase;
