@@ -1,0 +1,80 @@
+/*
+ * test_saslmech.c: SASL PLAIN/LOGIN framing and base64 (saslmech.h): "=" for empty, "*" to
+ * cancel, authzid rules, bad base64 never continues, and the PLAIN replay encoding.
+ */
+#include "saslmech.h"
+#include "test.h"
+
+static void
+test_plain(void)
+{
+    struct sasl_exchange x;
+    const char *ch;
+    CHECK(sasl_mech_parse("plain", 5) == SASL_MECH_PLAIN);
+    CHECK(sasl_mech_parse("LOGIN", 5) == SASL_MECH_LOGIN);
+    CHECK(sasl_mech_parse("CRAM-MD5", 8) == SASL_MECH_NONE);
+    sasl_exchange_start(&x, SASL_MECH_PLAIN);
+    /* \0alice@example.test\0secret */
+    CHECK(sasl_exchange_step(&x, "AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 36, &ch) ==
+          SASL_STEP_DONE);
+    CHECK_STR(x.cred.user, "alice@example.test");
+    CHECK_STR(x.cred.pass, "secret");
+    sasl_exchange_wipe(&x);
+    CHECK(x.cred.pass[0] == '\0');
+    /* authzid equal to the login is fine; another one is not */
+    sasl_exchange_start(&x, SASL_MECH_PLAIN);
+    CHECK(sasl_exchange_step(&x, "YQBhAHA=", 8, &ch) == SASL_STEP_DONE); /* a\0a\0p */
+    sasl_exchange_start(&x, SASL_MECH_PLAIN);
+    CHECK(sasl_exchange_step(&x, "YgBhAHA=", 8, &ch) == SASL_STEP_BAD); /* b\0a\0p */
+    sasl_exchange_start(&x, SASL_MECH_PLAIN);
+    CHECK(sasl_exchange_step(&x, "=", 1, &ch) == SASL_STEP_BAD);       /* empty */
+    CHECK(sasl_exchange_step(&x, "*", 1, &ch) == SASL_STEP_CANCEL);
+    CHECK(sasl_exchange_step(&x, "AGEA", 4, &ch) == SASL_STEP_BAD);    /* \0a\0: no pass */
+    CHECK(sasl_exchange_step(&x, "not base64!", 11, &ch) == SASL_STEP_BAD);
+    CHECK(sasl_exchange_step(&x, "AGFAAGI", 7, &ch) == SASL_STEP_BAD); /* unpadded */
+    CHECK(sasl_exchange_step(&x, "AG=FAAGI", 8, &ch) == SASL_STEP_BAD);
+    CHECK(sasl_exchange_step(&x, "AGEKAGI=", 8, &ch) == SASL_STEP_BAD); /* \0a\n\0b: LF */
+}
+
+static void
+test_login(void)
+{
+    struct sasl_exchange x;
+    const char *ch = NULL;
+    sasl_exchange_start(&x, SASL_MECH_LOGIN);
+    CHECK_STR(sasl_exchange_first_challenge(&x), "VXNlcm5hbWU6");
+    CHECK(sasl_exchange_step(&x, "Ym9i", 4, &ch) == SASL_STEP_CONTINUE);
+    CHECK_STR(ch, "UGFzc3dvcmQ6");
+    CHECK(sasl_exchange_step(&x, "cHc=", 4, &ch) == SASL_STEP_DONE);
+    CHECK_STR(x.cred.user, "bob");
+    CHECK_STR(x.cred.pass, "pw");
+    sasl_exchange_start(&x, SASL_MECH_LOGIN);
+    CHECK(sasl_exchange_step(&x, "=", 1, &ch) == SASL_STEP_BAD); /* empty user */
+    sasl_exchange_start(&x, SASL_MECH_LOGIN);
+    CHECK(sasl_exchange_step(&x, "Ym9i", 4, &ch) == SASL_STEP_CONTINUE);
+    CHECK(sasl_exchange_step(&x, "*", 1, &ch) == SASL_STEP_CANCEL);
+    sasl_exchange_wipe(&x);
+}
+
+static void
+test_encode(void)
+{
+    struct credentials c;
+    CHECK(credentials_set(&c, "alice@example.test", 18, "secret", 6) == 0);
+    char out[128];
+    CHECK(sasl_plain_encode(&c, out, sizeof(out)) == 36);
+    CHECK_STR(out, "AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=");
+    CHECK(sasl_plain_encode(&c, out, 10) == -1);
+    CHECK(credentials_set(&c, "", 0, "x", 1) == -1);
+    CHECK(credentials_set(&c, "a\r\nb", 4, "x", 1) == -1);
+    CHECK(credentials_set(&c, "a", 1, "x\0y", 3) == -1);
+}
+
+int
+main(void)
+{
+    test_plain();
+    test_login();
+    test_encode();
+    return test_finish("test_saslmech");
+}
