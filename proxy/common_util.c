@@ -1,0 +1,69 @@
+/*
+ * common_util.c: the few helpers common.h declares: fatal() for a broken environment at startup,
+ * moat_panic() for bugs, allocation that cannot fail, and the monotonic clock. Nothing here knows
+ * about sessions or configuration; nothing here may be called with a peer's bytes as a format.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+
+void
+fatal(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("moat: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+void
+moat_panic(const char *file, int line, const char *what)
+{
+    fprintf(stderr, "moat: panic: %s:%d: assertion failed: %s\n", file, line, what);
+    abort();
+}
+
+void *
+xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL)
+        fatal("out of memory (%zu x %zu bytes)", n, size);
+    return p;
+}
+
+char *
+xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (p == NULL)
+        fatal("out of memory (%zu bytes)", strlen(s) + 1);
+    return p;
+}
+
+void *
+xrealloc(void *p, size_t size)
+{
+    void *q = realloc(p, size ? size : 1);
+    if (q == NULL)
+        fatal("out of memory (%zu bytes)", size);
+    return q;
+}
+
+uint64_t
+moat_now_ms(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        fatal("clock_gettime(CLOCK_MONOTONIC) failed");
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
