@@ -118,6 +118,11 @@ void session_backend_connect(struct session *s);
 void session_backend_close(struct session *s);
 int session_backend_send(struct session *s, const char *p, size_t n);
 int session_backend_sendf(struct session *s, const char *fmt, ...) MOAT_PRINTF(2, 3);
+/* Bytes queued for the backend and not written yet (flow control for streamed content). */
+size_t session_backend_pending(const struct session *s);
+/* Pause client input until the backend's queued output has been written, then resume it (at
+ * once if nothing is queued). For protocols that stream client bytes to the backend. */
+void session_input_pause_until_backend_drained(struct session *s);
 /* Arm / disarm the backend_reply timeout (BACKEND_TIMEOUT) while waiting for the backend. */
 void session_backend_wait(struct session *s, bool waiting);
 const char *session_backend_addr(const struct session *s);

@@ -598,6 +598,21 @@ session_input_resume(struct session *s)
         worker_kick(s->worker, s);
 }
 
+size_t
+session_backend_pending(const struct session *s)
+{
+    return conn_out_pending(&s->backend);
+}
+
+void
+session_input_pause_until_backend_drained(struct session *s)
+{
+    if (conn_out_pending(&s->backend) == 0)
+        return;
+    s->input_paused = true;
+    s->resume_on_backend_drain = true;
+}
+
 void
 session_kick_run(struct session *s)
 {
@@ -699,6 +714,10 @@ on_backend_event(struct conn *c, enum conn_event ev)
     case CONN_EV_DRAINED:
         if (s->relaying)
             relay_pump(&s->client, &s->backend);
+        else if (s->resume_on_backend_drain) {
+            s->resume_on_backend_drain = false;
+            session_input_resume(s);
+        }
         return;
     case CONN_EV_TLS_READY:
         return;

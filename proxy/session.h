@@ -59,6 +59,7 @@ struct session {
     bool redispatch;
     bool kicked;
     bool draining; /* shutdown asked; close when idle */
+    bool resume_on_backend_drain; /* session_input_pause_until_backend_drained() */
     struct session *prev, *next; /* worker's list */
     struct session *kick_next;   /* worker's list of sessions to re-dispatch */
     struct session *dead_next;   /* worker's list of sessions to finish and free */

@@ -280,6 +280,7 @@ session_backend_close(struct session *s)
 {
     s->backend_closed = true;
     s->backend_waiting = false;
+    s->backend_in_len = 0; /* like the core: the leg's buffers go with it */
 }
 
 int
@@ -301,6 +302,17 @@ session_backend_sendf(struct session *s, const char *fmt, ...)
     int n = vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     return session_backend_send(s, line, (size_t)n);
+}
+
+size_t
+session_backend_pending(const struct session *s)
+{
+    return 0;
+}
+
+void
+session_input_pause_until_backend_drained(struct session *s)
+{
 }
 
 void
