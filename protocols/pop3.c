@@ -1,10 +1,474 @@
 /*
- * pop3.c: placeholder until the pop3 front lands: behaves as the passthrough relay.
+ * pop3.c: the POP3 front before login (RFC 1939, 2449, 2595, 5034): greeting, CAPA, STLS,
+ * USER/PASS, AUTH PLAIN/LOGIN, NOOP, QUIT, through a command table and one pop3_enter_state().
+ * Owns the session's pop3_session; the backend login is pop3_backend.c. It must never accept
+ * anything that carries a password without TLS, answer a byte that arrived before STLS inside
+ * TLS, or log a password.
  */
+#include <string.h>
+
+#include "log.h"
+#include "pop3.h"
+#include "pop3_parse.h"
 #include "protocols.h"
+
+#define POP3_REPLY_PLAINTEXT                                                                       \
+    "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections\r\n"
+#define POP3_REPLY_AUTH_FAILED "-ERR [AUTH] Authentication failed.\r\n"
+
+#define STATE_BIT(st) (1u << (st))
+#define PREAUTH_STATES (STATE_BIT(POP3_STATE_AUTHORIZATION) | STATE_BIT(POP3_STATE_USER))
+
+typedef void pop3_handler(struct session *s, struct pop3_session *ps, const struct pop3_command *c);
+
+struct pop3_verb {
+    enum pop3_cmd cmd;
+    unsigned states;       /* STATE_BIT()s in which the command is accepted */
+    bool secret;           /* carries or leads to a password: only over TLS */
+    pop3_handler *handler; /* NULL: known, but only after login */
+};
+
+const char *
+pop3_state_name(enum pop3_state st)
+{
+    switch (st) {
+    case POP3_STATE_AUTHORIZATION:
+        return "authorization";
+    case POP3_STATE_USER:
+        return "user";
+    case POP3_STATE_SASL:
+        return "sasl";
+    case POP3_STATE_STARTTLS:
+        return "starttls";
+    case POP3_STATE_LOGIN:
+        return "login";
+    case POP3_STATE_RELAY:
+        return "relay";
+    case POP3_STATE_DONE:
+        return "done";
+    }
+    return "?";
+}
+
+void
+pop3_enter_state(struct session *s, enum pop3_state to)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    if (ps->state != to)
+        session_log(s, LOG_DEBUG, "pop3_state", "from=%s to=%s", pop3_state_name(ps->state),
+                    pop3_state_name(to));
+    ps->state = to;
+}
+
+void
+pop3_fail(struct session *s, const char *reply)
+{
+    if (session_count_error(s)) {
+        session_reply(s, "-ERR Too many errors\r\n", 22);
+        pop3_enter_state(s, POP3_STATE_DONE);
+        session_close(s, REASON_TOO_MANY_ERRORS);
+        return;
+    }
+    session_reply(s, reply, strlen(reply));
+}
+
+static void
+pop3_send(struct session *s, const char *reply)
+{
+    session_reply(s, reply, strlen(reply));
+}
+
+/* Whether this session may carry credentials: TLS up and logins offered on the listener. */
+static bool
+pop3_secure(struct session *s)
+{
+    return session_is_tls(s) && session_listener(s)->auth;
+}
+
+static bool
+pop3_stls_offered(struct session *s)
+{
+    return !session_is_tls(s) && session_listener(s)->tls == LTLS_STARTTLS;
+}
+
+static void
+pop3_cmd_capa(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+{
+    pop3_send(s, "+OK\r\n");
+    if (pop3_stls_offered(s))
+        pop3_send(s, "STLS\r\n");
+    if (pop3_secure(s))
+        pop3_send(s, "USER\r\nSASL PLAIN LOGIN\r\n");
+    pop3_send(s, "RESP-CODES\r\nAUTH-RESP-CODE\r\n.\r\n");
+}
+
+static void
+pop3_cmd_stls(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+{
+    if (!pop3_stls_offered(s)) {
+        pop3_fail(s, session_is_tls(s) ? "-ERR TLS already active\r\n"
+                                       : "-ERR STLS not available\r\n");
+        return;
+    }
+    pop3_send(s, "+OK Begin TLS negotiation\r\n");
+    pop3_enter_state(s, POP3_STATE_STARTTLS);
+    if (session_start_tls(s) != 0) {
+        pop3_enter_state(s, POP3_STATE_DONE);
+        session_close(s, REASON_INTERNAL);
+    }
+}
+
+static void
+pop3_cmd_noop(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+{
+    pop3_send(s, "+OK\r\n");
+}
+
+static void
+pop3_cmd_quit(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+{
+    pop3_send(s, "+OK Bye\r\n");
+    pop3_enter_state(s, POP3_STATE_DONE);
+    session_close(s, REASON_CLIENT_QUIT);
+}
+
+static void
+pop3_cmd_user(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+{
+    size_t n = c->args_len;
+    while (n > 0 && c->args[n - 1] == ' ')
+        n--;
+    explicit_bzero(ps->user, sizeof(ps->user));
+    ps->user_len = 0;
+    if (n == 0 || n > SASL_USER_MAX) {
+        pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+        pop3_fail(s, n == 0 ? "-ERR Missing user name\r\n" : "-ERR User name too long\r\n");
+        return;
+    }
+    memcpy(ps->user, c->args, n);
+    ps->user_len = n;
+    pop3_send(s, "+OK\r\n");
+    pop3_enter_state(s, POP3_STATE_USER);
+}
+
+/* A login that failed before or at the backend: the same words whatever the cause. */
+void
+pop3_auth_failed(struct session *s)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    explicit_bzero(&ps->cred, sizeof(ps->cred));
+    ps->failures++;
+    uint32_t max = session_listener(s)->auth_conf.max_failures;
+    if (max > 0 && ps->failures >= max) {
+        pop3_send(s, "-ERR [AUTH] Too many authentication failures\r\n");
+        pop3_enter_state(s, POP3_STATE_DONE);
+        session_close(s, REASON_AUTH_FAILED);
+        return;
+    }
+    pop3_send(s, POP3_REPLY_AUTH_FAILED);
+    pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+}
+
+static void
+pop3_cmd_pass(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+{
+    int rc = credentials_set(&ps->cred, ps->user, ps->user_len, c->args, c->args_len);
+    explicit_bzero(ps->user, sizeof(ps->user));
+    ps->user_len = 0;
+    pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+    if (rc != 0 || c->args_len == 0) {
+        session_log(s, LOG_INFO, "auth_failed", "mech=USER reason=bad_credentials");
+        pop3_auth_failed(s);
+        return;
+    }
+    ps->mech = SASL_MECH_NONE;
+    pop3_login_start(s);
+}
+
+/* One SASL response line (or the initial response). */
+static void
+pop3_sasl_feed(struct session *s, struct pop3_session *ps, const char *p, size_t n)
+{
+    const char *challenge = NULL;
+    switch (sasl_exchange_step(&ps->sasl, p, n, &challenge)) {
+    case SASL_STEP_DONE:
+        ps->cred = ps->sasl.cred;
+        sasl_exchange_wipe(&ps->sasl);
+        pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+        pop3_login_start(s);
+        return;
+    case SASL_STEP_CONTINUE:
+        session_replyf(s, "+ %s\r\n", challenge);
+        pop3_enter_state(s, POP3_STATE_SASL);
+        return;
+    case SASL_STEP_CANCEL:
+        sasl_exchange_wipe(&ps->sasl);
+        pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+        pop3_send(s, "-ERR Authentication cancelled\r\n");
+        return;
+    case SASL_STEP_BAD:
+        sasl_exchange_wipe(&ps->sasl);
+        pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+        pop3_fail(s, "-ERR [AUTH] Invalid authentication data\r\n");
+        return;
+    }
+}
+
+static void
+pop3_cmd_auth(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+{
+    struct pop3_line mech, ir;
+    explicit_bzero(ps->user, sizeof(ps->user));
+    ps->user_len = 0;
+    pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+    if (!pop3_split_word(c->args, c->args_len, &mech, &ir)) {
+        pop3_send(s, "+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n");
+        return;
+    }
+    enum sasl_mech m = sasl_mech_parse(mech.p, mech.len);
+    if (m == SASL_MECH_NONE) {
+        pop3_fail(s, "-ERR Unsupported authentication mechanism\r\n");
+        return;
+    }
+    sasl_exchange_start(&ps->sasl, m);
+    ps->mech = m;
+    if (ir.len > 0) {
+        pop3_sasl_feed(s, ps, ir.p, ir.len);
+        return;
+    }
+    session_replyf(s, "+ %s\r\n", sasl_exchange_first_challenge(&ps->sasl));
+    pop3_enter_state(s, POP3_STATE_SASL);
+}
+
+static const struct pop3_verb pop3_verbs[] = {
+    {POP3_CMD_CAPA, PREAUTH_STATES, false, pop3_cmd_capa},
+    {POP3_CMD_STLS, PREAUTH_STATES, false, pop3_cmd_stls},
+    {POP3_CMD_USER, PREAUTH_STATES, true, pop3_cmd_user},
+    {POP3_CMD_PASS, STATE_BIT(POP3_STATE_USER), true, pop3_cmd_pass},
+    {POP3_CMD_AUTH, PREAUTH_STATES, true, pop3_cmd_auth},
+    {POP3_CMD_QUIT, PREAUTH_STATES, false, pop3_cmd_quit},
+    {POP3_CMD_NOOP, PREAUTH_STATES, false, pop3_cmd_noop},
+    {POP3_CMD_APOP, 0, false, NULL},
+    {POP3_CMD_STAT, 0, false, NULL},
+    {POP3_CMD_LIST, 0, false, NULL},
+    {POP3_CMD_RETR, 0, false, NULL},
+    {POP3_CMD_DELE, 0, false, NULL},
+    {POP3_CMD_RSET, 0, false, NULL},
+    {POP3_CMD_TOP, 0, false, NULL},
+    {POP3_CMD_UIDL, 0, false, NULL},
+    {POP3_CMD_LAST, 0, false, NULL},
+};
+
+static void
+pop3_dispatch(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+{
+    const struct pop3_verb *v = NULL;
+    for (size_t i = 0; i < ARRAY_SIZE(pop3_verbs); i++) {
+        if (pop3_verbs[i].cmd == c->cmd)
+            v = &pop3_verbs[i];
+    }
+    if (v == NULL) {
+        session_log_peer(s, LOG_DEBUG, "pop3_unknown", "command", c->keyword, c->keyword_len);
+        pop3_fail(s, "-ERR Unknown command\r\n");
+        return;
+    }
+    if (v->secret && !pop3_secure(s)) {
+        pop3_fail(s, POP3_REPLY_PLAINTEXT);
+        return;
+    }
+    if (v->handler == NULL) {
+        pop3_fail(s, c->cmd == POP3_CMD_APOP ? "-ERR APOP not supported\r\n"
+                                             : "-ERR Not authenticated\r\n");
+        return;
+    }
+    if ((v->states & STATE_BIT(ps->state)) == 0) {
+        pop3_fail(s, "-ERR No user name given\r\n");
+        return;
+    }
+    v->handler(s, ps, c);
+}
+
+static size_t
+pop3_discard(struct pop3_session *ps, const char *p, size_t n)
+{
+    const char *lf = memchr(p, '\n', n);
+    if (lf == NULL)
+        return n;
+    ps->discarding = false;
+    return (size_t)(lf - p) + 1;
+}
+
+static bool
+pop3_count_command(struct session *s, struct pop3_session *ps)
+{
+    uint32_t max = session_listener(s)->limits.max_preauth_commands;
+    if (max == 0 || ++ps->commands <= max)
+        return true;
+    pop3_send(s, "-ERR Too many commands\r\n");
+    pop3_enter_state(s, POP3_STATE_DONE);
+    session_close(s, REASON_LIMIT);
+    return false;
+}
+
+static size_t
+pop3_input_command(struct session *s, struct pop3_session *ps, const char *p, size_t n)
+{
+    struct pop3_line line;
+    struct pop3_command c;
+    size_t used = 0;
+    const char *err = NULL;
+    switch (pop3_take_line(p, n, POP3_LINE_MAX, &line, &used, &err)) {
+    case POP3_PARSE_MORE:
+        return 0;
+    case POP3_PARSE_TOO_LONG:
+        ps->discarding = true;
+        pop3_fail(s, "-ERR Line too long\r\n");
+        return used;
+    case POP3_PARSE_BAD:
+        if (pop3_count_command(s, ps))
+            pop3_fail(s, "-ERR Invalid characters in command\r\n");
+        return used;
+    case POP3_PARSE_OK:
+        break;
+    }
+    if (!pop3_count_command(s, ps))
+        return used;
+    if (pop3_parse_command(&line, &c, &err) != POP3_PARSE_OK) {
+        pop3_fail(s, "-ERR Unknown command\r\n");
+        return used;
+    }
+    pop3_dispatch(s, ps, &c);
+    return used;
+}
+
+static size_t
+pop3_input_sasl(struct session *s, struct pop3_session *ps, const char *p, size_t n)
+{
+    struct pop3_line line;
+    size_t used = 0;
+    const char *err = NULL;
+    switch (pop3_take_line(p, n, POP3_SASL_LINE_MAX, &line, &used, &err)) {
+    case POP3_PARSE_MORE:
+        return 0;
+    case POP3_PARSE_TOO_LONG:
+        ps->discarding = true;
+        sasl_exchange_wipe(&ps->sasl);
+        pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+        pop3_fail(s, "-ERR Line too long\r\n");
+        return used;
+    case POP3_PARSE_BAD:
+        sasl_exchange_wipe(&ps->sasl);
+        pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+        pop3_fail(s, "-ERR [AUTH] Invalid authentication data\r\n");
+        return used;
+    case POP3_PARSE_OK:
+        break;
+    }
+    pop3_sasl_feed(s, ps, line.p, line.len);
+    return used;
+}
+
+static size_t
+pop3_on_client_input(struct session *s, const char *p, size_t n)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    if (ps->discarding)
+        return pop3_discard(ps, p, n);
+    switch (ps->state) {
+    case POP3_STATE_AUTHORIZATION:
+    case POP3_STATE_USER:
+        return pop3_input_command(s, ps, p, n);
+    case POP3_STATE_SASL:
+        return pop3_input_sasl(s, ps, p, n);
+    case POP3_STATE_STARTTLS:
+    case POP3_STATE_LOGIN:
+    case POP3_STATE_RELAY:
+    case POP3_STATE_DONE:
+        break;
+    }
+    session_input_pause(s);
+    return 0;
+}
+
+static void
+pop3_on_start(struct session *s)
+{
+    session_replyf(s, "+OK %s ready.\r\n", session_config(s)->hostname);
+}
+
+static void
+pop3_on_tls_ready(struct session *s)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    enum pop3_state old = ps->state;
+    explicit_bzero(ps, sizeof(*ps));
+    ps->state = old;
+    pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+}
+
+static void
+pop3_farewell(struct session *s, enum close_reason r)
+{
+    switch (r) {
+    case REASON_IDLE_TIMEOUT:
+    case REASON_TOTAL_TIMEOUT:
+        pop3_send(s, "-ERR [SYS/TEMP] Autologout; idle for too long\r\n");
+        return;
+    case REASON_SHUTDOWN:
+        pop3_send(s, "-ERR [SYS/TEMP] Server shutting down\r\n");
+        return;
+    case REASON_BACKEND_TIMEOUT:
+    case REASON_BACKEND_UNAVAILABLE:
+        pop3_send(s, "-ERR [SYS/TEMP] Service temporarily unavailable\r\n");
+        return;
+    case REASON_BUFFER_FULL:
+    case REASON_LINE_TOO_LONG:
+    case REASON_LIMIT:
+    case REASON_DENIED:
+    case REASON_INTERNAL:
+        pop3_send(s, "-ERR [SYS/TEMP] Connection closed\r\n");
+        return;
+    case REASON_NONE:
+    case REASON_CLIENT_QUIT:
+    case REASON_CLIENT_EOF:
+    case REASON_CLIENT_ERROR:
+    case REASON_BACKEND_EOF:
+    case REASON_BACKEND_ERROR:
+    case REASON_BACKEND_PROTOCOL:
+    case REASON_HANDSHAKE_FAILED:
+    case REASON_ALPN_MISMATCH:
+    case REASON_HANDSHAKE_TIMEOUT:
+    case REASON_PROTOCOL_ERROR:
+    case REASON_TOO_MANY_ERRORS:
+    case REASON_AUTH_FAILED:
+        return;
+    }
+}
+
+static void
+pop3_on_close(struct session *s)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    if (ps != NULL)
+        explicit_bzero(ps, sizeof(*ps));
+}
+
+static const char *
+pop3_proto_state_name(const struct session *s)
+{
+    const struct pop3_session *ps = session_proto_state((struct session *)s);
+    return pop3_state_name(ps->state);
+}
 
 const struct protocol pop3_protocol = {
     .name = "pop3",
-    .state_size = 0,
-    .on_start = NULL,
+    .state_size = sizeof(struct pop3_session),
+    .on_start = pop3_on_start,
+    .on_client_input = pop3_on_client_input,
+    .on_tls_ready = pop3_on_tls_ready,
+    .on_backend = pop3_on_backend,
+    .on_backend_input = pop3_on_backend_input,
+    .farewell = pop3_farewell,
+    .on_close = pop3_on_close,
+    .state_name = pop3_proto_state_name,
 };

@@ -1,0 +1,202 @@
+/*
+ * pop3_backend.c: the POP3 hand-off (reference §6.6): connect the backend, read its greeting,
+ * tell it who the client is (XCLIENT, or the PROXY header the core already sent), replay the
+ * login as AUTH PLAIN, forward its "+OK" and switch to the byte relay. Owns the login step of
+ * pop3_session. It must never forward a backend byte before the login reply, tell the client why
+ * a login failed, or keep a password after it has been sent.
+ */
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "pop3.h"
+
+#define POP3_BACKEND_LINE_MAX 1024
+#define POP3_REPLY_TEMP "-ERR [SYS/TEMP] Service temporarily unavailable\r\n"
+
+static bool
+pop3_reply_is(const char *p, size_t n, const char *status)
+{
+    size_t k = strlen(status);
+    return n >= k && memcmp(p, status, k) == 0 && (n == k || p[k] == ' ');
+}
+
+/* The backend could not be used: a temporary failure to the client, back to pre-auth. */
+static void
+pop3_login_unavailable(struct session *s, const char *why)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    explicit_bzero(&ps->cred, sizeof(ps->cred));
+    session_log(s, LOG_WARN, "login_unavailable", "why=%s backend=%s", why,
+                session_backend_addr(s));
+    session_backend_wait(s, false);
+    session_backend_close(s);
+    session_set_phase(s, PHASE_PREAUTH);
+    pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+    pop3_fail(s, POP3_REPLY_TEMP);
+    if (ps->state != POP3_STATE_DONE)
+        session_input_resume(s);
+}
+
+/* The backend refused the login: the client learns nothing more than "failed". */
+static void
+pop3_login_rejected(struct session *s)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    session_log_peer(s, LOG_INFO, "auth_failed", "user", ps->cred.user, ps->cred.user_len);
+    session_backend_wait(s, false);
+    session_backend_close(s);
+    session_set_phase(s, PHASE_PREAUTH);
+    pop3_auth_failed(s);
+    if (ps->state != POP3_STATE_DONE)
+        session_input_resume(s);
+}
+
+static void
+pop3_send_xclient(struct session *s)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    session_backend_sendf(s, "XCLIENT ADDR=%s PORT=%u SESSION=%s\r\n", session_client_addr(s),
+                          session_client_port(s), session_id(s));
+    ps->login_step = POP3_LOGIN_XCLIENT;
+    session_backend_wait(s, true);
+}
+
+static void
+pop3_send_auth(struct session *s)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    char b64[(SASL_USER_MAX + SASL_PASS_MAX + 2) / 3 * 4 + 16];
+    int n = sasl_plain_encode(&ps->cred, b64, sizeof(b64));
+    /* keep the user name (not secret) for the log; the password goes now */
+    explicit_bzero(ps->cred.pass, sizeof(ps->cred.pass));
+    ps->cred.pass_len = 0;
+    if (n < 0) {
+        explicit_bzero(b64, sizeof(b64));
+        pop3_login_unavailable(s, "encode");
+        return;
+    }
+    session_backend_sendf(s, "AUTH PLAIN %.*s\r\n", n, b64);
+    explicit_bzero(b64, sizeof(b64));
+    ps->login_step = POP3_LOGIN_AUTH;
+    session_backend_wait(s, true);
+}
+
+/* Login accepted: the backend's "+OK" line goes to the client as is, then the relay. */
+static void
+pop3_login_done(struct session *s, const char *line, size_t n)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    session_backend_wait(s, false);
+    session_set_user(s, ps->cred.user);
+    session_log_peer(s, LOG_INFO, "login", "user", ps->cred.user, ps->cred.user_len);
+    session_log(s, LOG_INFO, "login_mech", "mech=%s backend=%s",
+                ps->mech == SASL_MECH_NONE ? "USER" : sasl_mech_name(ps->mech),
+                session_backend_addr(s));
+    explicit_bzero(&ps->cred, sizeof(ps->cred));
+    session_reply(s, line, n);
+    pop3_enter_state(s, POP3_STATE_RELAY);
+    session_relay(s);
+}
+
+void
+pop3_login_start(struct session *s)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    ps->login_step = POP3_LOGIN_CONNECT;
+    pop3_enter_state(s, POP3_STATE_LOGIN);
+    session_input_pause(s);
+    session_backend_connect(s); /* may report BACKEND_FAILED before it returns */
+}
+
+void
+pop3_on_backend(struct session *s, enum backend_event ev)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    if (ps->state != POP3_STATE_LOGIN)
+        return;
+    switch (ev) {
+    case BACKEND_CONNECTED:
+        ps->login_step = POP3_LOGIN_GREETING;
+        session_backend_wait(s, true);
+        return;
+    case BACKEND_FAILED:
+        pop3_login_unavailable(s, "connect");
+        return;
+    case BACKEND_EOF:
+        pop3_login_unavailable(s, "eof");
+        return;
+    case BACKEND_ERROR:
+        pop3_login_unavailable(s, "error");
+        return;
+    case BACKEND_TIMEOUT:
+        pop3_login_unavailable(s, "timeout");
+        return;
+    }
+}
+
+/* One complete backend line; returns false if the backend leg was dropped (consume nothing
+ * more: its buffer is gone). */
+static bool
+pop3_backend_line(struct session *s, const char *p, size_t len, size_t used)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    bool ok = pop3_reply_is(p, len, "+OK");
+    switch (ps->login_step) {
+    case POP3_LOGIN_CONNECT:
+        pop3_login_unavailable(s, "early_reply");
+        return false;
+    case POP3_LOGIN_GREETING:
+        if (!ok) {
+            session_log_peer(s, LOG_WARN, "backend_greeting", "reply", p, len);
+            pop3_login_unavailable(s, "greeting");
+            return false;
+        }
+        if (session_listener(s)->backend->identity == IDENT_XCLIENT)
+            pop3_send_xclient(s);
+        else
+            pop3_send_auth(s);
+        return ps->state == POP3_STATE_LOGIN;
+    case POP3_LOGIN_XCLIENT:
+        if (!ok) {
+            session_log_peer(s, LOG_WARN, "backend_xclient", "reply", p, len);
+            pop3_login_unavailable(s, "xclient");
+            return false;
+        }
+        if (!(len >= 11 && memcmp(p, "+OK Updated", 11) == 0))
+            session_log_peer(s, LOG_WARN, "backend_xclient_ignored", "reply", p, len);
+        pop3_send_auth(s);
+        return ps->state == POP3_STATE_LOGIN;
+    case POP3_LOGIN_AUTH:
+        if (ok) {
+            pop3_login_done(s, p, used);
+            return true;
+        }
+        if (pop3_reply_is(p, len, "-ERR"))
+            pop3_login_rejected(s);
+        else
+            pop3_login_unavailable(s, "auth_reply");
+        return false;
+    }
+    return false;
+}
+
+size_t
+pop3_on_backend_input(struct session *s, const char *p, size_t n)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    size_t len = 0, used = 0;
+    bool crlf = false;
+    if (ps->state != POP3_STATE_LOGIN)
+        return n; /* nothing is expected: drop it */
+    switch (buf_find_line(p, n, POP3_BACKEND_LINE_MAX, &len, &used, &crlf)) {
+    case LINE_MORE:
+        return 0;
+    case LINE_TOO_LONG:
+        pop3_login_unavailable(s, "long_reply");
+        return 0;
+    case LINE_OK:
+        break;
+    }
+    return pop3_backend_line(s, p, len, used) ? used : 0;
+}
