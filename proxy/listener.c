@@ -113,7 +113,7 @@ pause_accepting(struct listeners *ls)
     double now = ev_now(ls->loop);
     if (now - ls->last_emfile_log > 10) {
         ls->last_emfile_log = now;
-        log_msg(LOG_WARN, "accept_paused", "out of file descriptors; accept paused briefly");
+        log_msg(LOG_WARN, "accept_paused", "error=out_of_fds pause_ms=100");
     }
 }
 

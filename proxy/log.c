@@ -221,6 +221,19 @@ log_msg(enum log_level level, const char *event, const char *fmt, ...)
     int n = vsnprintf(v, sizeof(v), fmt, ap);
     va_end(ap);
     if (n > 0)
-        kv_value(&l, "msg", v, MOAT_MIN((size_t)n, sizeof(v) - 1), false);
+        log_append_trusted(&l, v, MOAT_MIN((size_t)n, sizeof(v) - 1));
     log_end(&l);
+}
+
+void
+log_append_trusted(struct log_line *l, const char *text, size_t n)
+{
+    if (l->skip || n == 0)
+        return;
+    if (l->json) {
+        kv_value(l, "detail", text, n, false);
+        return;
+    }
+    line_putc(l, ' ');
+    line_append(l, text, n);
 }

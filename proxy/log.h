@@ -30,7 +30,10 @@ void log_kv(struct log_line *l, const char *key, const char *fmt, ...) MOAT_PRIN
 void log_kv_str(struct log_line *l, const char *key, const char *p, size_t n);
 void log_end(struct log_line *l);
 
-/* Process-level messages (startup, errors without a session). */
+/* Append "k=v k=v" text that moat itself made (never peer bytes): verbatim in text format, as
+ * one "detail" field in JSON. */
+void log_append_trusted(struct log_line *l, const char *text, size_t n);
+/* Process-level messages (startup, errors without a session); fmt makes trusted k=v text. */
 void log_msg(enum log_level level, const char *event, const char *fmt, ...) MOAT_PRINTF(3, 4);
 
 #endif

@@ -115,7 +115,7 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     if (rt->stopping)
         return;
     rt->stopping = true;
-    log_msg(LOG_INFO, "shutdown", "signal=%d draining, grace %u ms", w->signum,
+    log_msg(LOG_INFO, "shutdown", "signal=%d grace_ms=%u", w->signum,
             rt->conf->shutdown_grace_ms);
     listeners_close(rt->listeners);
     rt->listeners = NULL;
@@ -127,13 +127,13 @@ static void
 on_reopen_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     if (log_reopen() != 0)
-        log_msg(LOG_ERROR, "log_reopen_failed", "%s", strerror(errno));
+        log_msg(LOG_ERROR, "log_reopen_failed", "error=\"%s\"", strerror(errno));
 }
 
 static void
 on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    log_msg(LOG_WARN, "reload", "SIGHUP: reload is not supported yet; configuration unchanged");
+    log_msg(LOG_WARN, "reload_unsupported", "signal=SIGHUP config=unchanged");
 }
 
 static unsigned
@@ -157,7 +157,7 @@ run(struct config *conf, struct tls_ctx *tls)
     char err[256];
     rt.listeners = listeners_open(conf, err, sizeof(err));
     if (rt.listeners == NULL) {
-        log_msg(LOG_ERROR, "startup_failed", "%s", err);
+        log_msg(LOG_ERROR, "startup_failed", "error=\"%s\"", err);
         fprintf(stderr, "moat: %s\n", err);
         return 1;
     }
@@ -193,7 +193,7 @@ run(struct config *conf, struct tls_ctx *tls)
 
     workers_join(rt.workers, rt.nworkers);
     listeners_close(rt.listeners);
-    log_msg(LOG_INFO, "stopped", "clean exit");
+    log_msg(LOG_INFO, "stopped", "status=0");
     return 0;
 }
 

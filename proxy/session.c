@@ -834,17 +834,10 @@ session_log(struct session *s, int level, const char *event, const char *fmt, ..
         char detail[512];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(detail, sizeof(detail), fmt, ap);
+        int n = vsnprintf(detail, sizeof(detail), fmt, ap);
         va_end(ap);
-        /* detail is trusted "k=v k=v" text made by moat itself */
-        size_t n = strlen(detail);
-        if (l.json) {
-            log_kv(&l, "detail", "%s", detail);
-        } else if (l.len + n + 2 < sizeof(l.buf)) {
-            l.buf[l.len++] = ' ';
-            memcpy(l.buf + l.len, detail, n);
-            l.len += n;
-        }
+        if (n > 0)
+            log_append_trusted(&l, detail, MOAT_MIN((size_t)n, sizeof(detail) - 1));
     }
     log_end(&l);
 }
