@@ -1,10 +1,513 @@
 /*
- * imap.c: placeholder until the imap front lands: behaves as the passthrough relay.
+ * imap.c: the IMAP front's pre-auth dialogue (RFC 9051/3501): greeting, CAPABILITY, NOOP,
+ * LOGOUT, ID, STARTTLS, LOGIN and AUTHENTICATE (PLAIN, LOGIN, SASL-IR), everything else BAD.
+ * It owns the session's IMAP state; the login and hand-off live in imap_backend.c. It must never
+ * take credentials without TLS, echo an invalid tag, or promise a literal it would refuse.
  */
-#include "protocols.h"
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "imap_internal.h"
+#include "log.h"
+
+#define CAPS_BASE "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL-"
+
+struct imap_cmd {
+    const char *name;
+    unsigned states; /* bit per enum imap_state */
+    void (*handler)(struct session *s, const struct imap_command *cmd);
+};
+
+#define IN(st) (1u << (st))
+
+struct imap_session *
+imap_session(struct session *s)
+{
+    return session_proto_state(s);
+}
+
+const char *
+imap_state_name(enum imap_state st)
+{
+    switch (st) {
+    case IMAP_STATE_INIT:
+        return "init";
+    case IMAP_STATE_PREAUTH:
+        return "preauth";
+    case IMAP_STATE_AUTHENTICATE:
+        return "authenticate";
+    case IMAP_STATE_STARTTLS:
+        return "starttls";
+    case IMAP_STATE_CONNECT:
+        return "connect";
+    case IMAP_STATE_BACKEND_GREETING:
+        return "backend_greeting";
+    case IMAP_STATE_BACKEND_ID:
+        return "backend_id";
+    case IMAP_STATE_BACKEND_LOGIN:
+        return "backend_login";
+    case IMAP_STATE_RELAY:
+        return "relay";
+    case IMAP_STATE_LOGOUT:
+        return "logout";
+    }
+    return "?";
+}
+
+void
+imap_enter_state(struct session *s, enum imap_state st)
+{
+    struct imap_session *is = imap_session(s);
+    if (is->state == st)
+        return;
+    session_log(s, LOG_DEBUG, "imap_state", "from=%s to=%s", imap_state_name(is->state),
+                imap_state_name(st));
+    is->state = st;
+}
+
+void
+imap_reply_tagged(struct session *s, const char *text)
+{
+    session_replyf(s, "%s %s\r\n", imap_session(s)->tag, text);
+}
+
+/* Credentials only over TLS, and only where the listener offers authentication. */
+static bool
+login_allowed(struct session *s)
+{
+    return session_is_tls(s) && session_listener(s)->auth;
+}
+
+static bool
+starttls_offered(struct session *s)
+{
+    return !session_is_tls(s) && session_listener(s)->tls == LTLS_STARTTLS;
+}
+
+static const char *
+imap_caps(struct session *s)
+{
+    if (login_allowed(s))
+        return CAPS_BASE " AUTH=PLAIN AUTH=LOGIN";
+    if (starttls_offered(s))
+        return CAPS_BASE " STARTTLS LOGINDISABLED";
+    return CAPS_BASE " LOGINDISABLED";
+}
+
+static void
+imap_too_many_errors(struct session *s)
+{
+    session_reply(s, "* BYE Too many errors\r\n", 23);
+    session_close(s, REASON_TOO_MANY_ERRORS);
+}
+
+/* A BAD for a command: tagged when the tag is known to be safe, untagged otherwise. */
+static void
+imap_bad(struct session *s, const char *tag, size_t tag_len, const char *text)
+{
+    if (tag != NULL)
+        session_replyf(s, "%.*s BAD %s\r\n", (int)tag_len, tag, text);
+    else
+        session_replyf(s, "* BAD %s\r\n", text);
+    if (session_count_error(s))
+        imap_too_many_errors(s);
+}
+
+static void
+cmd_capability(struct session *s, const struct imap_command *cmd)
+{
+    if (cmd->nargs != 0) {
+        imap_bad(s, cmd->tag, cmd->tag_len, "CAPABILITY takes no arguments");
+        return;
+    }
+    session_replyf(s, "* CAPABILITY %s\r\n", imap_caps(s));
+    imap_reply_tagged(s, "OK Capability completed.");
+}
+
+static void
+cmd_noop(struct session *s, const struct imap_command *cmd)
+{
+    imap_reply_tagged(s, "OK NOOP completed.");
+}
+
+static void
+cmd_logout(struct session *s, const struct imap_command *cmd)
+{
+    session_reply(s, "* BYE Logging out\r\n", 19);
+    imap_reply_tagged(s, "OK LOGOUT completed.");
+    imap_enter_state(s, IMAP_STATE_LOGOUT);
+    session_close(s, REASON_CLIENT_QUIT);
+}
+
+static bool
+is_string(const struct imap_arg *a)
+{
+    return a->type == IMAP_ARG_ATOM || a->type == IMAP_ARG_QUOTED || a->type == IMAP_ARG_LITERAL;
+}
+
+/* ID NIL, or ID ("field" "value" ...) with at most 30 pairs (RFC 2971 §3.3). */
+static bool
+id_args_ok(const struct imap_command *cmd)
+{
+    if (cmd->nargs == 1)
+        return imap_arg_is_atom(&cmd->args[0], "NIL");
+    if (cmd->nargs < 2 || cmd->args[0].type != IMAP_ARG_LIST_BEGIN ||
+        cmd->args[cmd->nargs - 1].type != IMAP_ARG_LIST_END)
+        return false;
+    size_t inner = cmd->nargs - 2;
+    if (inner % 2 != 0 || inner > 60)
+        return false;
+    for (size_t i = 1; i + 1 < cmd->nargs; i++) {
+        if (!is_string(&cmd->args[i]))
+            return false;
+    }
+    return true;
+}
+
+static void
+cmd_id(struct session *s, const struct imap_command *cmd)
+{
+    if (!id_args_ok(cmd)) {
+        imap_bad(s, cmd->tag, cmd->tag_len, "Invalid ID arguments");
+        return;
+    }
+    session_reply(s, "* ID NIL\r\n", 10);
+    imap_reply_tagged(s, "OK ID completed.");
+}
+
+static void
+cmd_starttls(struct session *s, const struct imap_command *cmd)
+{
+    if (!starttls_offered(s)) {
+        imap_bad(s, cmd->tag, cmd->tag_len, "STARTTLS not available");
+        return;
+    }
+    if (cmd->nargs != 0) {
+        imap_bad(s, cmd->tag, cmd->tag_len, "STARTTLS takes no arguments");
+        return;
+    }
+    imap_reply_tagged(s, "OK Begin TLS negotiation now");
+    imap_enter_state(s, IMAP_STATE_STARTTLS);
+    if (session_start_tls(s) != 0)
+        session_close(s, REASON_INTERNAL);
+}
+
+static void
+privacy_required(struct session *s)
+{
+    imap_reply_tagged(s, "NO [PRIVACYREQUIRED] Plaintext authentication disallowed on "
+                         "non-secure connections.");
+}
+
+static void
+cmd_login(struct session *s, const struct imap_command *cmd)
+{
+    struct imap_session *is = imap_session(s);
+    if (!login_allowed(s)) {
+        privacy_required(s);
+        return;
+    }
+    if (cmd->nargs != 2 || !is_string(&cmd->args[0]) || !is_string(&cmd->args[1])) {
+        imap_bad(s, cmd->tag, cmd->tag_len, "LOGIN needs a user name and a password");
+        return;
+    }
+    char user[SASL_USER_MAX + 1], pass[SASL_PASS_MAX + 1];
+    int ulen = imap_arg_string(&cmd->args[0], user, sizeof(user));
+    int plen = imap_arg_string(&cmd->args[1], pass, sizeof(pass));
+    sasl_exchange_start(&is->sasl, SASL_MECH_NONE);
+    int r = ulen < 0 || plen < 0
+                ? -1
+                : credentials_set(&is->sasl.cred, user, (size_t)ulen, pass, (size_t)plen);
+    explicit_bzero(pass, sizeof(pass));
+    if (r != 0) {
+        sasl_exchange_wipe(&is->sasl);
+        imap_reply_tagged(s, "NO [AUTHENTICATIONFAILED] Authentication failed.");
+        return;
+    }
+    is->mech = SASL_MECH_NONE;
+    imap_login_start(s);
+}
+
+/* Act on one SASL step: a challenge, the login, or the end of the exchange. */
+static void
+sasl_result(struct session *s, enum sasl_step r, const char *challenge)
+{
+    struct imap_session *is = imap_session(s);
+    switch (r) {
+    case SASL_STEP_DONE:
+        imap_login_start(s);
+        return;
+    case SASL_STEP_CONTINUE:
+        session_replyf(s, "+ %s\r\n", challenge);
+        imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
+        return;
+    case SASL_STEP_CANCEL:
+        sasl_exchange_wipe(&is->sasl);
+        imap_reply_tagged(s, "BAD Authentication cancelled.");
+        imap_enter_state(s, IMAP_STATE_PREAUTH);
+        return;
+    case SASL_STEP_BAD:
+        sasl_exchange_wipe(&is->sasl);
+        imap_enter_state(s, IMAP_STATE_PREAUTH);
+        imap_bad(s, is->tag, strlen(is->tag), "Invalid SASL response.");
+        return;
+    }
+}
+
+static void
+cmd_authenticate(struct session *s, const struct imap_command *cmd)
+{
+    struct imap_session *is = imap_session(s);
+    if (!login_allowed(s)) {
+        privacy_required(s);
+        return;
+    }
+    if (cmd->nargs < 1 || cmd->nargs > 2 || cmd->args[0].type != IMAP_ARG_ATOM ||
+        (cmd->nargs == 2 && cmd->args[1].type != IMAP_ARG_ATOM)) {
+        imap_bad(s, cmd->tag, cmd->tag_len, "AUTHENTICATE needs a mechanism");
+        return;
+    }
+    enum sasl_mech mech = sasl_mech_parse(cmd->args[0].p, cmd->args[0].len);
+    if (mech == SASL_MECH_NONE) {
+        imap_reply_tagged(s, "NO Unsupported authentication mechanism.");
+        return;
+    }
+    sasl_exchange_start(&is->sasl, mech);
+    is->mech = mech;
+    if (cmd->nargs == 1) {
+        session_replyf(s, "+ %s\r\n", sasl_exchange_first_challenge(&is->sasl));
+        imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
+        return;
+    }
+    const char *challenge = NULL;
+    enum sasl_step r = sasl_exchange_step(&is->sasl, cmd->args[1].p, cmd->args[1].len, &challenge);
+    sasl_result(s, r, challenge);
+}
+
+static const struct imap_cmd imap_cmds[] = {
+    {"CAPABILITY", IN(IMAP_STATE_PREAUTH), cmd_capability},
+    {"NOOP", IN(IMAP_STATE_PREAUTH), cmd_noop},
+    {"LOGOUT", IN(IMAP_STATE_PREAUTH), cmd_logout},
+    {"ID", IN(IMAP_STATE_PREAUTH), cmd_id},
+    {"STARTTLS", IN(IMAP_STATE_PREAUTH), cmd_starttls},
+    {"LOGIN", IN(IMAP_STATE_PREAUTH), cmd_login},
+    {"AUTHENTICATE", IN(IMAP_STATE_PREAUTH), cmd_authenticate},
+};
+
+static void
+imap_dispatch(struct session *s, const struct imap_command *cmd)
+{
+    struct imap_session *is = imap_session(s);
+    memcpy(is->tag, cmd->tag, cmd->tag_len);
+    is->tag[cmd->tag_len] = '\0';
+    uint32_t max = session_listener(s)->limits.max_preauth_commands;
+    if (max > 0 && ++is->commands > max) {
+        session_reply(s, "* BYE Too many commands\r\n", 25);
+        session_close(s, REASON_LIMIT);
+        return;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(imap_cmds); i++) {
+        const struct imap_cmd *c = &imap_cmds[i];
+        if (strlen(c->name) != cmd->name_len || strncasecmp(c->name, cmd->name, cmd->name_len))
+            continue;
+        if (c->states & IN(is->state)) {
+            c->handler(s, cmd);
+            return;
+        }
+        break;
+    }
+    session_log_peer(s, LOG_DEBUG, "imap_refused", "command", cmd->name, cmd->name_len);
+    imap_bad(s, cmd->tag, cmd->tag_len, "Command not permitted before authentication.");
+}
+
+static size_t
+line_max(struct session *s)
+{
+    return MOAT_MIN((size_t)IMAP_LINE_MAX, session_listener(s)->limits.client_buffer_bytes);
+}
+
+static size_t
+command_input(struct session *s, const char *p, size_t n)
+{
+    struct imap_session *is = imap_session(s);
+    struct imap_command cmd;
+    enum imap_parse_status r =
+        imap_parse_command(p, n, is->cont_done, IMAP_LITERAL_MAX, line_max(s), &cmd);
+    switch (r) {
+    case IMAP_PARSE_MORE:
+        return 0;
+    case IMAP_PARSE_NEED_CONTINUATION:
+        is->cont_done = cmd.used;
+        session_reply(s, "+ OK\r\n", 6);
+        return 0;
+    case IMAP_PARSE_OK:
+        is->cont_done = 0;
+        imap_dispatch(s, &cmd);
+        return cmd.used;
+    case IMAP_PARSE_BAD:
+        is->cont_done = 0;
+        is->skip_line = cmd.skip_line;
+        imap_bad(s, cmd.tag, cmd.tag_len, cmd.error);
+        return cmd.used;
+    case IMAP_PARSE_TOOBIG:
+        is->cont_done = 0;
+        session_replyf(s, "%.*s BAD [TOOBIG] Literal too large.\r\n", (int)cmd.tag_len, cmd.tag);
+        if (cmd.literal_nonsync) { /* its octets are on their way: no way to resynchronise */
+            session_reply(s, "* BYE Literal too large\r\n", 25);
+            session_close(s, REASON_PROTOCOL_ERROR);
+        } else if (session_count_error(s)) {
+            imap_too_many_errors(s);
+        }
+        return cmd.used;
+    case IMAP_PARSE_TOO_LONG:
+        is->cont_done = 0;
+        is->skip_line = cmd.skip_line;
+        imap_bad(s, NULL, 0, "Command line too long.");
+        return cmd.used;
+    }
+    return 0;
+}
+
+/* One SASL response line while AUTHENTICATE is under way. */
+static size_t
+authenticate_input(struct session *s, const char *p, size_t n)
+{
+    struct imap_session *is = imap_session(s);
+    size_t len = 0, used = 0;
+    bool crlf = false;
+    switch (buf_find_line(p, n, line_max(s), &len, &used, &crlf)) {
+    case LINE_MORE:
+        return 0;
+    case LINE_TOO_LONG:
+        is->skip_line = true;
+        sasl_result(s, SASL_STEP_BAD, NULL);
+        return n;
+    case LINE_OK:
+        break;
+    }
+    const char *challenge = NULL;
+    enum sasl_step r = sasl_exchange_step(&is->sasl, p, len, &challenge);
+    sasl_result(s, r, challenge);
+    return used;
+}
+
+static size_t
+imap_on_client_input(struct session *s, const char *p, size_t n)
+{
+    struct imap_session *is = imap_session(s);
+    if (is->skip_line) {
+        const char *lf = memchr(p, '\n', n);
+        if (lf == NULL)
+            return n;
+        is->skip_line = false;
+        return (size_t)(lf - p) + 1;
+    }
+    switch (is->state) {
+    case IMAP_STATE_PREAUTH:
+        return command_input(s, p, n);
+    case IMAP_STATE_AUTHENTICATE:
+        return authenticate_input(s, p, n);
+    case IMAP_STATE_INIT:
+    case IMAP_STATE_STARTTLS:
+    case IMAP_STATE_CONNECT:
+    case IMAP_STATE_BACKEND_GREETING:
+    case IMAP_STATE_BACKEND_ID:
+    case IMAP_STATE_BACKEND_LOGIN:
+    case IMAP_STATE_RELAY:
+    case IMAP_STATE_LOGOUT:
+        break;
+    }
+    session_input_pause(s); /* not reading commands now: let them wait */
+    return 0;
+}
+
+static void
+imap_on_start(struct session *s)
+{
+    imap_enter_state(s, IMAP_STATE_PREAUTH);
+    session_replyf(s, "* OK [CAPABILITY %s] %s ready.\r\n", imap_caps(s),
+                   session_config(s)->hostname);
+}
+
+static void
+imap_on_tls_ready(struct session *s)
+{
+    struct imap_session *is = imap_session(s);
+    enum imap_state old = is->state;
+    explicit_bzero(is, sizeof(*is)); /* forget everything said before TLS */
+    is->state = old;
+    imap_enter_state(s, IMAP_STATE_PREAUTH);
+}
+
+static void
+imap_farewell(struct session *s, enum close_reason r)
+{
+    const char *text = NULL;
+    switch (r) {
+    case REASON_IDLE_TIMEOUT:
+    case REASON_TOTAL_TIMEOUT:
+    case REASON_BACKEND_TIMEOUT:
+        text = "* BYE Autologout; idle for too long\r\n";
+        break;
+    case REASON_SHUTDOWN:
+        text = "* BYE Server shutting down\r\n";
+        break;
+    case REASON_TOO_MANY_ERRORS:
+        text = "* BYE Too many errors\r\n";
+        break;
+    case REASON_AUTH_FAILED:
+        text = "* BYE Too many authentication failures\r\n";
+        break;
+    case REASON_LINE_TOO_LONG:
+    case REASON_BUFFER_FULL:
+    case REASON_PROTOCOL_ERROR:
+        text = "* BYE Protocol error\r\n";
+        break;
+    case REASON_LIMIT:
+    case REASON_DENIED:
+    case REASON_INTERNAL:
+    case REASON_BACKEND_UNAVAILABLE:
+        text = "* BYE Service unavailable\r\n";
+        break;
+    case REASON_NONE:
+    case REASON_CLIENT_QUIT:
+    case REASON_CLIENT_EOF:
+    case REASON_CLIENT_ERROR:
+    case REASON_BACKEND_EOF:
+    case REASON_BACKEND_ERROR:
+    case REASON_BACKEND_PROTOCOL:
+    case REASON_HANDSHAKE_FAILED:
+    case REASON_ALPN_MISMATCH:
+    case REASON_HANDSHAKE_TIMEOUT:
+        break;
+    }
+    if (text != NULL)
+        session_reply(s, text, strlen(text));
+}
+
+static void
+imap_on_close(struct session *s)
+{
+    sasl_exchange_wipe(&imap_session(s)->sasl);
+}
+
+static const char *
+imap_proto_state_name(const struct session *s)
+{
+    return imap_state_name(
+        ((const struct imap_session *)session_proto_state((struct session *)s))->state);
+}
 
 const struct protocol imap_protocol = {
     .name = "imap",
-    .state_size = 0,
-    .on_start = NULL,
+    .state_size = sizeof(struct imap_session),
+    .on_start = imap_on_start,
+    .on_client_input = imap_on_client_input,
+    .on_tls_ready = imap_on_tls_ready,
+    .on_backend = imap_backend_event,
+    .on_backend_input = imap_backend_input,
+    .farewell = imap_farewell,
+    .on_close = imap_on_close,
+    .state_name = imap_proto_state_name,
 };

@@ -1,0 +1,247 @@
+/*
+ * imap_backend.c: the IMAP front's login and hand-off (reference §6.6): connect the backend,
+ * check its greeting, tell it who the client is (ID, or the PROXY header the core sent), replay
+ * the credentials as AUTHENTICATE PLAIN under the client's tag, forward the tagged OK and switch
+ * to the relay. It never forwards backend chatter from before the login, and it never lets the
+ * client tell a wrong password from an unknown user or a backend outage from a hang.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "imap_internal.h"
+#include "log.h"
+
+#define BACKEND_LINE_MAX 8192
+#define ID_TAG "m1"
+
+static void
+back_to_preauth(struct session *s)
+{
+    struct imap_session *is = imap_session(s);
+    sasl_exchange_wipe(&is->sasl);
+    session_backend_close(s);
+    session_set_phase(s, PHASE_PREAUTH);
+    imap_enter_state(s, IMAP_STATE_PREAUTH);
+    session_input_resume(s);
+}
+
+/* Backend down, slow or strange: a temporary failure, and the client may try again. */
+static void
+login_unavailable(struct session *s, const char *why)
+{
+    session_log(s, LOG_WARN, "backend_login_unavailable", "why=\"%s\"", why);
+    imap_reply_tagged(s, "NO [UNAVAILABLE] Service temporarily unavailable.");
+    back_to_preauth(s);
+}
+
+/* The backend refused the credentials: one answer whatever the cause. */
+static void
+login_rejected(struct session *s)
+{
+    struct imap_session *is = imap_session(s);
+    session_log_peer(s, LOG_INFO, "auth_failed", "user", is->user, strlen(is->user));
+    imap_reply_tagged(s, "NO [AUTHENTICATIONFAILED] Authentication failed.");
+    uint32_t max = session_listener(s)->auth_conf.max_failures;
+    if (max > 0 && ++is->auth_failures >= max) {
+        session_reply(s, "* BYE Too many authentication failures\r\n", 40);
+        sasl_exchange_wipe(&is->sasl);
+        session_close(s, REASON_AUTH_FAILED);
+        return;
+    }
+    back_to_preauth(s);
+}
+
+void
+imap_login_start(struct session *s)
+{
+    struct imap_session *is = imap_session(s);
+    memcpy(is->user, is->sasl.cred.user, is->sasl.cred.user_len + 1);
+    session_input_pause(s);
+    session_set_phase(s, PHASE_AUTH);
+    imap_enter_state(s, IMAP_STATE_CONNECT);
+    session_backend_connect(s); /* may report BACKEND_FAILED before it returns */
+}
+
+static int
+send_id(struct session *s)
+{
+    return session_backend_sendf(
+        s,
+        ID_TAG " ID (\"x-originating-ip\" \"%s\" \"x-originating-port\" \"%u\" "
+               "\"x-connected-ip\" \"%s\" \"x-connected-port\" \"%u\" \"x-session-ext-id\" "
+               "\"%s\")\r\n",
+        session_client_addr(s), session_client_port(s), session_local_addr(s),
+        session_local_port(s), session_id(s));
+}
+
+/* Replay the credentials with SASL-IR under the client's tag, then forget them. */
+static int
+send_login(struct session *s)
+{
+    struct imap_session *is = imap_session(s);
+    char b64[((SASL_USER_MAX + SASL_PASS_MAX + 2) / 3 + 2) * 4 + 1];
+    int n = sasl_plain_encode(&is->sasl.cred, b64, sizeof(b64));
+    sasl_exchange_wipe(&is->sasl);
+    int r = -1;
+    if (n > 0)
+        r = session_backend_sendf(s, "%s AUTHENTICATE PLAIN %.*s\r\n", is->tag, n, b64);
+    explicit_bzero(b64, sizeof(b64));
+    imap_enter_state(s, IMAP_STATE_BACKEND_LOGIN);
+    return r;
+}
+
+void
+imap_backend_event(struct session *s, enum backend_event ev)
+{
+    struct imap_session *is = imap_session(s);
+    bool handing_off = is->state == IMAP_STATE_CONNECT ||
+                       is->state == IMAP_STATE_BACKEND_GREETING ||
+                       is->state == IMAP_STATE_BACKEND_ID || is->state == IMAP_STATE_BACKEND_LOGIN;
+    if (!handing_off)
+        return;
+    switch (ev) {
+    case BACKEND_CONNECTED:
+        if (is->state != IMAP_STATE_CONNECT)
+            return;
+        imap_enter_state(s, IMAP_STATE_BACKEND_GREETING);
+        session_backend_wait(s, true);
+        return;
+    case BACKEND_FAILED:
+        login_unavailable(s, "connect failed");
+        return;
+    case BACKEND_EOF:
+        login_unavailable(s, "backend closed");
+        return;
+    case BACKEND_ERROR:
+        login_unavailable(s, "backend error");
+        return;
+    case BACKEND_TIMEOUT:
+        login_unavailable(s, "backend timeout");
+        return;
+    }
+}
+
+static bool
+starts_with(const char *p, size_t n, const char *word)
+{
+    size_t w = strlen(word);
+    return n >= w && strncasecmp(p, word, w) == 0;
+}
+
+/* "TAG OK", "TAG NO", "TAG BAD": 'O', 'N', 'B' if the line is tagged with tag, else 0. */
+static char
+tagged_status(const char *p, size_t n, const char *tag)
+{
+    size_t t = strlen(tag);
+    if (n < t + 3 || memcmp(p, tag, t) != 0 || p[t] != ' ')
+        return 0;
+    p += t + 1;
+    n -= t + 1;
+    if (starts_with(p, n, "OK") && (n == 2 || p[2] == ' '))
+        return 'O';
+    if (starts_with(p, n, "NO") && (n == 2 || p[2] == ' '))
+        return 'N';
+    if (starts_with(p, n, "BAD") && (n == 3 || p[3] == ' '))
+        return 'B';
+    return 0;
+}
+
+static void
+on_greeting(struct session *s, const char *line, size_t len)
+{
+    if (!starts_with(line, len, "* OK")) {
+        login_unavailable(s, "unexpected greeting");
+        return;
+    }
+    int r;
+    if (session_listener(s)->backend->identity == IDENT_ID) {
+        imap_enter_state(s, IMAP_STATE_BACKEND_ID);
+        r = send_id(s);
+    } else {
+        r = send_login(s);
+    }
+    if (r != 0)
+        login_unavailable(s, "backend write failed");
+}
+
+static void
+on_id_reply(struct session *s, const char *line, size_t len)
+{
+    if (starts_with(line, len, "* "))
+        return; /* "* ID (...)" */
+    if (tagged_status(line, len, ID_TAG) != 'O') {
+        login_unavailable(s, "ID refused");
+        return;
+    }
+    if (send_login(s) != 0)
+        login_unavailable(s, "backend write failed");
+}
+
+/* Returns true when the session switched to the relay. */
+static bool
+on_login_reply(struct session *s, const char *line, size_t len, size_t used)
+{
+    struct imap_session *is = imap_session(s);
+    if (starts_with(line, len, "* "))
+        return false; /* pre-login chatter is not the client's business */
+    switch (tagged_status(line, len, is->tag)) {
+    case 'O':
+        session_reply(s, line, used); /* verbatim: the backend's CAPABILITY code */
+        session_set_user(s, is->user);
+        session_log_peer(s, LOG_INFO, "login", "user", is->user, strlen(is->user));
+        imap_enter_state(s, IMAP_STATE_RELAY);
+        session_relay(s);
+        return true;
+    case 'N':
+    case 'B':
+        login_rejected(s);
+        return false;
+    default:
+        login_unavailable(s, "unexpected login reply");
+        return false;
+    }
+}
+
+size_t
+imap_backend_input(struct session *s, const char *p, size_t n)
+{
+    struct imap_session *is = imap_session(s);
+    size_t len = 0, used = 0;
+    bool crlf = false;
+    enum imap_state before = is->state;
+    switch (buf_find_line(p, n, BACKEND_LINE_MAX, &len, &used, &crlf)) {
+    case LINE_MORE:
+        return 0;
+    case LINE_TOO_LONG:
+        login_unavailable(s, "backend line too long");
+        return 0;
+    case LINE_OK:
+        break;
+    }
+    switch (before) {
+    case IMAP_STATE_BACKEND_GREETING:
+        on_greeting(s, p, len);
+        break;
+    case IMAP_STATE_BACKEND_ID:
+        on_id_reply(s, p, len);
+        break;
+    case IMAP_STATE_BACKEND_LOGIN:
+        if (on_login_reply(s, p, len, used))
+            return used;
+        break;
+    case IMAP_STATE_INIT:
+    case IMAP_STATE_PREAUTH:
+    case IMAP_STATE_AUTHENTICATE:
+    case IMAP_STATE_STARTTLS:
+    case IMAP_STATE_CONNECT:
+    case IMAP_STATE_RELAY:
+    case IMAP_STATE_LOGOUT:
+        login_unavailable(s, "unexpected backend data");
+        return 0;
+    }
+    /* Once the backend leg was dropped its buffer is gone: consume nothing. */
+    if (is->state == IMAP_STATE_PREAUTH)
+        return 0;
+    return used;
+}
