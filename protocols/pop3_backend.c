@@ -82,9 +82,11 @@ pop3_send_auth(struct session *s)
     session_backend_wait(s, true);
 }
 
-/* Login accepted: the backend's "+OK" line goes to the client as is, then the relay. */
+/* Login accepted: the relay starts with the backend's "+OK" line still buffered, so the client
+ * gets it verbatim from the relay (session_relay forwards what is buffered). The line must not be
+ * consumed here: the relay may already have sent it when session_relay() returns. */
 static void
-pop3_login_done(struct session *s, const char *line, size_t n)
+pop3_login_done(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
     session_backend_wait(s, false);
@@ -94,7 +96,6 @@ pop3_login_done(struct session *s, const char *line, size_t n)
                 ps->mech == SASL_MECH_NONE ? "USER" : sasl_mech_name(ps->mech),
                 session_backend_addr(s));
     explicit_bzero(&ps->cred, sizeof(ps->cred));
-    session_reply(s, line, n);
     pop3_enter_state(s, POP3_STATE_RELAY);
     session_relay(s);
 }
@@ -135,10 +136,10 @@ pop3_on_backend(struct session *s, enum backend_event ev)
     }
 }
 
-/* One complete backend line; returns false if the backend leg was dropped (consume nothing
- * more: its buffer is gone). */
+/* One complete backend line; returns false when the line must not be consumed: the backend leg
+ * was dropped (its buffer is gone) or the relay took over (it forwards the line). */
 static bool
-pop3_backend_line(struct session *s, const char *p, size_t len, size_t used)
+pop3_backend_line(struct session *s, const char *p, size_t len)
 {
     struct pop3_session *ps = session_proto_state(s);
     bool ok = pop3_reply_is(p, len, "+OK");
@@ -169,8 +170,8 @@ pop3_backend_line(struct session *s, const char *p, size_t len, size_t used)
         return ps->state == POP3_STATE_LOGIN;
     case POP3_LOGIN_AUTH:
         if (ok) {
-            pop3_login_done(s, p, used);
-            return true;
+            pop3_login_done(s);
+            return false;
         }
         if (pop3_reply_is(p, len, "-ERR"))
             pop3_login_rejected(s);
@@ -198,5 +199,5 @@ pop3_on_backend_input(struct session *s, const char *p, size_t n)
     case LINE_OK:
         break;
     }
-    return pop3_backend_line(s, p, len, used) ? used : 0;
+    return pop3_backend_line(s, p, len) ? used : 0;
 }
