@@ -178,16 +178,17 @@ on_id_reply(struct session *s, const char *line, size_t len)
         login_unavailable(s, "backend write failed");
 }
 
-/* Returns true when the session switched to the relay. */
+/* Returns true when the session switched to the relay (consume nothing then). */
 static bool
-on_login_reply(struct session *s, const char *line, size_t len, size_t used)
+on_login_reply(struct session *s, const char *line, size_t len)
 {
     struct imap_session *is = imap_session(s);
     if (starts_with(line, len, "* "))
         return false; /* pre-login chatter is not the client's business */
     switch (tagged_status(line, len, is->tag)) {
     case 'O':
-        session_reply(s, line, used); /* verbatim: the backend's CAPABILITY code */
+        /* The line stays unconsumed: the relay forwards it verbatim, with the backend's
+         * CAPABILITY code, before anything else the backend sends. */
         session_set_user(s, is->user);
         session_log_peer(s, LOG_INFO, "login", "user", is->user, strlen(is->user));
         imap_enter_state(s, IMAP_STATE_RELAY);
@@ -227,8 +228,8 @@ imap_backend_input(struct session *s, const char *p, size_t n)
         on_id_reply(s, p, len);
         break;
     case IMAP_STATE_BACKEND_LOGIN:
-        if (on_login_reply(s, p, len, used))
-            return used;
+        if (on_login_reply(s, p, len))
+            return 0;
         break;
     case IMAP_STATE_INIT:
     case IMAP_STATE_PREAUTH:
