@@ -486,11 +486,22 @@ smtp_command(struct session *s, struct smtp_session *st, const char *line, size_
     return CMD_DONE;
 }
 
-/* An over-long line: one error, then its rest is skipped up to the LF. */
 static size_t
+smtp_discard(struct smtp_session *st, const char *p, size_t n)
+{
+    const char *lf = memchr(p, '\n', n);
+    if (lf == NULL) {
+        st->discarding = true;
+        return n;
+    }
+    st->discarding = false;
+    return (size_t)(lf - p) + 1;
+}
+
+/* An over-long line: one error, then its rest is skipped up to the LF. */
+static void
 smtp_line_too_long(struct session *s, struct smtp_session *st, size_t n)
 {
-    st->discarding = true;
     if (st->state == SMTP_AUTH_LINE) {
         sasl_exchange_wipe(&st->sasl);
         smtp_enter_state(s, SMTP_READY);
@@ -498,17 +509,6 @@ smtp_line_too_long(struct session *s, struct smtp_session *st, size_t n)
     } else {
         smtp_error(s, "500 5.5.2 Error: line too long");
     }
-    return n;
-}
-
-static size_t
-smtp_discard(struct smtp_session *st, const char *p, size_t n)
-{
-    const char *lf = memchr(p, '\n', n);
-    if (lf == NULL)
-        return n;
-    st->discarding = false;
-    return (size_t)(lf - p) + 1;
 }
 
 static size_t
@@ -541,7 +541,8 @@ smtp_on_client_input(struct session *s, const char *p, size_t n)
     case LINE_TOO_LONG:
         if (!smtp_may_reply(s))
             return 0;
-        return smtp_line_too_long(s, st, n);
+        smtp_line_too_long(s, st, n);
+        return smtp_discard(st, p, n);
     case LINE_OK:
         break;
     }
