@@ -43,10 +43,19 @@ def start_imap_moat(moat, backends, certs, **kw):
     return m
 
 
-def login_lines(backends, user, src):
-    """Dovecot's imap-login lines for user from client address src."""
-    return [l for l in backends.dovecot_log().splitlines()
-            if "imap-login: Login:" in l and "user=<%s>" % user in l and "rip=%s," % src in l]
+def login_lines(backends, user, src, wait=0.0):
+    """Dovecot's imap-login "Login:" lines for user from client address src (polled for up to
+    wait seconds: Dovecot writes its log asynchronously)."""
+    def find():
+        return [l for l in backends.dovecot_log().splitlines()
+                if "imap-login:" in l and " Login: " in l and "user=<%s>" % user in l
+                and "rip=%s," % src in l]
+    if wait > 0:
+        try:
+            rig.wait_until(find, wait, what="dovecot login line")
+        except (TimeoutError, RuntimeError):
+            pass
+    return find()
 
 
 class Raw:
