@@ -141,6 +141,12 @@ cmd_logout(struct session *s, const struct imap_command *cmd)
 }
 
 static bool
+name_is(const struct imap_command *cmd, const char *name)
+{
+    return strlen(name) == cmd->name_len && strncasecmp(name, cmd->name, cmd->name_len) == 0;
+}
+
+static bool
 is_string(const struct imap_arg *a)
 {
     return a->type == IMAP_ARG_ATOM || a->type == IMAP_ARG_QUOTED || a->type == IMAP_ARG_LITERAL;
@@ -309,7 +315,7 @@ imap_dispatch(struct session *s, const struct imap_command *cmd)
     }
     for (size_t i = 0; i < ARRAY_SIZE(imap_cmds); i++) {
         const struct imap_cmd *c = &imap_cmds[i];
-        if (strlen(c->name) != cmd->name_len || strncasecmp(c->name, cmd->name, cmd->name_len))
+        if (!name_is(cmd, c->name))
             continue;
         if (c->states & IN(is->state)) {
             c->handler(s, cmd);
@@ -319,6 +325,26 @@ imap_dispatch(struct session *s, const struct imap_command *cmd)
     }
     session_log_peer(s, LOG_DEBUG, "imap_refused", "command", cmd->name, cmd->name_len);
     imap_bad(s, cmd->tag, cmd->tag_len, "Command not permitted before authentication.");
+}
+
+/* A synchronising literal gets "+" only in a command that will be accepted: never in LOGIN
+ * before TLS (the client would send its password in the clear), nor in refused commands. */
+static bool
+literal_welcome(struct session *s, const struct imap_command *cmd)
+{
+    struct imap_session *is = imap_session(s);
+    memcpy(is->tag, cmd->tag, cmd->tag_len);
+    is->tag[cmd->tag_len] = '\0';
+    if (name_is(cmd, "LOGIN")) {
+        if (login_allowed(s))
+            return true;
+        privacy_required(s);
+        return false;
+    }
+    if (name_is(cmd, "ID"))
+        return true;
+    imap_bad(s, cmd->tag, cmd->tag_len, "Command not permitted before authentication.");
+    return false;
 }
 
 static size_t
@@ -338,6 +364,10 @@ command_input(struct session *s, const char *p, size_t n)
     case IMAP_PARSE_MORE:
         return 0;
     case IMAP_PARSE_NEED_CONTINUATION:
+        if (!literal_welcome(s, &cmd)) {
+            is->cont_done = 0;
+            return cmd.used; /* refused without "+": the client sends no literal octets */
+        }
         is->cont_done = cmd.used;
         session_reply(s, "+ OK\r\n", 6);
         return 0;

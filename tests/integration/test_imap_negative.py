@@ -43,6 +43,10 @@ def test_plaintext_login_refused(m, backends, certs):
     assert c.until_tagged(b"c")[-1].startswith(b"c NO [PRIVACYREQUIRED]")
     c.send(b"d AUTHENTICATE LOGIN\r\n")
     assert c.until_tagged(b"d")[-1].startswith(b"d NO [PRIVACYREQUIRED]")
+    # a literal in a refused LOGIN gets no "+": the password would follow in the clear
+    c.send(b"f LOGIN {%d}\r\n" % len(ALICE))
+    assert c.line().startswith(b"f NO [PRIVACYREQUIRED]")
+    assert c.quiet(0.2) == b""
     c.send(b"e SELECT INBOX\r\n")
     assert c.until_tagged(b"e")[-1].startswith(b"e BAD")
     c.close()

@@ -44,6 +44,12 @@ test_plaintext_refusals(void)
     fake_client_sends(s, "a4 AUTHENTICATE PLAIN\r\n");
     CHECK(contains(fake_client_output(s), "a4 NO [PRIVACYREQUIRED]"));
     CHECK(!s->backend_connect_requested);
+    fake_client_sends(s, "a6 LOGIN {5}\r\n"); /* no "+": the password would follow in clear */
+    CHECK(contains(fake_client_output(s), "a6 NO [PRIVACYREQUIRED]"));
+    fake_client_sends(s, "a7 LOGIN alice {6}\r\n");
+    CHECK(contains(fake_client_output(s), "a7 NO [PRIVACYREQUIRED]"));
+    fake_client_sends(s, "a8 XYZZY {6}\r\n");
+    CHECK_STR(fake_client_output(s), "a8 BAD Command not permitted before authentication.\r\n");
     fake_client_sends(s, "a5 SELECT INBOX\r\n");
     CHECK_STR(fake_client_output(s), "a5 BAD Command not permitted before authentication.\r\n");
     fake_session_free(s);
