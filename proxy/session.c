@@ -517,7 +517,8 @@ session_relay(struct session *s)
     s->backend_wait_since = 0;
     session_set_phase(s, PHASE_RELAY);
     conn_pause_read(&s->client, false);
-    if (!s->in_dispatch)
+    /* inside an input callback the caller still has to consume its bytes: relay afterwards */
+    if (!s->in_dispatch && !s->in_backend_dispatch)
         session_relay_both(s);
 }
 
@@ -700,12 +701,17 @@ on_backend_event(struct conn *c, enum conn_event ev)
             relay_pump(&s->backend, &s->client);
             return;
         }
+        s->in_backend_dispatch = true;
         while (!s->closing && !s->relaying && s->backend.in.len > 0) {
             size_t used = s->proto->on_backend_input(s, s->backend.in.data, s->backend.in.len);
-            if (s->closing || used == 0)
+            /* the protocol may have closed or replaced the backend leg meanwhile */
+            if (s->closing || used == 0 || s->backend.state == CONN_CLOSED ||
+                s->backend.state == CONN_CONNECTING)
                 break;
+            MOAT_ASSERT(used <= s->backend.in.len);
             conn_consume(&s->backend, used);
         }
+        s->in_backend_dispatch = false;
         if (!s->closing && !s->relaying && buf_room(&s->backend.in) == 0)
             session_close(s, REASON_BACKEND_PROTOCOL);
         else if (!s->closing && s->relaying)

@@ -56,6 +56,7 @@ struct session {
     bool input_paused;
     bool starttls_pending;
     bool in_dispatch;
+    bool in_backend_dispatch;
     bool redispatch;
     bool kicked;
     bool draining; /* shutdown asked; close when idle */
