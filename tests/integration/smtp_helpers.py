@@ -13,7 +13,8 @@ ALICE = "alice@example.test"
 BOB = "bob@example.test"
 
 
-def start_smtp_moat(moat, backends, certs, bare_newline="normalize", extra_listener=None):
+def start_smtp_moat(moat, backends, certs, bare_newline="normalize", extra_listener=None,
+                    extra_backends=None):
     ports = dict(zip(("mx", "submission", "submissions", "trap"), rig.free_ports(4)))
     common = {"local_domains": LOCAL, "bare_newline": bare_newline, "max_errors": "20",
               "preauth_idle": "5s", "backend_reply": "5s"}
@@ -32,12 +33,14 @@ def start_smtp_moat(moat, backends, certs, bare_newline="normalize", extra_liste
     for name, kv in (extra_listener or {}).items():
         ports[name] = rig.free_port()
         listeners[name] = dict(kv, listen="127.0.0.1:%d" % ports[name])
-    conf = rig.moat_conf(certs, backends={
+    backend_sections = {
         "xclient": {"address": "127.0.0.1:%d" % backends.ports["smtp_xclient"],
                     "identity": "xclient"},
         "plain": {"address": "127.0.0.1:%d" % backends.ports["smtp_plain"],
                   "identity": "none"},
-    }, listeners=listeners)
+    }
+    backend_sections.update(extra_backends or {})
+    conf = rig.moat_conf(certs, backends=backend_sections, listeners=listeners)
     m = moat(conf, wait_ports=list(ports.values()))
     m.smtp_ports = ports
     return m
