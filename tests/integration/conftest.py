@@ -68,8 +68,28 @@ def moat(tmp_path):
         return m
 
     yield start
+    problems = []
     for m in started:
         m.stop()
+        problems += sanitizer_reports(m.log())
+    if problems:
+        pytest.fail("moat's sanitizers reported problems:\n" + "\n".join(problems[:40]),
+                    pytrace=False)
+
+
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "moat: panic", "MOAT_ASSERT")
+
+
+def sanitizer_reports(log):
+    """Lines of a moat log that show an ASan/LSan/UBSan report or an assertion failure: the
+    suite must run clean under the sanitizers, not merely survive them."""
+    lines = log.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if any(mark in line for mark in SANITIZER_MARKS):
+            out.extend(lines[i:i + 12])
+    return out
 
 
 @pytest.fixture
