@@ -281,7 +281,7 @@ mail_refusal(struct session *s, const struct smtp_session *st, const struct smtp
             return "552 5.3.4 Message size exceeds fixed limit";
     }
     if (st->authenticated && l->proto == LPROTO_SUBMISSION && l->sender_login_match &&
-        !smtp_equal_nocase(path->addr, path->addr_len, st->login, strlen(st->login)))
+        !sender_map_allows(l->sender_map, path->addr, path->addr_len, st->login))
         return "553 5.7.1 Sender address rejected: not owned by the authenticated user";
     return NULL;
 }

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "config_impl.h"
+#include "sendermap.h"
 
 #define CONFIG_FILE_MAX (16u << 20)
 #define CONFIG_LINE_MAX 4096
@@ -497,6 +498,7 @@ config_listener_free(struct config_listener *l)
     free(l->backend_name);
     free(l->local_domains);
     free(l->sender_login_map);
+    sender_map_free(l->sender_map);
     config_auth_free(&l->auth_conf);
     config_access_free(&l->access);
     free(l);

@@ -27,6 +27,8 @@ enum bare_newline { BARE_NEWLINE_NORMALIZE = 0, BARE_NEWLINE_REJECT };
 enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 enum control_mode { MODE_ENFORCE = 0, MODE_LOG };
 
+struct sender_map;
+
 #define CONFIG_MAX_ADDRS 8
 #define CONFIG_MAX_CERTS 8
 
@@ -112,6 +114,7 @@ struct config_listener {
     bool auth;                      /* whether AUTH is offered (after TLS); default per protocol */
     bool sender_login_match;        /* submission: MAIL FROM must belong to the login */
     char *sender_login_map;         /* optional map file "address login[,login]" */
+    struct sender_map *sender_map;  /* loaded from sender_login_map (NULL: exact match only) */
     enum bare_newline bare_newline;
     bool smtputf8;
     bool dsn;

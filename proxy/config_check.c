@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "config_impl.h"
+#include "sendermap.h"
 
 static int
 config_seen(const struct section_rec *sec, const char *key)
@@ -146,6 +147,26 @@ config_check_listen(struct loader *ld, size_t index)
     }
 }
 
+/* The sender_login_map file is part of the generation: read it now, report it like a key. */
+static void
+config_load_sender_map(struct loader *ld, struct section_rec *sec)
+{
+    struct config_listener *l = sec->listener;
+    if (l->sender_login_map == NULL)
+        return;
+    const char *err = NULL;
+    int bad = 0;
+    l->sender_map = sender_map_load(l->sender_login_map, &err, &bad);
+    if (l->sender_map != NULL)
+        return;
+    if (bad > 0)
+        config_error(ld, config_seen(sec, "sender_login_map"), "sender_login_map",
+                     "'%s' line %d: %s", l->sender_login_map, bad, err);
+    else
+        config_error(ld, config_seen(sec, "sender_login_map"), "sender_login_map",
+                     "cannot read '%s': %s", l->sender_login_map, err);
+}
+
 static void
 config_check_listener(struct loader *ld, size_t index)
 {
@@ -176,6 +197,7 @@ config_check_listener(struct loader *ld, size_t index)
                      listener_tls_name(l->tls));
     }
     config_check_listen(ld, index);
+    config_load_sender_map(ld, sec);
 }
 
 static void

@@ -12,6 +12,7 @@
 #include "common.h"
 #include "config.h"
 #include "saslmech.h"
+#include "sendermap.h"
 
 struct session;
 
