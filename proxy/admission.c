@@ -1,9 +1,14 @@
 /*
  * admission.c: admission control at accept. Cheap, synchronous, on the main thread; a refusal
- * is one non-blocking write of the protocol's line (or nothing on implicit-TLS ports).
+ * is one non-blocking write of the protocol's line (or nothing on implicit-TLS ports). Owns the
+ * process-wide per-client table and the count of TLS handshakes in progress; workers only
+ * report ends into them. Never blocks on I/O and never refuses a client in dry-run mode.
  */
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
 
 #include "admission.h"
 #include "log.h"
@@ -12,32 +17,202 @@
 static const char *const verdict_names[] = {
     [ADMIT_OK] = "ok",
     [ADMIT_MAX_SESSIONS] = "max_sessions",
+    [ADMIT_DENIED] = "denied",
+    [ADMIT_PER_IP] = "max_sessions_per_ip",
+    [ADMIT_RATE] = "connection_rate_per_ip",
+    [ADMIT_TLS_HANDSHAKES] = "max_tls_handshakes",
+    [ADMIT_TABLE_FULL] = "max_tracked_clients",
+    [ADMIT_BANNED] = "banned",
 };
+
+/* Written once by the main thread before the first hand-off to a worker (the worker queue's
+ * lock orders it before any worker reads it). */
+static _Atomic(struct ratetable *) table;
+static atomic_uint handshakes;
+
+const char *
+admission_verdict_name(enum admission_verdict v)
+{
+    return (size_t)v < ARRAY_SIZE(verdict_names) && verdict_names[v] ? verdict_names[v] : "?";
+}
+
+struct ratetable *
+admission_table(void)
+{
+    return atomic_load(&table);
+}
+
+static struct ratetable *
+table_get(const struct config *conf)
+{
+    struct ratetable *t = atomic_load(&table);
+    if (t != NULL)
+        return t;
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+        seed = moat_now_ms() ^ (uint64_t)(uintptr_t)&seed;
+    t = ratetable_new(conf->max_tracked_clients ? conf->max_tracked_clients : 65536, seed);
+    atomic_store(&table, t);
+    return t;
+}
+
+void
+admission_client_key(struct ratetable_key *k, const struct config_listener *l,
+                     const struct sockaddr *peer)
+{
+    ratetable_key_addr(k, peer, l->limits.ipv6_prefix);
+}
+
+/* allow-listed clients are exempt from deny and from the per-client limits. */
+static bool
+exempt(const struct config_listener *l, const struct sockaddr *peer)
+{
+    return l->access.allow.n > 0 && cidr_list_match(&l->access.allow, peer);
+}
+
+static enum admission_verdict
+from_table(enum ratetable_verdict v)
+{
+    switch (v) {
+    case RT_OK:
+        return ADMIT_OK;
+    case RT_CONCURRENT:
+        return ADMIT_PER_IP;
+    case RT_RATE:
+        return ADMIT_RATE;
+    case RT_BANNED:
+        return ADMIT_BANNED;
+    case RT_FULL:
+        return ADMIT_TABLE_FULL;
+    }
+    return ADMIT_TABLE_FULL;
+}
+
+static void
+log_verdict(const char *event, const struct config_listener *l, const struct sockaddr *peer,
+            enum admission_verdict v)
+{
+    char addr[CONFVAL_ADDR_STRLEN];
+    struct log_line line;
+    log_begin(&line, LOG_INFO, event);
+    if (line.skip)
+        return;
+    log_kv(&line, "listener", "%s", l->name);
+    log_kv(&line, "client", "%s", confval_addr_format(peer, addr, sizeof(addr)));
+    log_kv(&line, "reason", "%s", admission_verdict_name(v));
+    if (strcmp(event, "would_refuse") == 0)
+        log_kv(&line, "mode", "log");
+    log_end(&line);
+}
+
+/* The per-client table: concurrency, connection rate, bans. Counts the client when admitted. */
+static enum admission_verdict
+check_client(const struct config *conf, const struct config_listener *l,
+             const struct sockaddr *peer)
+{
+    struct ratetable_key k;
+    admission_client_key(&k, l, peer);
+    bool dry = l->limits.mode == MODE_LOG;
+    enum admission_verdict v =
+        from_table(ratetable_connect(table_get(conf), &k, l->limits.max_sessions_per_ip,
+                                     &l->limits.connection_rate_per_ip, dry, moat_now_ms()));
+    /* the table's bound protects moat itself: never waived, and then nothing was counted */
+    if (v == ADMIT_OK || v == ADMIT_TABLE_FULL || !dry)
+        return v;
+    log_verdict("would_refuse", l, peer, v);
+    return ADMIT_OK;
+}
 
 enum admission_verdict
 admission_check(const struct config *conf, const struct config_listener *l,
                 const struct sockaddr *peer, socklen_t len)
 {
+    bool allowed = exempt(l, peer);
+    if (!allowed && l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer)) {
+        if (l->access.mode == MODE_ENFORCE)
+            return ADMIT_DENIED;
+        log_verdict("would_refuse", l, peer, ADMIT_DENIED);
+    }
     if (conf->max_sessions > 0 && workers_session_count() >= conf->max_sessions)
         return ADMIT_MAX_SESSIONS;
-    return ADMIT_OK;
+    if (l->tls == LTLS_IMPLICIT && conf->max_tls_handshakes > 0 &&
+        atomic_load(&handshakes) >= conf->max_tls_handshakes)
+        return ADMIT_TLS_HANDSHAKES;
+    if (allowed)
+        return ADMIT_OK;
+    return check_client(conf, l, peer);
+}
+
+void
+admission_session_end(const struct config_listener *l, const struct sockaddr *peer)
+{
+    struct ratetable *t = atomic_load(&table);
+    /* counted exactly when admitted and not allow-listed (see admission_check) */
+    if (t == NULL || exempt(l, peer))
+        return;
+    struct ratetable_key k;
+    admission_client_key(&k, l, peer);
+    ratetable_release(t, &k, moat_now_ms());
+}
+
+void
+admission_handshake_begin(void)
+{
+    atomic_fetch_add(&handshakes, 1);
+}
+
+void
+admission_handshake_end(void)
+{
+    atomic_fetch_sub(&handshakes, 1);
+}
+
+unsigned
+admission_handshakes(void)
+{
+    return atomic_load(&handshakes);
+}
+
+static const char *
+refusal_text(enum admission_verdict v)
+{
+    switch (v) {
+    case ADMIT_PER_IP:
+    case ADMIT_RATE:
+        return "Too many connections from your host";
+    case ADMIT_BANNED:
+        return "Too many failures from your host, try again later";
+    case ADMIT_OK:
+    case ADMIT_MAX_SESSIONS:
+    case ADMIT_DENIED:
+    case ADMIT_TLS_HANDSHAKES:
+    case ADMIT_TABLE_FULL:
+        break;
+    }
+    return "Too many connections, try again later";
 }
 
 int
-admission_refusal(char *out, size_t cap, const struct config *conf,
-                  const struct config_listener *l, enum admission_verdict v)
+admission_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
+                  enum admission_verdict v)
 {
     if (l->tls == LTLS_IMPLICIT)
         return 0;
+    bool denied = v == ADMIT_DENIED;
     switch (l->proto) {
     case LPROTO_SMTP:
     case LPROTO_SUBMISSION:
-        return snprintf(out, cap, "421 4.7.0 %s Too many connections, try again later\r\n",
-                        conf->hostname);
+        if (denied)
+            return snprintf(out, cap, "554 5.7.1 %s Access denied\r\n", conf->hostname);
+        return snprintf(out, cap, "421 4.7.0 %s %s\r\n", conf->hostname, refusal_text(v));
     case LPROTO_IMAP:
-        return snprintf(out, cap, "* BYE [UNAVAILABLE] Too many connections, try again later\r\n");
+        if (denied)
+            return snprintf(out, cap, "* BYE Access denied\r\n");
+        return snprintf(out, cap, "* BYE [UNAVAILABLE] %s\r\n", refusal_text(v));
     case LPROTO_POP3:
-        return snprintf(out, cap, "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
+        if (denied)
+            return snprintf(out, cap, "-ERR Access denied\r\n");
+        return snprintf(out, cap, "-ERR [SYS/TEMP] %s\r\n", refusal_text(v));
     }
     return 0;
 }
@@ -46,21 +221,5 @@ void
 admission_log(const struct config_listener *l, const struct sockaddr *peer,
               enum admission_verdict v)
 {
-    char addr[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (peer->sa_family == AF_INET) {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)peer;
-        inet_ntop(AF_INET, &a->sin_addr, addr, sizeof(addr));
-        port = ntohs(a->sin_port);
-    } else if (peer->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)peer;
-        inet_ntop(AF_INET6, &a->sin6_addr, addr, sizeof(addr));
-        port = ntohs(a->sin6_port);
-    }
-    struct log_line line;
-    log_begin(&line, LOG_INFO, "refused");
-    log_kv(&line, "listener", "%s", l->name);
-    log_kv(&line, "client", "%s:%u", addr, port);
-    log_kv(&line, "reason", "%s", verdict_names[v]);
-    log_end(&line);
+    log_verdict("refused", l, peer, v);
 }

@@ -1,6 +1,8 @@
 /*
  * admission.h: the one decision at accept, before any TLS work: may this client have a session?
- * Today the global max_sessions; per-IP limits, rates and access lists plug in here.
+ * Access lists, the global session cap, TLS handshakes in progress, and per-client sessions and
+ * connection rate in a bounded table shared by all threads. Workers report the end of counted
+ * sessions and handshakes, and ask for per-client message/recipient rates, through here.
  */
 #ifndef MOAT_ADMISSION_H
 #define MOAT_ADMISSION_H
@@ -8,9 +10,22 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "ratetable.h"
 
-enum admission_verdict { ADMIT_OK = 0, ADMIT_MAX_SESSIONS };
+enum admission_verdict {
+    ADMIT_OK = 0,
+    ADMIT_MAX_SESSIONS,   /* global max_sessions */
+    ADMIT_DENIED,         /* [access] deny */
+    ADMIT_PER_IP,         /* max_sessions_per_ip */
+    ADMIT_RATE,           /* connection_rate_per_ip */
+    ADMIT_TLS_HANDSHAKES, /* max_tls_handshakes in progress (implicit-TLS listeners) */
+    ADMIT_TABLE_FULL,     /* every tracked client has live sessions */
+    ADMIT_BANNED          /* a ban from the auth service */
+};
 
+/* Main thread, at accept. Refusals are returned (the caller logs and refuses); in dry-run mode
+ * (limits_mode / [access] mode = log) this logs event=would_refuse itself and returns ADMIT_OK.
+ * An admitted client is counted until admission_session_end(). */
 enum admission_verdict admission_check(const struct config *conf, const struct config_listener *l,
                                        const struct sockaddr *peer, socklen_t len);
 /* The protocol's refusal line for v into out; 0 on implicit-TLS listeners (plain close). */
@@ -18,5 +33,19 @@ int admission_refusal(char *out, size_t cap, const struct config *conf,
                       const struct config_listener *l, enum admission_verdict v);
 void admission_log(const struct config_listener *l, const struct sockaddr *peer,
                    enum admission_verdict v);
+const char *admission_verdict_name(enum admission_verdict v);
+
+/* Any thread: a session admitted by admission_check() on listener l from peer has ended. */
+void admission_session_end(const struct config_listener *l, const struct sockaddr *peer);
+/* Any thread: a TLS handshake started / ended (counted for max_tls_handshakes). */
+void admission_handshake_begin(void);
+void admission_handshake_end(void);
+unsigned admission_handshakes(void);
+
+/* Any thread: the per-client table (NULL before the first accept); for the auth service's bans.
+ * Its keys for client addresses come from admission_client_key(). */
+struct ratetable *admission_table(void);
+void admission_client_key(struct ratetable_key *k, const struct config_listener *l,
+                          const struct sockaddr *peer);
 
 #endif

@@ -43,6 +43,8 @@ struct config_limits {
     uint32_t max_preauth_commands;     /* commands before authentication/hand-off */
     struct rate messages_per_client;
     struct rate recipients_per_client;
+    uint32_t ipv6_prefix;     /* per-client key: IPv6 addresses cut to this many bits */
+    enum control_mode mode;   /* limits_mode: enforce, or log what would be refused */
 };
 
 struct config_timeouts {
@@ -120,6 +122,7 @@ struct config_listener {
     bool dsn;
     bool greet_pause_set;
     uint32_t greet_pause_ms;
+    enum control_mode greet_mode; /* early talkers: enforce (refuse), or log only */
     /* effective values: the global sections with this listener's overrides applied */
     struct config_limits limits;
     struct config_timeouts timeouts;
@@ -144,6 +147,7 @@ struct config {
     socklen_t metrics_addr_len; /* 0 = off */
     uint32_t max_sessions;
     uint32_t max_tls_handshakes;
+    uint32_t max_tracked_clients; /* entries of the per-client table (fixed at startup) */
     uint32_t shutdown_grace_ms;
     /* global sections */
     struct config_tls tls;

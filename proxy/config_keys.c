@@ -79,6 +79,7 @@ const struct key_def config_keys[] = {
      offsetof(struct config, metrics_addr_len), "off", 0, 0, NULL, 0},
     MOAT("max_sessions", KT_UINT, max_sessions, "10000", 1, 10000000, NULL),
     MOAT("max_tls_handshakes", KT_UINT, max_tls_handshakes, "256", 1, 1000000, NULL),
+    MOAT("max_tracked_clients", KT_UINT, max_tracked_clients, "65536", 16, 16777216, NULL),
     MOAT("shutdown_grace", KT_DURATION, shutdown_grace_ms, "30s", 0, 0, NULL),
 
     TLS("certificate", KT_CERT, certs, NULL, NULL, KF_REPEAT),
@@ -99,6 +100,9 @@ const struct key_def config_keys[] = {
     LIM("max_preauth_commands", KT_UINT, max_preauth_commands, "50", 1, 100000),
     LIM("messages_per_client", KT_RATE, messages_per_client, "500/1h", 0, 0),
     LIM("recipients_per_client", KT_RATE, recipients_per_client, "2000/1h", 0, 0),
+    LIM("ipv6_prefix", KT_UINT, ipv6_prefix, "64", 1, 128),
+    K(SEC_LIMITS, "limits_mode", KT_ENUM, struct config_limits, mode, "enforce", 0, 0, mode_names,
+      0),
 
     TMO("handshake", handshake_ms, "10s", 1),
     TMO("preauth_idle", preauth_idle_ms, "60s", 1),
@@ -141,6 +145,7 @@ const struct key_def config_keys[] = {
     LSN("smtputf8", KT_BOOL, smtputf8, "yes", NULL),
     LSN("dsn", KT_BOOL, dsn, "yes", NULL),
     LSN("greet_pause", KT_DURATION, greet_pause_ms, "0", NULL),
+    LSN("greet_mode", KT_ENUM, greet_mode, "enforce", mode_names),
 };
 const size_t config_nkeys = ARRAY_SIZE(config_keys);
 

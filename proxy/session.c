@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admission.h"
 #include "log.h"
 #include "session.h"
 #include "tls.h"
@@ -267,12 +268,49 @@ session_count_error(struct session *s)
 
 /* --- phases and the timer --- */
 
+/* TLS handshakes in progress are counted process-wide for max_tls_handshakes. */
+static void
+session_count_handshake(struct session *s, bool in_handshake)
+{
+    if (s->in_handshake == in_handshake)
+        return;
+    s->in_handshake = in_handshake;
+    if (in_handshake)
+        admission_handshake_begin();
+    else
+        admission_handshake_end();
+}
+
+/* The configuration name of the idle timeout of phase p, for the closing line. */
+static const char *
+idle_timeout_name(enum session_phase p)
+{
+    switch (p) {
+    case PHASE_COMMAND:
+        return "command";
+    case PHASE_DATA:
+        return "data";
+    case PHASE_RELAY:
+        return "relay_idle";
+    case PHASE_ACCEPT:
+    case PHASE_HANDSHAKE:
+    case PHASE_PREAUTH:
+    case PHASE_AUTH:
+    case PHASE_CONNECT:
+    case PHASE_HANDOFF:
+    case PHASE_CLOSING:
+        break;
+    }
+    return "preauth_idle";
+}
+
 void
 session_set_phase(struct session *s, enum session_phase p)
 {
     const struct config_timeouts *t = &s->listener->timeouts;
     double now = ev_now(worker_loop(s->worker));
     s->phase = p;
+    session_count_handshake(s, p == PHASE_HANDSHAKE);
     s->phase_deadline = 0;
     s->idle_s = 0;
     switch (p) {
@@ -397,29 +435,34 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     if (s->connect_deadline > 0 && now >= s->connect_deadline) {
+        s->timeout_name = "backend_connect";
         backend_attempt_failed(s, "connect timeout");
         if (!s->closing)
             session_timer_arm(s);
         return;
     }
     if (s->phase_deadline > 0 && now >= s->phase_deadline) {
+        s->timeout_name = s->phase == PHASE_HANDSHAKE ? "handshake" : "preauth_total";
         session_end(s, s->phase == PHASE_HANDSHAKE ? REASON_HANDSHAKE_TIMEOUT
                                                     : REASON_TOTAL_TIMEOUT);
         return;
     }
     if (in_preauth(s) && s->listener->timeouts.preauth_total_ms > 0 && now >= s->total_deadline) {
+        s->timeout_name = "preauth_total";
         session_end(s, REASON_TOTAL_TIMEOUT);
         return;
     }
     if (s->backend_wait_since > 0 &&
         now >= s->backend_wait_since + s->listener->timeouts.backend_reply_ms / 1000.0) {
         s->backend_wait_since = 0;
+        s->timeout_name = "backend_reply";
         s->proto->on_backend(s, BACKEND_TIMEOUT);
         if (!s->closing)
             session_timer_arm(s);
         return;
     }
     if (s->idle_s > 0 && now >= last_activity(s) + s->idle_s) {
+        s->timeout_name = idle_timeout_name(s->phase);
         session_end(s, REASON_IDLE_TIMEOUT);
         return;
     }
@@ -761,6 +804,7 @@ session_close(struct session *s, enum close_reason r)
     s->closing = true;
     s->reason = r;
     s->close_phase = s->phase;
+    session_count_handshake(s, false);
     s->phase = PHASE_CLOSING;
     bool quiet = r != REASON_CLIENT_QUIT && r != REASON_SHUTDOWN && r != REASON_BACKEND_EOF &&
                  r != REASON_CLIENT_EOF;
@@ -810,7 +854,10 @@ session_finish(struct session *s)
     log_kv(&l, "dur_ms", "%lld", (long long)((ev_now(loop) - s->start) * 1000));
     log_kv(&l, "reason", "%s", close_reason_name(s->reason));
     log_kv(&l, "phase", "%s", session_phase_name(s->close_phase));
+    if (s->timeout_name != NULL)
+        log_kv(&l, "timeout", "%s", s->timeout_name);
     log_end(&l);
+    admission_session_end(s->listener, (const struct sockaddr *)&s->peer);
     worker_session_done(s->worker, s);
 }
 

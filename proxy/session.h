@@ -59,6 +59,8 @@ struct session {
     bool in_backend_dispatch;
     bool redispatch;
     bool kicked;
+    bool in_handshake;        /* counted in admission's TLS handshakes in progress */
+    const char *timeout_name; /* the timeout that ended the session, for the closing line */
     bool draining; /* shutdown asked; close when idle */
     bool resume_on_backend_drain; /* session_input_pause_until_backend_drained() */
     struct session *prev, *next; /* worker's list */

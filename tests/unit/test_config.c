@@ -192,6 +192,8 @@ check_default_sections(const struct config *c)
     CHECK_STR(c->auth.mech_list, "PLAIN LOGIN");
     CHECK(c->access.allow.n == 0 && c->access.deny.n == 0);
     CHECK(c->access.mode == MODE_ENFORCE);
+    CHECK(c->limits.ipv6_prefix == 64 && c->limits.mode == MODE_ENFORCE);
+    CHECK(c->max_tracked_clients == 65536);
 }
 
 static void
@@ -691,12 +693,43 @@ reference_text(bool uncomment_defaults)
     text = replace_all(text, "/etc/moat/tls/mail.example.com.key", key_path);
     if (uncomment_defaults) {
         for (char *p = text; (p = strstr(p, "\n#")) != NULL; p++) {
-            size_t n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz_");
+            size_t n = strspn(p + 2, "abcdefghijklmnopqrstuvwxyz_0123456789");
             if (n > 0 && strncmp(p + 2 + n, " = ", 3) == 0)
                 p[1] = ' ';
         }
     }
     return text;
+}
+
+/* Admission keys: the table size, the IPv6 prefix, the dry-run switches, listener overrides. */
+static void
+test_admission_keys(void)
+{
+    struct config *c = load_ok("[moat]\nmax_tracked_clients = 64\n"
+                               "[limits]\nipv6_prefix = 48\nlimits_mode = log\n" MINIMAL
+                               "limits_mode = enforce\nipv6_prefix = 128\ngreet_pause = 2s\n"
+                               "greet_mode = log\n");
+    if (c != NULL) {
+        CHECK(c->max_tracked_clients == 64);
+        CHECK(c->limits.ipv6_prefix == 48 && c->limits.mode == MODE_LOG);
+        const struct config_listener *l = c->listeners;
+        CHECK(l->limits.ipv6_prefix == 128 && l->limits.mode == MODE_ENFORCE);
+        CHECK(l->greet_pause_ms == 2000 && l->greet_mode == MODE_LOG);
+        config_unref(c);
+    }
+    c = load_ok(MINIMAL);
+    if (c != NULL) {
+        CHECK(c->listeners->greet_mode == MODE_ENFORCE && c->listeners->greet_pause_ms == 0);
+        config_unref(c);
+    }
+    load_fails(__LINE__, "[limits]\nipv6_prefix = 129\n" MINIMAL,
+               "t.conf:2: ipv6_prefix: bad number '129': must be at most 128", NULL);
+    load_fails(__LINE__, "[limits]\nipv6_prefix = 0\n" MINIMAL,
+               "t.conf:2: ipv6_prefix: bad number '0': must be at least 1", NULL);
+    load_fails(__LINE__, "[moat]\nmax_tracked_clients = 8\n" MINIMAL,
+               "t.conf:2: max_tracked_clients: bad number '8': must be at least 16", NULL);
+    load_fails(__LINE__, "[limits]\nlimits_mode = maybe\n" MINIMAL,
+               "t.conf:2: limits_mode: bad value 'maybe': expected one of enforce, log", NULL);
 }
 
 static void
@@ -778,6 +811,7 @@ main(void)
     test_error_cap();
     test_load_file();
     test_reference_config();
+    test_admission_keys();
     cleanup_files();
     return test_finish("test_config");
 }
