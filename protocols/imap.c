@@ -39,6 +39,8 @@ imap_state_name(enum imap_state st)
         return "authenticate";
     case IMAP_STATE_STARTTLS:
         return "starttls";
+    case IMAP_STATE_VERIFY:
+        return "verify";
     case IMAP_STATE_CONNECT:
         return "connect";
     case IMAP_STATE_BACKEND_GREETING:
@@ -440,6 +442,7 @@ imap_on_client_input(struct session *s, const char *p, size_t n)
         return authenticate_input(s, p, n);
     case IMAP_STATE_INIT:
     case IMAP_STATE_STARTTLS:
+    case IMAP_STATE_VERIFY:
     case IMAP_STATE_CONNECT:
     case IMAP_STATE_BACKEND_GREETING:
     case IMAP_STATE_BACKEND_ID:
@@ -540,4 +543,5 @@ const struct protocol imap_protocol = {
     .farewell = imap_farewell,
     .on_close = imap_on_close,
     .state_name = imap_proto_state_name,
+    .on_auth_done = imap_on_auth_done,
 };

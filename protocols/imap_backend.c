@@ -5,6 +5,7 @@
  * to the relay. It never forwards backend chatter from before the login, and it never lets the
  * client tell a wrong password from an unknown user or a backend outage from a hang.
  */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -35,21 +36,31 @@ login_unavailable(struct session *s, const char *why)
     back_to_preauth(s);
 }
 
-/* The backend refused the credentials: one answer whatever the cause. */
+static const char *
+mech_name(const struct imap_session *is)
+{
+    return is->mech == SASL_MECH_NONE ? "IMAP-LOGIN" : sasl_mech_name(is->mech);
+}
+
+/* The credentials were refused (by the backend or the verifier), or the user is banned: one
+ * answer whatever the cause, delayed and counted by the core. */
 static void
 login_rejected(struct session *s)
 {
     struct imap_session *is = imap_session(s);
-    session_log_peer(s, LOG_INFO, "auth_failed", "user", is->user, strlen(is->user));
-    imap_reply_tagged(s, "NO [AUTHENTICATIONFAILED] Authentication failed.");
-    uint32_t max = session_listener(s)->auth_conf.max_failures;
-    if (max > 0 && ++is->auth_failures >= max) {
-        session_reply(s, "* BYE Too many authentication failures\r\n", 40);
-        sasl_exchange_wipe(&is->sasl);
-        session_close(s, REASON_AUTH_FAILED);
-        return;
-    }
+    char reply[IMAP_TAG_MAX + 64], last[IMAP_TAG_MAX + 112];
+    snprintf(reply, sizeof(reply), "%s NO [AUTHENTICATIONFAILED] Authentication failed.\r\n",
+             is->tag);
+    snprintf(last, sizeof(last), "%s* BYE Too many authentication failures\r\n", reply);
+    session_auth_failed(s, is->user, strlen(is->user), mech_name(is), reply, last);
     back_to_preauth(s);
+}
+
+static void
+login_connect(struct session *s)
+{
+    imap_enter_state(s, IMAP_STATE_CONNECT);
+    session_backend_connect(s); /* may report BACKEND_FAILED before it returns */
 }
 
 void
@@ -59,8 +70,37 @@ imap_login_start(struct session *s)
     memcpy(is->user, is->sasl.cred.user, is->sasl.cred.user_len + 1);
     session_input_pause(s);
     session_set_phase(s, PHASE_AUTH);
-    imap_enter_state(s, IMAP_STATE_CONNECT);
-    session_backend_connect(s); /* may report BACKEND_FAILED before it returns */
+    if (session_listener(s)->auth_conf.verifier == VERIFIER_SASL) {
+        imap_enter_state(s, IMAP_STATE_VERIFY);
+        session_auth_verify(s, &is->sasl.cred, is->mech);
+        return;
+    }
+    if (session_auth_banned(s, is->user, strlen(is->user))) {
+        login_rejected(s);
+        return;
+    }
+    login_connect(s);
+}
+
+/* verifier = sasl: verified credentials are replayed to the backend, which logs the user in. */
+void
+imap_on_auth_done(struct session *s, const struct auth_result *r)
+{
+    struct imap_session *is = imap_session(s);
+    if (is->state != IMAP_STATE_VERIFY)
+        return;
+    session_input_pause(s);
+    switch (r->status) {
+    case AUTH_OK:
+        login_connect(s);
+        return;
+    case AUTH_FAILED:
+        login_rejected(s);
+        return;
+    case AUTH_TEMPFAIL:
+        login_unavailable(s, "verifier unavailable");
+        return;
+    }
 }
 
 static int
@@ -189,8 +229,7 @@ on_login_reply(struct session *s, const char *line, size_t len)
     case 'O':
         /* The line stays unconsumed: the relay forwards it verbatim, with the backend's
          * CAPABILITY code, before anything else the backend sends. */
-        session_set_user(s, is->user);
-        session_log_peer(s, LOG_INFO, "login", "user", is->user, strlen(is->user));
+        session_auth_login(s, is->user, strlen(is->user), mech_name(is));
         imap_enter_state(s, IMAP_STATE_RELAY);
         session_relay(s);
         return true;
@@ -235,6 +274,7 @@ imap_backend_input(struct session *s, const char *p, size_t n)
     case IMAP_STATE_PREAUTH:
     case IMAP_STATE_AUTHENTICATE:
     case IMAP_STATE_STARTTLS:
+    case IMAP_STATE_VERIFY:
     case IMAP_STATE_CONNECT:
     case IMAP_STATE_RELAY:
     case IMAP_STATE_LOGOUT:

@@ -14,6 +14,7 @@ enum imap_state {
     IMAP_STATE_PREAUTH,          /* reading commands */
     IMAP_STATE_AUTHENTICATE,     /* reading a SASL response line */
     IMAP_STATE_STARTTLS,         /* handshake under way; no input */
+    IMAP_STATE_VERIFY,           /* credentials with moat's auth service (verifier = sasl) */
     IMAP_STATE_CONNECT,          /* credentials taken, backend connecting */
     IMAP_STATE_BACKEND_GREETING, /* waiting for the backend's "* OK" */
     IMAP_STATE_BACKEND_ID,       /* waiting for "m1 OK" to moat's ID */
@@ -44,5 +45,6 @@ void imap_reply_tagged(struct session *s, const char *text);
 void imap_login_start(struct session *s);
 void imap_backend_event(struct session *s, enum backend_event ev);
 size_t imap_backend_input(struct session *s, const char *p, size_t n);
+void imap_on_auth_done(struct session *s, const struct auth_result *r);
 
 #endif

@@ -156,17 +156,12 @@ void
 pop3_auth_failed(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
-    explicit_bzero(&ps->cred, sizeof(ps->cred));
     ps->failures++;
-    uint32_t max = session_listener(s)->auth_conf.max_failures;
-    if (max > 0 && ps->failures >= max) {
-        pop3_send(s, "-ERR [AUTH] Too many authentication failures\r\n");
-        pop3_enter_state(s, POP3_STATE_DONE);
-        session_close(s, REASON_AUTH_FAILED);
-        return;
-    }
-    pop3_send(s, POP3_REPLY_AUTH_FAILED);
     pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+    session_auth_failed(s, ps->cred.user, ps->cred.user_len,
+                        ps->mech == SASL_MECH_NONE ? "USER" : sasl_mech_name(ps->mech),
+                        POP3_REPLY_AUTH_FAILED, "-ERR [AUTH] Too many authentication failures\r\n");
+    explicit_bzero(&ps->cred, sizeof(ps->cred));
 }
 
 static void
@@ -177,7 +172,7 @@ pop3_cmd_pass(struct session *s, struct pop3_session *ps, const struct pop3_comm
     ps->user_len = 0;
     pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
     if (rc != 0 || c->args_len == 0) {
-        session_log(s, LOG_INFO, "auth_failed", "mech=USER reason=bad_credentials");
+        ps->mech = SASL_MECH_NONE;
         pop3_auth_failed(s);
         return;
     }
@@ -471,4 +466,5 @@ const struct protocol pop3_protocol = {
     .farewell = pop3_farewell,
     .on_close = pop3_on_close,
     .state_name = pop3_proto_state_name,
+    .on_auth_done = pop3_on_auth_done,
 };

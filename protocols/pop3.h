@@ -23,6 +23,7 @@ enum pop3_state {
 /* Steps of the backend login (POP3_STATE_LOGIN). */
 enum pop3_login_step {
     POP3_LOGIN_CONNECT = 0, /* waiting for BACKEND_CONNECTED */
+    POP3_LOGIN_VERIFY,      /* moat's auth service checks the credentials (verifier = sasl) */
     POP3_LOGIN_GREETING,    /* waiting for "+OK ..." */
     POP3_LOGIN_XCLIENT,     /* XCLIENT sent */
     POP3_LOGIN_AUTH         /* AUTH PLAIN sent */
@@ -53,5 +54,6 @@ void pop3_auth_failed(struct session *s);
 void pop3_login_start(struct session *s);
 void pop3_on_backend(struct session *s, enum backend_event ev);
 size_t pop3_on_backend_input(struct session *s, const char *p, size_t n);
+void pop3_on_auth_done(struct session *s, const struct auth_result *r);
 
 #endif

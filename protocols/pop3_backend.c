@@ -43,7 +43,6 @@ static void
 pop3_login_rejected(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
-    session_log_peer(s, LOG_INFO, "auth_failed", "user", ps->cred.user, ps->cred.user_len);
     session_backend_wait(s, false);
     session_backend_close(s);
     session_set_phase(s, PHASE_PREAUTH);
@@ -90,24 +89,61 @@ pop3_login_done(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
     session_backend_wait(s, false);
-    session_set_user(s, ps->cred.user);
-    session_log_peer(s, LOG_INFO, "login", "user", ps->cred.user, ps->cred.user_len);
-    session_log(s, LOG_INFO, "login_mech", "mech=%s backend=%s",
-                ps->mech == SASL_MECH_NONE ? "USER" : sasl_mech_name(ps->mech),
-                session_backend_addr(s));
+    session_auth_login(s, ps->cred.user, ps->cred.user_len,
+                       ps->mech == SASL_MECH_NONE ? "USER" : sasl_mech_name(ps->mech));
+    session_log(s, LOG_INFO, "backend_login", "backend=%s", session_backend_addr(s));
     explicit_bzero(&ps->cred, sizeof(ps->cred));
     pop3_enter_state(s, POP3_STATE_RELAY);
     session_relay(s);
 }
 
-void
-pop3_login_start(struct session *s)
+static void
+pop3_login_connect(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
     ps->login_step = POP3_LOGIN_CONNECT;
     pop3_enter_state(s, POP3_STATE_LOGIN);
     session_input_pause(s);
     session_backend_connect(s); /* may report BACKEND_FAILED before it returns */
+}
+
+void
+pop3_login_start(struct session *s)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    if (session_listener(s)->auth_conf.verifier == VERIFIER_SASL) {
+        ps->login_step = POP3_LOGIN_VERIFY;
+        pop3_enter_state(s, POP3_STATE_LOGIN);
+        session_set_phase(s, PHASE_AUTH);
+        session_auth_verify(s, &ps->cred, ps->mech);
+        return;
+    }
+    if (session_auth_banned(s, ps->cred.user, ps->cred.user_len)) {
+        pop3_auth_failed(s);
+        return;
+    }
+    pop3_login_connect(s);
+}
+
+/* verifier = sasl: verified credentials are replayed to the backend, which logs the user in. */
+void
+pop3_on_auth_done(struct session *s, const struct auth_result *r)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    if (ps->state != POP3_STATE_LOGIN || ps->login_step != POP3_LOGIN_VERIFY)
+        return;
+    switch (r->status) {
+    case AUTH_OK:
+        pop3_login_connect(s);
+        return;
+    case AUTH_FAILED:
+        session_set_phase(s, PHASE_PREAUTH);
+        pop3_auth_failed(s);
+        return;
+    case AUTH_TEMPFAIL:
+        pop3_login_unavailable(s, "verifier");
+        return;
+    }
 }
 
 void
@@ -144,6 +180,7 @@ pop3_backend_line(struct session *s, const char *p, size_t len)
     struct pop3_session *ps = session_proto_state(s);
     bool ok = pop3_reply_is(p, len, "+OK");
     switch (ps->login_step) {
+    case POP3_LOGIN_VERIFY:
     case POP3_LOGIN_CONNECT:
         pop3_login_unavailable(s, "early_reply");
         return false;

@@ -194,8 +194,7 @@ auth_step_result(struct session *s, struct smtp_session *st, enum sasl_step r, c
         smtp_enter_state(s, SMTP_AUTH_LINE);
         return;
     case SASL_STEP_DONE:
-        smtp_enter_state(s, SMTP_AUTH_VERIFY);
-        smtp_handoff_start(s, true);
+        smtp_auth_start(s);
         return;
     case SASL_STEP_CANCEL:
         sasl_exchange_wipe(&st->sasl);
@@ -648,4 +647,5 @@ const struct protocol smtp_protocol = {
     .farewell = smtp_farewell,
     .on_close = smtp_on_close,
     .state_name = smtp_state_name,
+    .on_auth_done = smtp_on_auth_done,
 };

@@ -218,12 +218,7 @@ handoff_auth_result(struct session *s, int code)
 {
     struct smtp_session *st = smtp_st(s);
     if (code == 235) {
-        memcpy(st->login, st->sasl.cred.user, st->sasl.cred.user_len);
-        st->login[st->sasl.cred.user_len] = '\0';
-        sasl_exchange_wipe(&st->sasl);
-        st->authenticated = true;
-        session_set_user(s, st->login);
-        session_log_peer(s, LOG_INFO, "login", "user", st->login, strlen(st->login));
+        smtp_auth_succeeded(s, st->sasl.cred.user);
         session_replyf(s, "235 2.7.0 Authentication successful\r\n");
         handoff_done(s);
         return;
@@ -232,19 +227,8 @@ handoff_auth_result(struct session *s, int code)
         handoff_fail(s, true, "AUTH not accepted by the backend");
         return;
     }
-    session_log_peer(s, LOG_INFO, "auth_failed", "user", st->sasl.cred.user,
-                     st->sasl.cred.user_len);
-    sasl_exchange_wipe(&st->sasl);
     backend_drop(s);
-    st->auth_failures++;
-    smtp_enter_state(s, SMTP_READY);
-    session_replyf(s, "535 5.7.8 Authentication credentials invalid\r\n");
-    uint32_t max = session_listener(s)->auth_conf.max_failures;
-    if (max > 0 && st->auth_failures >= max) {
-        smtp_close_421(s, "4.7.0", "Error: too many authentication failures", REASON_AUTH_FAILED);
-        return;
-    }
-    smtp_resume(s);
+    smtp_auth_failed(s);
 }
 
 /* The last line of a backend reply during the hand-off. */

@@ -84,6 +84,12 @@ void smtp_close_421(struct session *s, const char *code, const char *text, enum 
 void smtp_pause(struct session *s);
 void smtp_resume(struct session *s);
 
+/* smtp_auth.c: credentials complete (in st->sasl.cred): verify them; the one failure path */
+void smtp_auth_start(struct session *s);
+void smtp_auth_failed(struct session *s);
+void smtp_auth_succeeded(struct session *s, const char *user);
+void smtp_on_auth_done(struct session *s, const struct auth_result *r);
+
 /* smtp_backend.c */
 void smtp_handoff_start(struct session *s, bool for_auth);
 void smtp_on_backend(struct session *s, enum backend_event ev);

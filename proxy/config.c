@@ -481,7 +481,8 @@ config_auth_free(struct config_auth *a)
     free(a->sasldb_path);
     free(a->saslauthd_path);
     free(a->mech_list);
-    a->sasldb_path = a->saslauthd_path = a->mech_list = NULL;
+    free(a->realm);
+    a->sasldb_path = a->saslauthd_path = a->mech_list = a->realm = NULL;
 }
 
 void

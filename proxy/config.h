@@ -23,6 +23,7 @@ enum backend_identity {
     IDENT_ID
 };
 enum auth_verifier { VERIFIER_BACKEND = 0, VERIFIER_SASL };
+enum pwcheck_method { PWCHECK_AUXPROP = 0, PWCHECK_SASLAUTHD };
 enum bare_newline { BARE_NEWLINE_NORMALIZE = 0, BARE_NEWLINE_REJECT };
 enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 enum control_mode { MODE_ENFORCE = 0, MODE_LOG };
@@ -74,6 +75,9 @@ struct config_auth {
 struct config_access {
     struct cidr_list allow;
     struct cidr_list deny;
+    enum pwcheck_method pwcheck_method; /* sasl: auxprop (sasldb) or saslauthd */
+    char *realm;                        /* sasl: user_realm for sasl_server_new; NULL = none */
+    uint32_t verify_timeout_ms;         /* sasl: a job not done by then is a temporary failure */
     enum control_mode mode;
 };
 

@@ -61,6 +61,7 @@ config_listener_inherit(struct loader *ld, struct section_rec *sec)
     l->auth_conf.sasldb_path = config_strdup_or_null(c->auth.sasldb_path);
     l->auth_conf.saslauthd_path = config_strdup_or_null(c->auth.saslauthd_path);
     l->auth_conf.mech_list = config_strdup_or_null(c->auth.mech_list);
+    l->auth_conf.realm = config_strdup_or_null(c->auth.realm);
     cidr_list_copy(&l->access.allow, &c->access.allow);
     cidr_list_copy(&l->access.deny, &c->access.deny);
     l->access.mode = c->access.mode;
@@ -222,6 +223,22 @@ config_check_backend(struct loader *ld, struct section_rec *sec)
 }
 
 void
+/* The sasl verifier on SMTP tells Postfix the login with XCLIENT LOGIN=: nothing else can. */
+static void
+config_check_verifier(struct loader *ld, struct section_rec *sec)
+{
+    const struct config_listener *l = sec->listener;
+    if (l->auth_conf.verifier != VERIFIER_SASL || l->backend == NULL)
+        return;
+    if ((l->proto == LPROTO_SMTP || l->proto == LPROTO_SUBMISSION) &&
+        l->backend->identity != IDENT_XCLIENT) {
+        int line = config_seen(sec, "verifier");
+        config_error(ld, line ? line : sec->line, "verifier",
+                     "[listener %s] verifier = sasl needs a backend with identity = xclient",
+                     l->name);
+    }
+}
+
 config_check(struct loader *ld)
 {
     struct config *c = ld->config;
@@ -236,5 +253,10 @@ config_check(struct loader *ld)
             config_check_backend(ld, &ld->secs[i]);
     }
     if (c->listeners == NULL)
+    for (size_t i = 0; i < ld->nsecs; i++) {
+        if (ld->secs[i].kind == SEC_LISTENER)
+            config_check_verifier(ld, &ld->secs[i]);
+    }
+    config_check_dns(ld);
         config_error(ld, 1, "listener", "no [listener NAME] section");
 }

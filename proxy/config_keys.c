@@ -30,6 +30,8 @@ static const struct enum_name log_level_names[] = {
 static const struct enum_name tls_version_names[] = {{"1.2", 12}, {"1.3", 13}, {NULL, 0}};
 static const struct enum_name verifier_names[] = {
     {"backend", VERIFIER_BACKEND}, {"sasl", VERIFIER_SASL}, {NULL, 0}};
+static const struct enum_name pwcheck_names[] = {
+    {"auxprop", PWCHECK_AUXPROP}, {"saslauthd", PWCHECK_SASLAUTHD}, {NULL, 0}};
 static const struct enum_name mode_names[] = {
     {"enforce", MODE_ENFORCE}, {"log", MODE_LOG}, {NULL, 0}};
 static const struct enum_name identity_names[] = {
@@ -136,6 +138,9 @@ const struct key_def config_keys[] = {
     {SEC_LISTENER, "listen", KT_ADDR, offsetof(struct config_listener, addr),
      offsetof(struct config_listener, addr_len), NULL, 0, 0, NULL, 0},
     LSN("tls", KT_ENUM, tls, "starttls", ltls_names),
+    AUTH("pwcheck_method", KT_ENUM, pwcheck_method, "auxprop", 0, 0, pwcheck_names),
+    AUTH("realm", KT_STR, realm, NULL, 0, 0, NULL),
+    AUTH("verify_timeout", KT_DURATION, verify_timeout_ms, "15s", 0, 0, NULL),
     LSN("backend", KT_STR, backend_name, NULL, NULL),
     LSN("local_domains", KT_STR, local_domains, NULL, NULL),
     LSN("auth", KT_BOOL, auth, NULL, NULL),

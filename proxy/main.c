@@ -18,6 +18,7 @@
 #include <ev.h>
 
 #include "config.h"
+#include "auth.h"
 #include "listener.h"
 #include "log.h"
 #include "tls.h"
@@ -217,6 +218,25 @@ main(int argc, char **argv)
         default:
             usage(stderr);
             return 2;
+/* Cyrus SASL and its pool when a listener uses verifier = sasl. Before any thread starts:
+ * sasl_server_init is not thread-safe. */
+static int
+auth_start(const struct config *conf)
+{
+    for (const struct config_listener *l = conf->listeners; l != NULL; l = l->next) {
+        if (l->auth_conf.verifier != VERIFIER_SASL)
+            continue;
+        const char *err = NULL;
+        if (auth_init(conf, &err) != 0) {
+            log_msg(LOG_ERROR, "startup_failed", "error=\"sasl: %s\"", err);
+            fprintf(stderr, "moat: sasl: %s\n", err);
+            return -1;
+        }
+        break;
+    }
+    return 0;
+}
+
         }
     }
     if (path == NULL) {
@@ -250,7 +270,10 @@ main(int argc, char **argv)
     }
     int rc = run(conf, tls);
     tls_ctx_unref(tls);
+    if (auth_start(conf) != 0)
+        return 1;
     config_unref(conf);
     tls_library_cleanup();
     return rc;
 }
+    auth_stop();

@@ -64,6 +64,18 @@ enum backend_event {
     BACKEND_TIMEOUT        /* no reply within backend_reply while waiting for one */
 };
 
+/* The outcome of a credential check by the auth service (verifier = sasl). */
+enum auth_status {
+    AUTH_OK = 0,  /* verified */
+    AUTH_FAILED,  /* wrong password, unknown user, banned: one answer to the client */
+    AUTH_TEMPFAIL /* the verifier is down, slow or overloaded: try again later */
+};
+
+struct auth_result {
+    enum auth_status status;
+    const char *user; /* the canonical user name on AUTH_OK */
+};
+
 struct protocol {
     const char *name;
     size_t state_size; /* zeroed per session; session_proto_state() returns it */
@@ -83,6 +95,8 @@ struct protocol {
     /* Free resources, wipe secrets. May be NULL. */
     void (*on_close)(struct session *s);
     const char *(*state_name)(const struct session *s);
+    /* The result of session_auth_verify(). May be NULL for protocols that never ask. */
+    void (*on_auth_done)(struct session *s, const struct auth_result *r);
 };
 
 /* --- services the core offers to protocols --- */
@@ -144,6 +158,23 @@ void session_log(struct session *s, int level, const char *event, const char *fm
 /* Log an event with one peer-supplied value, escaped by the logger. */
 void session_log_peer(struct session *s, int level, const char *event, const char *key,
                       const char *p, size_t n);
+
+/* --- authentication and brute-force control (session_auth.c) --- */
+
+/* verifier = sasl: check c with Cyrus SASL off the loop; on_auth_done follows (never before this
+ * returns). Client input is paused until then. A banned user or client fails without a check;
+ * a job not done within [auth] verify_timeout is AUTH_TEMPFAIL. c is copied: wipe yours. */
+void session_auth_verify(struct session *s, const struct credentials *c, enum sasl_mech m);
+/* verifier = backend: whether this login must fail without being tried (user or client banned). */
+bool session_auth_banned(struct session *s, const char *user, size_t user_len);
+/* A failed login, whatever the cause (the client must not learn which): counted for the session,
+ * the client's address and the user name, logged without the secret. reply is sent after the
+ * growing failure delay, client input being held until then. The failure that uses up [auth]
+ * max_failures sends final_reply instead, and the session then closes (REASON_AUTH_FAILED). */
+void session_auth_failed(struct session *s, const char *user, size_t user_len, const char *mech,
+                         const char *reply, const char *final_reply);
+/* A successful login: records the user and logs event=login user= mech= verifier=. */
+void session_auth_login(struct session *s, const char *user, size_t user_len, const char *mech);
 
 const char *close_reason_name(enum close_reason r);
 const char *session_phase_name(enum session_phase p);

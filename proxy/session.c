@@ -399,6 +399,7 @@ next_deadline(const struct session *s)
 
 void
 session_timer_arm(struct session *s)
+    d = min_deadline(d, session_auth_next_deadline(s));
 {
     struct ev_loop *loop = worker_loop(s->worker);
     ev_timer_stop(loop, &s->timer);
@@ -435,10 +436,14 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     if (s->connect_deadline > 0 && now >= s->connect_deadline) {
-        s->timeout_name = "backend_connect";
         backend_attempt_failed(s, "connect timeout");
         if (!s->closing)
             session_timer_arm(s);
+    if (session_auth_on_timer(s, now)) {
+        if (!s->closing)
+            session_timer_arm(s);
+        return;
+    }
         return;
     }
     if (s->phase_deadline > 0 && now >= s->phase_deadline) {
@@ -588,7 +593,7 @@ session_dispatch(struct session *s)
     do {
         s->redispatch = false;
         while (!s->closing && !s->relaying && !s->input_paused && !s->starttls_pending &&
-               s->client.in.len > 0) {
+               s->hold_until == 0 && s->client.in.len > 0) {
             size_t used = s->proto->on_client_input(s, s->client.in.data, s->client.in.len);
             if (s->closing)
                 break;
@@ -858,6 +863,7 @@ session_finish(struct session *s)
         log_kv(&l, "timeout", "%s", s->timeout_name);
     log_end(&l);
     admission_session_end(s->listener, (const struct sockaddr *)&s->peer);
+    session_auth_cancel(s);
     worker_session_done(s->worker, s);
 }
 

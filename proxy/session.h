@@ -65,6 +65,15 @@ struct session {
     bool resume_on_backend_drain; /* session_input_pause_until_backend_drained() */
     struct session *prev, *next; /* worker's list */
     struct session *kick_next;   /* worker's list of sessions to re-dispatch */
+    /* the auth service and the failure delay (session_auth.c) */
+    struct auth_job *auth_job;   /* in the pool, or NULL */
+    double auth_deadline;        /* deliver auth_status by then (0 = nothing pending) */
+    enum auth_status auth_early; /* result to deliver at auth_deadline when auth_job is NULL */
+    uint32_t auth_failures;
+    double hold_until;   /* a delayed reply: no input to the protocol until then (0 = none) */
+    bool hold_close;     /* close after the held reply */
+    size_t hold_len;
+    char hold_reply[384];
     struct session *dead_next;   /* worker's list of sessions to finish and free */
     bool on_dead_list;
 };
@@ -86,6 +95,12 @@ void session_timer_arm(struct session *s);
 
 /* backend.c */
 void backend_connected(struct session *s);
+/* session_auth.c: the earliest auth deadline (0 = none); the timer's auth work (returns true if
+ * it acted); dropping a job when the session ends. */
+double session_auth_next_deadline(const struct session *s);
+bool session_auth_on_timer(struct session *s, double now);
+void session_auth_cancel(struct session *s);
+
 void backend_attempt_failed(struct session *s, const char *why);
 
 #endif

@@ -36,6 +36,7 @@ struct worker {
     pthread_mutex_t lock;
     struct pending *queue;  /* guarded by lock */
     bool drain_requested;   /* guarded by lock */
+    struct worker_msg *posted; /* guarded by lock: completions from other threads */
     double drain_grace_s;   /* guarded by lock */
     bool draining;
     atomic_uint nsessions;
@@ -169,6 +170,34 @@ on_wake(struct ev_loop *loop, ev_async *a, int revents)
     struct pending *q = w->queue;
     w->queue = NULL;
     bool drain = w->drain_requested;
+void
+worker_post(struct worker *w, struct worker_msg *m)
+{
+    pthread_mutex_lock(&w->lock);
+    m->next = w->posted;
+    w->posted = m;
+    pthread_mutex_unlock(&w->lock);
+    ev_async_send(w->loop, &w->wake);
+}
+
+/* Run posted messages in the order they were posted (the list is LIFO). */
+static void
+worker_run_posted(struct worker_msg *m)
+{
+    struct worker_msg *ordered = NULL;
+    while (m != NULL) {
+        struct worker_msg *n = m->next;
+        m->next = ordered;
+        ordered = m;
+        m = n;
+    }
+    while (ordered != NULL) {
+        struct worker_msg *n = ordered->next;
+        ordered->run(ordered);
+        ordered = n;
+    }
+}
+
     double grace = w->drain_grace_s;
     pthread_mutex_unlock(&w->lock);
     /* the queue is LIFO; reverse it so sessions start in accept order */
@@ -178,7 +207,10 @@ on_wake(struct ev_loop *loop, ev_async *a, int revents)
         q->next = ordered;
         ordered = q;
         q = n;
+    struct worker_msg *posted = w->posted;
+    w->posted = NULL;
     }
+    worker_run_posted(posted);
     while (ordered != NULL) {
         struct pending *p = ordered;
         ordered = p->next;

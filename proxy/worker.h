@@ -29,6 +29,15 @@ void workers_join(struct worker **ws, unsigned n);
 /* Sessions open in all workers (for max_sessions). */
 unsigned workers_session_count(void);
 
+/* A message another thread posts to a worker: run(m) is called on the worker's loop, which then
+ * owns m (run frees it). For results of work done off the loop (the auth pool). */
+struct worker_msg {
+    struct worker_msg *next;
+    void (*run)(struct worker_msg *m);
+};
+/* Any thread: queue m for w's loop and wake it. */
+void worker_post(struct worker *w, struct worker_msg *m);
+
 struct ev_loop *worker_loop(struct worker *w);
 void worker_kick(struct worker *w, struct session *s);
 void worker_defer_finish(struct worker *w, struct session *s);

@@ -362,6 +362,49 @@ session_log(struct session *s, int level, const char *event, const char *fmt, ..
 }
 
 void
+session_auth_verify(struct session *s, const struct credentials *c, enum sasl_mech m)
+{
+    s->auth_requested = true;
+    s->auth_mech = m;
+    snprintf(s->auth_user, sizeof(s->auth_user), "%s", c->user);
+    s->input_paused = true;
+}
+
+void
+fake_auth_done(struct session *s, enum auth_status st, const char *user)
+{
+    s->auth_requested = false;
+    s->input_paused = false;
+    struct auth_result r = {.status = st, .user = user};
+    s->proto->on_auth_done(s, &r);
+}
+
+bool
+session_auth_banned(struct session *s, const char *user, size_t user_len)
+{
+    return s->banned;
+}
+
+void
+session_auth_failed(struct session *s, const char *user, size_t user_len, const char *mech,
+                    const char *reply, const char *final_reply)
+{
+    s->auth_failures++;
+    uint32_t max = s->listener.auth_conf.max_failures;
+    bool last = max > 0 && s->auth_failures >= max;
+    session_reply(s, last ? final_reply : reply, strlen(last ? final_reply : reply));
+    if (last)
+        session_close(s, REASON_AUTH_FAILED);
+}
+
+void
+session_auth_login(struct session *s, const char *user, size_t user_len, const char *mech)
+{
+    snprintf(s->user, sizeof(s->user), "%.*s", (int)user_len, user);
+    snprintf(s->login_mech, sizeof(s->login_mech), "%s", mech);
+}
+
+void
 session_log_peer(struct session *s, int level, const char *event, const char *key,
                  const char *p, size_t n)
 {

@@ -37,6 +37,13 @@ struct session {
     char user[256];
     uint32_t errors;
     size_t discarded_at_starttls;
+    /* auth services: no delay, no shared table */
+    uint32_t auth_failures;
+    bool auth_requested; /* session_auth_verify() called; answer with fake_auth_done() */
+    char auth_user[256];
+    enum sasl_mech auth_mech;
+    bool banned; /* what session_auth_banned() answers */
+    char login_mech[32];
 };
 
 /* A session for listener protocol p with TLS mode t, and the given backend identity. */
@@ -52,6 +59,8 @@ void fake_client_sends(struct session *s, const char *text);
 void fake_tls_handshake_done(struct session *s);
 void fake_backend_event(struct session *s, enum backend_event ev);
 void fake_backend_sends(struct session *s, const char *text);
+/* Answer a session_auth_verify() request. */
+void fake_auth_done(struct session *s, enum auth_status st, const char *user);
 /* Take (and clear) what was written to the client / backend, NUL-terminated. */
 const char *fake_client_output(struct session *s);
 const char *fake_backend_output(struct session *s);

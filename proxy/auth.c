@@ -1,0 +1,297 @@
+/*
+ * auth.c: the only file that includes <sasl/sasl.h>. Owns libsasl2's global state (pthread
+ * mutexes installed before sasl_server_init, options from moat's config through SASL_CB_GETOPT,
+ * never a system file), and the pool of threads that run its blocking calls. It never touches
+ * a session or an event loop: a finished job goes back through its on_done. It never logs a
+ * password, and wipes every credential as soon as the check returns.
+ */
+#include <pthread.h>
+#include <sasl/sasl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "log.h"
+
+/* libsasl2 stores every callback as int (*)(void); the detour through void (*)(void) is the
+ * cast GCC accepts without -Wcast-function-type. */
+#define SASL_FN(f) ((int (*)(void))(void (*)(void))(f))
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct auth_job *head, *tail; /* guarded by lock */
+    size_t queued;                /* guarded by lock */
+    bool stopping;                /* guarded by lock */
+    bool ready;
+    char realm[256];
+    char mech_list[256];
+    char pwcheck[32];
+    char sasldb[1024];
+    char saslauthd[1024];
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* --- libsasl2's mutexes: its defaults are no-ops --- */
+
+static void *
+mutex_alloc(void)
+{
+    pthread_mutex_t *m = xcalloc(1, sizeof(*m));
+    pthread_mutex_init(m, NULL);
+    return m;
+}
+
+static int
+mutex_lock(void *m)
+{
+    return pthread_mutex_lock(m) == 0 ? SASL_OK : SASL_FAIL;
+}
+
+static int
+mutex_unlock(void *m)
+{
+    return pthread_mutex_unlock(m) == 0 ? SASL_OK : SASL_FAIL;
+}
+
+static void
+mutex_free(void *m)
+{
+    pthread_mutex_destroy(m);
+    free(m);
+}
+
+/* --- options --- */
+
+static const char *
+pwcheck_name(const struct config_auth *a)
+{
+    return a->pwcheck_method == PWCHECK_SASLAUTHD ? "saslauthd" : "auxprop";
+}
+
+/* context: the job's config_auth, or NULL for the global defaults copied at init. Read-only:
+ * called from pool threads. */
+static int
+on_getopt(void *context, const char *plugin, const char *option, const char **result,
+          unsigned *len)
+{
+    const struct config_auth *a = context;
+    const char *v = NULL;
+    if (strcmp(option, "pwcheck_method") == 0)
+        v = a ? pwcheck_name(a) : pool.pwcheck;
+    else if (strcmp(option, "auxprop_plugin") == 0)
+        v = "sasldb";
+    else if (strcmp(option, "sasldb_path") == 0)
+        v = a ? a->sasldb_path : pool.sasldb;
+    else if (strcmp(option, "saslauthd_path") == 0)
+        v = a ? a->saslauthd_path : pool.saslauthd;
+    else if (strcmp(option, "mech_list") == 0)
+        v = a ? a->mech_list : pool.mech_list;
+    else if (strcmp(option, "log_level") == 0)
+        v = "2";
+    if (v == NULL || v[0] == '\0')
+        return SASL_FAIL; /* unset: libsasl2's default */
+    *result = v;
+    if (len != NULL)
+        *len = (unsigned)strlen(v);
+    return SASL_OK;
+}
+
+/* libsasl2's own messages (they name users, never passwords) at debug level only. */
+static int
+on_sasl_log(void *context, int level, const char *message)
+{
+    if (message == NULL || level > SASL_LOG_WARN)
+        return SASL_OK;
+    struct log_line l;
+    log_begin(&l, LOG_DEBUG, "sasl_log");
+    if (!l.skip) {
+        log_kv_str(&l, "msg", message, strlen(message));
+        log_end(&l);
+    }
+    return SASL_OK;
+}
+
+static const sasl_callback_t global_callbacks[] = {
+    {SASL_CB_GETOPT, SASL_FN(on_getopt), NULL},
+    {SASL_CB_LOG, SASL_FN(on_sasl_log), NULL},
+    {SASL_CB_LIST_END, NULL, NULL},
+};
+
+static void
+copy_opt(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* --- one check --- */
+
+static enum auth_status
+status_of(int code)
+{
+    switch (code) {
+    case SASL_OK:
+        return AUTH_OK;
+    case SASL_BADAUTH:
+    case SASL_NOUSER:
+    case SASL_NOVERIFY:
+    case SASL_NOAUTHZ:
+    case SASL_EXPIRED:
+    case SASL_DISABLED:
+    case SASL_BADPROT:
+    case SASL_BADPARAM:
+    case SASL_ENCRYPT:
+    case SASL_TOOWEAK:
+        return AUTH_FAILED;
+    default:
+        return AUTH_TEMPFAIL; /* SASL_FAIL, SASL_UNAVAIL, SASL_TRYAGAIN, SASL_NOMEM, ... */
+    }
+}
+
+static void
+job_run(struct auth_job *j)
+{
+    sasl_callback_t cbs[] = {
+        {SASL_CB_GETOPT, SASL_FN(on_getopt), (void *)j->auth},
+        {SASL_CB_LOG, SASL_FN(on_sasl_log), NULL},
+        {SASL_CB_LIST_END, NULL, NULL},
+    };
+    const char *realm = j->auth->realm != NULL ? j->auth->realm : NULL;
+    sasl_conn_t *conn = NULL;
+    int r = sasl_server_new(j->service, NULL, realm, j->local, j->remote, cbs, 0, &conn);
+    if (r == SASL_OK) {
+        sasl_security_properties_t props = {.min_ssf = 0, .max_ssf = 0, .maxbufsize = 0};
+        props.security_flags = SASL_SEC_NOANONYMOUS | SASL_SEC_NOPLAINTEXT;
+        sasl_ssf_t ssf = j->ssf;
+        sasl_setprop(conn, SASL_SEC_PROPS, &props);
+        sasl_setprop(conn, SASL_SSF_EXTERNAL, &ssf);
+        r = sasl_checkpass(conn, j->cred.user, (unsigned)j->cred.user_len, j->cred.pass,
+                           (unsigned)j->cred.pass_len);
+    }
+    explicit_bzero(j->cred.pass, sizeof(j->cred.pass));
+    j->cred.pass_len = 0;
+    j->sasl_code = r;
+    j->status = status_of(r);
+    const void *u = NULL;
+    if (r == SASL_OK && sasl_getprop(conn, SASL_USERNAME, &u) == SASL_OK && u != NULL)
+        copy_opt(j->user, sizeof(j->user), u);
+    else
+        copy_opt(j->user, sizeof(j->user), j->cred.user);
+    const char *d = conn != NULL ? sasl_errdetail(conn) : sasl_errstring(r, NULL, NULL);
+    copy_opt(j->detail, sizeof(j->detail), r == SASL_OK ? "ok" : d);
+    if (conn != NULL)
+        sasl_dispose(&conn);
+}
+
+static void *
+pool_main(void *arg)
+{
+    for (;;) {
+        pthread_mutex_lock(&pool.lock);
+        while (pool.head == NULL)
+            pthread_cond_wait(&pool.cond, &pool.lock);
+        struct auth_job *j = pool.head;
+        pool.head = j->next;
+        if (pool.head == NULL)
+            pool.tail = NULL;
+        pool.queued--;
+        pthread_mutex_unlock(&pool.lock);
+
+        job_run(j);
+
+        /* under the lock: auth_stop() waits for a post in progress and prevents later ones */
+        pthread_mutex_lock(&pool.lock);
+        if (pool.stopping)
+            auth_job_free(j);
+        else
+            j->on_done(j);
+        pthread_mutex_unlock(&pool.lock);
+    }
+    return NULL;
+}
+
+int
+auth_init(const struct config *conf, const char **err_out)
+{
+    const struct config_auth *a = &conf->auth;
+    copy_opt(pool.realm, sizeof(pool.realm), a->realm);
+    copy_opt(pool.mech_list, sizeof(pool.mech_list), a->mech_list);
+    copy_opt(pool.pwcheck, sizeof(pool.pwcheck), pwcheck_name(a));
+    copy_opt(pool.sasldb, sizeof(pool.sasldb), a->sasldb_path);
+    copy_opt(pool.saslauthd, sizeof(pool.saslauthd), a->saslauthd_path);
+    sasl_set_mutex(mutex_alloc, mutex_lock, mutex_unlock, mutex_free);
+    int r = sasl_server_init(global_callbacks, "moat");
+    if (r != SASL_OK) {
+        *err_out = sasl_errstring(r, NULL, NULL);
+        return -1;
+    }
+    for (unsigned i = 0; i < AUTH_POOL_THREADS; i++) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 512 * 1024);
+        int e = pthread_create(&t, &attr, pool_main, NULL);
+        pthread_attr_destroy(&attr);
+        if (e != 0) {
+            *err_out = "cannot start the auth threads";
+            return -1;
+        }
+    }
+    pool.ready = true;
+    log_msg(LOG_INFO, "auth_ready", "threads=%u pwcheck_method=%s mech_list=\"%s\"",
+            AUTH_POOL_THREADS, pool.pwcheck, pool.mech_list);
+    return 0;
+}
+
+bool
+auth_ready(void)
+{
+    return pool.ready;
+}
+
+int
+auth_submit(struct auth_job *j)
+{
+    pthread_mutex_lock(&pool.lock);
+    if (!pool.ready || pool.stopping || pool.queued >= AUTH_QUEUE_MAX) {
+        pthread_mutex_unlock(&pool.lock);
+        return -1;
+    }
+    j->next = NULL;
+    if (pool.tail != NULL)
+        pool.tail->next = j;
+    else
+        pool.head = j;
+    pool.tail = j;
+    pool.queued++;
+    pthread_cond_signal(&pool.cond);
+    pthread_mutex_unlock(&pool.lock);
+    return 0;
+}
+
+void
+auth_job_free(struct auth_job *j)
+{
+    if (j == NULL)
+        return;
+    if (j->conf != NULL)
+        config_unref(j->conf);
+    explicit_bzero(j, sizeof(*j));
+    free(j);
+}
+
+void
+auth_stop(void)
+{
+    pthread_mutex_lock(&pool.lock);
+    pool.stopping = true;
+    while (pool.head != NULL) {
+        struct auth_job *j = pool.head;
+        pool.head = j->next;
+        auth_job_free(j);
+    }
+    pool.tail = NULL;
+    pool.queued = 0;
+    pthread_mutex_unlock(&pool.lock);
+}

@@ -1,0 +1,49 @@
+/*
+ * auth.h: the `sasl` verifier: Cyrus SASL (sasldb through auxprop, or saslauthd) configured from
+ * moat's [auth] section through callbacks, its blocking calls run in a small thread pool. A job
+ * carries copies of everything it needs (and a config reference), so it may outlive the session
+ * that asked; the result goes back through the job's on_done, called on a pool thread.
+ */
+#ifndef MOAT_AUTH_H
+#define MOAT_AUTH_H
+
+#include "config.h"
+#include "protocol.h"
+
+#define AUTH_POOL_THREADS 3
+#define AUTH_QUEUE_MAX 256
+
+struct auth_job {
+    /* filled by the caller */
+    struct config *conf; /* one reference, dropped by auth_job_free() */
+    const struct config_auth *auth;
+    const char *service; /* "smtp", "imap", "pop" */
+    char local[INET6_ADDRSTRLEN + 8];  /* "a.b.c.d;port" */
+    char remote[INET6_ADDRSTRLEN + 8]; /* "a.b.c.d;port" */
+    unsigned ssf;                      /* of the client's TLS, for SSF_EXTERNAL */
+    struct credentials cred;           /* wiped by the pool as soon as it is checked */
+    void (*on_done)(struct auth_job *j); /* on a pool thread, unless auth is stopping */
+    void *owner;
+    /* filled by the pool */
+    enum auth_status status;
+    int sasl_code;
+    char user[SASL_USER_MAX + 1]; /* the canonical user name on success */
+    char detail[256];             /* sasl_errdetail(): for the log, never for the client */
+    struct auth_job *next;
+};
+
+/* Main thread, before workers start, once: sasl_set_mutex, sasl_server_init, the pool. The
+ * global [auth] gives the defaults; a job's own config_auth overrides them. */
+int auth_init(const struct config *conf, const char **err_out);
+/* Whether auth_init() ran. */
+bool auth_ready(void);
+/* Queue a job; -1 when the pool is not running or the queue is full (answer a temporary
+ * failure). On 0 the pool owns j until on_done. */
+int auth_submit(struct auth_job *j);
+/* Wipe and free a job (drops its config reference). j must be the start of its allocation. */
+void auth_job_free(struct auth_job *j);
+/* No more on_done calls after this returns; jobs finishing later are freed by the pool. Threads
+ * stuck in a verifier are left alone (the process is exiting). */
+void auth_stop(void);
+
+#endif

@@ -1,0 +1,290 @@
+/*
+ * session_auth.c: the auth services a session offers its protocol (protocol.h): a `sasl`
+ * verification handed to the auth pool and its result brought back on the worker's loop, the
+ * job deadline, the brute-force control (delayed failure replies, per-session limit, bans) and
+ * the login / failure log lines. A job that outlives its session never touches it; no password
+ * is ever logged, and every copy is wiped.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "admission.h"
+#include "auth.h"
+#include "authguard.h"
+#include "log.h"
+#include "session.h"
+#include "worker.h"
+
+/* A job plus what the worker needs to take it back. The job comes first: auth_job_free()
+ * frees the whole allocation. */
+struct session_job {
+    struct auth_job job;
+    struct worker_msg msg;
+    struct worker *worker;
+};
+
+static const char *
+verifier_name(const struct session *s)
+{
+    switch (s->listener->auth_conf.verifier) {
+    case VERIFIER_BACKEND:
+        return "backend";
+    case VERIFIER_SASL:
+        return "sasl";
+    }
+    return "?";
+}
+
+static const char *
+sasl_service(const struct session *s)
+{
+    switch (s->listener->proto) {
+    case LPROTO_SMTP:
+    case LPROTO_SUBMISSION:
+        return "smtp";
+    case LPROTO_IMAP:
+        return "imap";
+    case LPROTO_POP3:
+        return "pop";
+    }
+    return "smtp";
+}
+
+static double
+loop_now(const struct session *s)
+{
+    return ev_now(worker_loop(s->worker));
+}
+
+static void
+deliver(struct session *s, enum auth_status status, const char *user)
+{
+    s->auth_deadline = 0;
+    session_input_resume(s);
+    if (s->proto->on_auth_done == NULL)
+        return;
+    struct auth_result r = {.status = status, .user = user};
+    s->proto->on_auth_done(s, &r);
+}
+
+/* On the worker's loop: the pool finished a job. */
+static void
+on_job_posted(struct worker_msg *m)
+{
+    struct session_job *sj = (struct session_job *)((char *)m - offsetof(struct session_job, msg));
+    struct session *s = sj->job.owner;
+    if (s == NULL) { /* the session ended or gave up waiting */
+        auth_job_free(&sj->job);
+        return;
+    }
+    MOAT_ASSERT(s->auth_job == &sj->job);
+    s->auth_job = NULL;
+    struct log_line l;
+    log_begin(&l, sj->job.status == AUTH_TEMPFAIL ? LOG_WARN : LOG_DEBUG, "sasl_result");
+    if (!l.skip) {
+        log_kv(&l, "sid", "%s", s->sid);
+        log_kv(&l, "code", "%d", sj->job.sasl_code);
+        log_kv_str(&l, "detail", sj->job.detail, strlen(sj->job.detail));
+        log_end(&l);
+    }
+    if (!s->closing)
+        deliver(s, sj->job.status, sj->job.user);
+    session_timer_arm(s);
+    auth_job_free(&sj->job);
+}
+
+/* On a pool thread. */
+static void
+on_job_done(struct auth_job *j)
+{
+    struct session_job *sj = (struct session_job *)j;
+    worker_post(sj->worker, &sj->msg);
+}
+
+/* A result without asking the pool (banned, pool full): delivered from the timer, never from
+ * inside the call that asked. */
+static void
+deliver_later(struct session *s, enum auth_status status)
+{
+    s->auth_early = status;
+    s->auth_deadline = loop_now(s);
+    session_timer_arm(s);
+}
+
+static void
+job_fill(struct session *s, struct auth_job *j, const struct credentials *c)
+{
+    j->conf = config_ref(s->conf);
+    j->auth = &s->listener->auth_conf;
+    j->service = sasl_service(s);
+    snprintf(j->local, sizeof(j->local), "%s;%u", s->local_addr, s->local_port);
+    snprintf(j->remote, sizeof(j->remote), "%s;%u", s->client_addr, s->client_port);
+    j->ssf = session_is_tls(s) ? 128 : 0;
+    j->cred = *c;
+    j->on_done = on_job_done;
+    j->owner = s;
+}
+
+void
+session_auth_verify(struct session *s, const struct credentials *c, enum sasl_mech m)
+{
+    MOAT_ASSERT(s->auth_job == NULL && s->auth_deadline == 0);
+    session_input_pause(s);
+    if (session_auth_banned(s, c->user, c->user_len)) {
+        deliver_later(s, AUTH_FAILED);
+        return;
+    }
+    struct session_job *sj = xcalloc(1, sizeof(*sj));
+    sj->msg.run = on_job_posted;
+    sj->worker = s->worker;
+    job_fill(s, &sj->job, c);
+    if (auth_submit(&sj->job) != 0) {
+        session_log(s, LOG_WARN, "auth_unavailable", "why=%s",
+                    auth_ready() ? "queue_full" : "no_pool");
+        auth_job_free(&sj->job);
+        deliver_later(s, AUTH_TEMPFAIL);
+        return;
+    }
+    s->auth_job = &sj->job;
+    s->auth_deadline = loop_now(s) + s->listener->auth_conf.verify_timeout_ms / 1000.0;
+    session_timer_arm(s);
+}
+
+void
+session_auth_cancel(struct session *s)
+{
+    if (s->auth_job != NULL)
+        s->auth_job->owner = NULL; /* the job frees itself when it comes back */
+    s->auth_job = NULL;
+    s->auth_deadline = 0;
+}
+
+double
+session_auth_next_deadline(const struct session *s)
+{
+    if (s->hold_until == 0)
+        return s->auth_deadline;
+    if (s->auth_deadline == 0)
+        return s->hold_until;
+    return s->hold_until < s->auth_deadline ? s->hold_until : s->auth_deadline;
+}
+
+/* The failure delay is over: the reply goes out, input flows again (or the session ends). */
+static void
+hold_release(struct session *s)
+{
+    s->hold_until = 0;
+    if (s->hold_len > 0)
+        session_reply(s, s->hold_reply, s->hold_len);
+    explicit_bzero(s->hold_reply, sizeof(s->hold_reply));
+    s->hold_len = 0;
+    if (s->hold_close) {
+        session_close(s, REASON_AUTH_FAILED);
+        return;
+    }
+    worker_kick(s->worker, s);
+}
+
+bool
+session_auth_on_timer(struct session *s, double now)
+{
+    if (s->hold_until > 0 && now >= s->hold_until) {
+        hold_release(s);
+        return true;
+    }
+    if (s->auth_deadline == 0 || now < s->auth_deadline)
+        return false;
+    enum auth_status st = s->auth_early;
+    if (s->auth_job != NULL) {
+        session_log(s, LOG_WARN, "auth_timeout", "verifier=sasl after_ms=%u",
+                    s->listener->auth_conf.verify_timeout_ms);
+        session_auth_cancel(s);
+        st = AUTH_TEMPFAIL;
+    }
+    deliver(s, st, NULL);
+    return true;
+}
+
+bool
+session_auth_banned(struct session *s, const char *user, size_t user_len)
+{
+    struct ratetable *t = admission_table();
+    if (t == NULL)
+        return false;
+    struct ratetable_key k;
+    admission_client_key(&k, s->listener, session_client_sockaddr(s));
+    return authguard_banned(t, &k, user, user_len, moat_now_ms());
+}
+
+static void
+log_failure(struct session *s, const char *user, size_t user_len, const char *mech,
+            const struct authguard_verdict *v, bool last)
+{
+    struct log_line l;
+    log_begin(&l, LOG_INFO, "auth_failed");
+    if (l.skip)
+        return;
+    log_kv(&l, "sid", "%s", s->sid);
+    log_kv(&l, "client", "%s", s->client_addr);
+    log_kv_str(&l, "user", user != NULL ? user : "", user != NULL ? user_len : 0);
+    log_kv(&l, "mech", "%s", mech);
+    log_kv(&l, "verifier", "%s", verifier_name(s));
+    log_kv(&l, "failures", "%u", s->auth_failures);
+    log_kv(&l, "client_failures", "%u", v->ip_failures);
+    log_kv(&l, "delay_ms", "%u", v->delay_ms);
+    if (v->ip_banned)
+        log_kv(&l, "ban", "client");
+    if (v->user_banned)
+        log_kv(&l, "ban_user", "yes");
+    if (last)
+        log_kv(&l, "close", "max_failures");
+    log_end(&l);
+}
+
+void
+session_auth_failed(struct session *s, const char *user, size_t user_len, const char *mech,
+                    const char *reply, const char *final_reply)
+{
+    const struct config_auth *a = &s->listener->auth_conf;
+    struct authguard_verdict v = {0};
+    s->auth_failures++;
+    struct ratetable *t = admission_table();
+    if (t != NULL) {
+        struct ratetable_key k;
+        admission_client_key(&k, s->listener, session_client_sockaddr(s));
+        authguard_failure(t, a, &k, user, user_len, s->auth_failures, moat_now_ms(), &v);
+    } else
+        v.delay_ms = authguard_delay_ms(a, s->auth_failures);
+    bool last = a->max_failures > 0 && s->auth_failures >= a->max_failures;
+    log_failure(s, user, user_len, mech, &v, last);
+    int n = snprintf(s->hold_reply, sizeof(s->hold_reply), "%s", last ? final_reply : reply);
+    MOAT_ASSERT(n > 0 && (size_t)n < sizeof(s->hold_reply));
+    s->hold_len = (size_t)n;
+    s->hold_close = last;
+    s->hold_until = loop_now(s) + v.delay_ms / 1000.0;
+    if (v.delay_ms == 0) {
+        hold_release(s);
+        return;
+    }
+    session_timer_arm(s);
+}
+
+void
+session_auth_login(struct session *s, const char *user, size_t user_len, const char *mech)
+{
+    char name[sizeof(s->user)];
+    size_t n = MOAT_MIN(user_len, sizeof(name) - 1);
+    memcpy(name, user, n);
+    name[n] = '\0';
+    session_set_user(s, name);
+    struct log_line l;
+    log_begin(&l, LOG_INFO, "login");
+    if (l.skip)
+        return;
+    log_kv(&l, "sid", "%s", s->sid);
+    log_kv(&l, "client", "%s", s->client_addr);
+    log_kv_str(&l, "user", user, user_len);
+    log_kv(&l, "mech", "%s", mech);
+    log_kv(&l, "verifier", "%s", verifier_name(s));
+    log_end(&l);
+}
