@@ -70,14 +70,14 @@ struct config_auth {
     char *sasldb_path;
     char *saslauthd_path;
     char *mech_list;
+    enum pwcheck_method pwcheck_method; /* sasl: auxprop (sasldb) or saslauthd */
+    char *realm;                        /* sasl: user_realm for sasl_server_new; NULL = none */
+    uint32_t verify_timeout_ms;         /* sasl: a job not done by then is a temporary failure */
 };
 
 struct config_access {
     struct cidr_list allow;
     struct cidr_list deny;
-    enum pwcheck_method pwcheck_method; /* sasl: auxprop (sasldb) or saslauthd */
-    char *realm;                        /* sasl: user_realm for sasl_server_new; NULL = none */
-    uint32_t verify_timeout_ms;         /* sasl: a job not done by then is a temporary failure */
     enum control_mode mode;
 };
 
