@@ -222,7 +222,6 @@ config_check_backend(struct loader *ld, struct section_rec *sec)
         b->helo_name = xstrdup(c->hostname);
 }
 
-void
 /* The sasl verifier on SMTP tells Postfix the login with XCLIENT LOGIN=: nothing else can. */
 static void
 config_check_verifier(struct loader *ld, struct section_rec *sec)
@@ -239,6 +238,7 @@ config_check_verifier(struct loader *ld, struct section_rec *sec)
     }
 }
 
+void
 config_check(struct loader *ld)
 {
     struct config *c = ld->config;
@@ -252,11 +252,10 @@ config_check(struct loader *ld)
         if (ld->secs[i].kind == SEC_BACKEND)
             config_check_backend(ld, &ld->secs[i]);
     }
-    if (c->listeners == NULL)
     for (size_t i = 0; i < ld->nsecs; i++) {
         if (ld->secs[i].kind == SEC_LISTENER)
             config_check_verifier(ld, &ld->secs[i]);
     }
-    config_check_dns(ld);
+    if (c->listeners == NULL)
         config_error(ld, 1, "listener", "no [listener NAME] section");
 }

@@ -146,6 +146,25 @@ worker_count(const struct config *conf)
     return n > 0 ? (unsigned)MOAT_MIN(n, 64) : 1;
 }
 
+/* Cyrus SASL and its pool when a listener uses verifier = sasl. Before any thread starts:
+ * sasl_server_init is not thread-safe. */
+static int
+auth_start(const struct config *conf)
+{
+    for (const struct config_listener *l = conf->listeners; l != NULL; l = l->next) {
+        if (l->auth_conf.verifier != VERIFIER_SASL)
+            continue;
+        const char *err = NULL;
+        if (auth_init(conf, &err) != 0) {
+            log_msg(LOG_ERROR, "startup_failed", "error=\"sasl: %s\"", err);
+            fprintf(stderr, "moat: sasl: %s\n", err);
+            return -1;
+        }
+        break;
+    }
+    return 0;
+}
+
 static int
 run(struct config *conf, struct tls_ctx *tls)
 {
@@ -172,6 +191,8 @@ run(struct config *conf, struct tls_ctx *tls)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (auth_start(conf) != 0)
+        return 1;
     rt.nworkers = worker_count(conf);
     rt.workers = workers_start(rt.nworkers);
 
@@ -192,6 +213,7 @@ run(struct config *conf, struct tls_ctx *tls)
     log_msg(LOG_INFO, "started", "workers=%u", rt.nworkers);
     ev_run(loop, 0);
 
+    auth_stop();
     workers_join(rt.workers, rt.nworkers);
     listeners_close(rt.listeners);
     log_msg(LOG_INFO, "stopped", "status=0");
@@ -218,25 +240,6 @@ main(int argc, char **argv)
         default:
             usage(stderr);
             return 2;
-/* Cyrus SASL and its pool when a listener uses verifier = sasl. Before any thread starts:
- * sasl_server_init is not thread-safe. */
-static int
-auth_start(const struct config *conf)
-{
-    for (const struct config_listener *l = conf->listeners; l != NULL; l = l->next) {
-        if (l->auth_conf.verifier != VERIFIER_SASL)
-            continue;
-        const char *err = NULL;
-        if (auth_init(conf, &err) != 0) {
-            log_msg(LOG_ERROR, "startup_failed", "error=\"sasl: %s\"", err);
-            fprintf(stderr, "moat: sasl: %s\n", err);
-            return -1;
-        }
-        break;
-    }
-    return 0;
-}
-
         }
     }
     if (path == NULL) {
@@ -270,10 +273,7 @@ auth_start(const struct config *conf)
     }
     int rc = run(conf, tls);
     tls_ctx_unref(tls);
-    if (auth_start(conf) != 0)
-        return 1;
     config_unref(conf);
     tls_library_cleanup();
     return rc;
 }
-    auth_stop();

@@ -394,12 +394,12 @@ next_deadline(const struct session *s)
     if (s->backend_wait_since > 0)
         d = min_deadline(d, s->backend_wait_since + s->listener->timeouts.backend_reply_ms / 1000.0);
     d = min_deadline(d, s->connect_deadline);
+    d = min_deadline(d, session_auth_next_deadline(s));
     return d;
 }
 
 void
 session_timer_arm(struct session *s)
-    d = min_deadline(d, session_auth_next_deadline(s));
 {
     struct ev_loop *loop = worker_loop(s->worker);
     ev_timer_stop(loop, &s->timer);
@@ -835,6 +835,7 @@ session_finish(struct session *s)
     s->closed = true;
     struct ev_loop *loop = worker_loop(s->worker);
     ev_timer_stop(loop, &s->timer);
+    session_auth_cancel(s);
     bool quiet = s->reason != REASON_CLIENT_QUIT && s->reason != REASON_SHUTDOWN &&
                  s->reason != REASON_BACKEND_EOF && s->reason != REASON_CLIENT_EOF;
     conn_close(&s->backend, true);
@@ -863,7 +864,6 @@ session_finish(struct session *s)
         log_kv(&l, "timeout", "%s", s->timeout_name);
     log_end(&l);
     admission_session_end(s->listener, (const struct sockaddr *)&s->peer);
-    session_auth_cancel(s);
     worker_session_done(s->worker, s);
 }
 

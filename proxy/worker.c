@@ -35,8 +35,8 @@ struct worker {
     ev_timer drain_timer;
     pthread_mutex_t lock;
     struct pending *queue;  /* guarded by lock */
-    bool drain_requested;   /* guarded by lock */
     struct worker_msg *posted; /* guarded by lock: completions from other threads */
+    bool drain_requested;   /* guarded by lock */
     double drain_grace_s;   /* guarded by lock */
     bool draining;
     atomic_uint nsessions;
@@ -162,14 +162,6 @@ on_drain_deadline(struct ev_loop *loop, ev_timer *t, int revents)
     worker_idle_start(w);
 }
 
-static void
-on_wake(struct ev_loop *loop, ev_async *a, int revents)
-{
-    struct worker *w = a->data;
-    pthread_mutex_lock(&w->lock);
-    struct pending *q = w->queue;
-    w->queue = NULL;
-    bool drain = w->drain_requested;
 void
 worker_post(struct worker *w, struct worker_msg *m)
 {
@@ -198,8 +190,19 @@ worker_run_posted(struct worker_msg *m)
     }
 }
 
+static void
+on_wake(struct ev_loop *loop, ev_async *a, int revents)
+{
+    struct worker *w = a->data;
+    pthread_mutex_lock(&w->lock);
+    struct pending *q = w->queue;
+    w->queue = NULL;
+    bool drain = w->drain_requested;
     double grace = w->drain_grace_s;
+    struct worker_msg *posted = w->posted;
+    w->posted = NULL;
     pthread_mutex_unlock(&w->lock);
+    worker_run_posted(posted);
     /* the queue is LIFO; reverse it so sessions start in accept order */
     struct pending *ordered = NULL;
     while (q != NULL) {
@@ -207,10 +210,7 @@ worker_run_posted(struct worker_msg *m)
         q->next = ordered;
         ordered = q;
         q = n;
-    struct worker_msg *posted = w->posted;
-    w->posted = NULL;
     }
-    worker_run_posted(posted);
     while (ordered != NULL) {
         struct pending *p = ordered;
         ordered = p->next;
