@@ -435,15 +435,15 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
             session_timer_arm(s);
         return;
     }
-    if (s->connect_deadline > 0 && now >= s->connect_deadline) {
-        backend_attempt_failed(s, "connect timeout");
-        if (!s->closing)
-            session_timer_arm(s);
     if (session_auth_on_timer(s, now)) {
         if (!s->closing)
             session_timer_arm(s);
         return;
     }
+    if (s->connect_deadline > 0 && now >= s->connect_deadline) {
+        backend_attempt_failed(s, "connect timeout");
+        if (!s->closing)
+            session_timer_arm(s);
         return;
     }
     if (s->phase_deadline > 0 && now >= s->phase_deadline) {
