@@ -481,6 +481,10 @@ data_end(struct session *s)
         break;
     }
     session_set_phase(s, PHASE_COMMAND);
+    /* bare LF/CR in DATA is how smuggling is tried; the canonicaliser already defused it */
+    if (st->data.bare_lf > 0 || st->data.error == SMTP_DATA_BARE_CR)
+        session_log(s, LOG_INFO, "smuggling_attempt", "bare_lf=%llu bare_cr=%d",
+                    (unsigned long long)st->data.bare_lf, st->data.error == SMTP_DATA_BARE_CR);
     if (refusal == NULL) {
         smtp_enter_state(s, SMTP_RELAY);
         smtp_relay_command(s, ".", 1, PEND_DOT);

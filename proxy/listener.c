@@ -2,7 +2,8 @@
  * listener.c: listening sockets and accept, on the main thread's loop. Admission control runs
  * here, once per connection and before any TLS work: a refused client gets its protocol's
  * cheap refusal (or a plain close on implicit-TLS ports) and never reaches a worker. Handles
- * EMFILE by pausing accept briefly instead of spinning.
+ * EMFILE by pausing accept briefly instead of spinning. On reload, sockets whose address is
+ * unchanged are kept (no connection is refused meanwhile), new ones bound, removed ones closed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -27,7 +29,9 @@ struct lsock {
     int fd;
     ev_io io;
     const struct config_listener *conf;
+    struct stats_listener *stats;
     struct listeners *set;
+    bool fresh; /* bound by this (re)load, not inherited */
 };
 
 struct listeners {
@@ -62,13 +66,31 @@ bind_one(const struct config_listener *l, char *err, size_t cap)
     return fd;
 }
 
+static void
+listeners_register_stats(struct listeners *ls, const struct config *conf)
+{
+    stats_deactivate_all();
+    for (size_t i = 0; i < ls->n; i++)
+        ls->socks[i].stats =
+            stats_register(ls->socks[i].conf->name, listener_proto_name(ls->socks[i].conf->proto));
+}
+
+static size_t
+listener_count(const struct config *conf)
+{
+    size_t n = 0;
+    for (const struct config_listener *l = conf->listeners; l != NULL; l = l->next)
+        n++;
+    return n;
+}
+
+static void listeners_watch(struct listeners *ls);
+
 struct listeners *
 listeners_open(const struct config *conf, char *err, size_t cap)
 {
     struct listeners *ls = xcalloc(1, sizeof(*ls));
-    size_t n = 0;
-    for (const struct config_listener *l = conf->listeners; l != NULL; l = l->next)
-        n++;
+    size_t n = listener_count(conf);
     ls->socks = xcalloc(n ? n : 1, sizeof(*ls->socks));
     for (const struct config_listener *l = conf->listeners; l != NULL; l = l->next) {
         int fd = bind_one(l, err, cap);
@@ -80,7 +102,9 @@ listeners_open(const struct config *conf, char *err, size_t cap)
         k->fd = fd;
         k->conf = l;
         k->set = ls;
+        k->fresh = true;
     }
+    listeners_register_stats(ls, conf);
     return ls;
 }
 
@@ -137,6 +161,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
             admission_check(ls->conf, k->conf, (struct sockaddr *)&peer, len);
         if (v != ADMIT_OK) {
             admission_log(k->conf, (struct sockaddr *)&peer, v);
+            stats_refusal(k->stats, STAT_REFUSED_LIMIT);
             refuse(fd, ls->conf, k->conf, v);
             continue;
         }
@@ -157,14 +182,87 @@ listeners_start(struct listeners *ls, struct ev_loop *loop, struct config *conf,
     ls->nworkers = nworkers;
     ev_init(&ls->resume, on_resume);
     ls->resume.data = ls;
+    listeners_watch(ls);
+}
+
+static void
+listeners_watch(struct listeners *ls)
+{
     for (size_t i = 0; i < ls->n; i++) {
         struct lsock *k = &ls->socks[i];
         ev_io_init(&k->io, on_accept, k->fd, EV_READ);
         k->io.data = k;
-        ev_io_start(loop, &k->io);
-        log_msg(LOG_INFO, "listening", "listener=%s proto=%s tls=%s", k->conf->name,
-                listener_proto_name(k->conf->proto), listener_tls_name(k->conf->tls));
+        ev_io_start(ls->loop, &k->io);
+        if (k->fresh)
+            log_msg(LOG_INFO, "listening", "listener=%s proto=%s tls=%s", k->conf->name,
+                    listener_proto_name(k->conf->proto), listener_tls_name(k->conf->tls));
+        k->fresh = false;
     }
+}
+
+static bool
+same_address(const struct config_listener *a, const struct config_listener *b)
+{
+    return a->addr_len == b->addr_len && memcmp(&a->addr, &b->addr, a->addr_len) == 0;
+}
+
+/* The socket of old that listens on l's address and is not taken yet, or -1. */
+static int
+take_socket(struct listeners *old, bool *taken, const struct config_listener *l)
+{
+    for (size_t j = 0; j < old->n; j++) {
+        if (!taken[j] && same_address(old->socks[j].conf, l)) {
+            taken[j] = true;
+            return old->socks[j].fd;
+        }
+    }
+    return -1;
+}
+
+int
+listeners_reload(struct listeners *ls, struct config *conf, struct tls_ctx *tls, char *err,
+                 size_t cap)
+{
+    size_t n = listener_count(conf);
+    struct lsock *socks = xcalloc(n ? n : 1, sizeof(*socks));
+    bool *taken = xcalloc(ls->n ? ls->n : 1, sizeof(*taken));
+    size_t i = 0;
+    for (const struct config_listener *l = conf->listeners; l != NULL; l = l->next, i++) {
+        socks[i].conf = l;
+        socks[i].set = ls;
+        socks[i].fd = take_socket(ls, taken, l);
+        if (socks[i].fd >= 0)
+            continue;
+        socks[i].fresh = true;
+        socks[i].fd = bind_one(l, err, cap);
+        if (socks[i].fd < 0) {
+            /* refuse the whole reload: close only what this attempt opened */
+            for (size_t k = 0; k < i; k++) {
+                if (socks[k].fresh)
+                    close(socks[k].fd);
+            }
+            free(socks);
+            free(taken);
+            return -1;
+        }
+    }
+    for (size_t j = 0; j < ls->n; j++) {
+        ev_io_stop(ls->loop, &ls->socks[j].io);
+        if (!taken[j]) {
+            log_msg(LOG_INFO, "listener_closed", "listener=%s", ls->socks[j].conf->name);
+            close(ls->socks[j].fd);
+        }
+    }
+    ev_timer_stop(ls->loop, &ls->resume);
+    free(ls->socks);
+    free(taken);
+    ls->socks = socks;
+    ls->n = n;
+    ls->conf = conf;
+    ls->tls = tls;
+    listeners_register_stats(ls, conf);
+    listeners_watch(ls);
+    return 0;
 }
 
 void

@@ -19,6 +19,11 @@ struct listeners;
 struct listeners *listeners_open(const struct config *conf, char *err, size_t cap);
 void listeners_start(struct listeners *ls, struct ev_loop *loop, struct config *conf,
                      struct tls_ctx *tls, struct worker **workers, unsigned nworkers);
+/* Switch to a new generation: sockets on unchanged addresses are kept, new addresses bound,
+ * removed ones closed. If a new address cannot be bound nothing changes: returns -1 with the
+ * reason in err. The caller keeps conf and tls alive as long as the listeners use them. */
+int listeners_reload(struct listeners *ls, struct config *conf, struct tls_ctx *tls, char *err,
+                     size_t cap);
 /* Stop accepting and close every listening socket. */
 void listeners_close(struct listeners *ls);
 

@@ -2,7 +2,8 @@
  * main.c: moat's entry point and main thread. Loads and checks the configuration (`-t` prints
  * every error as FILE:LINE: key: what is wrong), builds TLS, binds listeners, drops privileges,
  * starts the workers and then runs the signal handling and accept loop until SIGTERM/SIGINT,
- * when it stops accepting, drains the workers and exits 0.
+ * when it stops accepting, drains the workers and exits 0. SIGHUP builds a new generation off
+ * to the side and switches to it only if it is complete; `-T` prints DANE TLSA records.
  */
 #include <errno.h>
 #include <grp.h>
@@ -21,6 +22,7 @@
 #include "auth.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -30,15 +32,17 @@ struct runtime {
     struct listeners *listeners;
     struct worker **workers;
     unsigned nworkers;
+    struct metrics *metrics;
     bool stopping;
 };
 
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: moat [-t] -c FILE\n"
+    fprintf(f, "usage: moat [-t|-T] -c FILE\n"
                "  -c FILE  configuration file (INI)\n"
                "  -t       check the configuration, print every error, exit\n"
+               "  -T       print the DANE TLSA 3 1 1 record of each certificate, exit\n"
                "  -h       this help\n");
 }
 
@@ -52,9 +56,9 @@ config_needs_tls(const struct config *conf)
     return conf->tls.ncerts > 0;
 }
 
-/* Build the TLS policy; on failure print FILE:LINE: certificate: why. */
+/* Build the TLS policy; on failure put FILE:LINE: certificate: why in msg (cap bytes). */
 static struct tls_ctx *
-build_tls(const struct config *conf, bool *failed)
+build_tls(const struct config *conf, bool *failed, char *msg, size_t cap)
 {
     *failed = false;
     if (!config_needs_tls(conf))
@@ -67,10 +71,10 @@ build_tls(const struct config *conf, bool *failed)
     *failed = true;
     if (idx >= 0) {
         const struct config_cert *c = &conf->tls.certs[idx];
-        fprintf(stderr, "%s:%d: certificate: %s ('%s', '%s')\n", conf->path, c->line, err,
-                c->cert_file, c->key_file ? c->key_file : "");
+        snprintf(msg, cap, "%s:%d: certificate: %s ('%s', '%s')", conf->path, c->line, err,
+                 c->cert_file, c->key_file ? c->key_file : "");
     } else {
-        fprintf(stderr, "%s: tls: %s\n", conf->path, err);
+        snprintf(msg, cap, "%s: tls: %s", conf->path, err);
     }
     return NULL;
 }
@@ -88,8 +92,13 @@ raise_nofile(void)
 static void
 drop_privileges(const struct config *conf)
 {
-    if (geteuid() != 0 || conf->user == NULL)
+    if (geteuid() != 0)
         return;
+    if (conf->user == NULL) {
+        /* kept for compatibility (tests and quick trials run as root); production sets user */
+        log_msg(LOG_WARN, "running_as_root", "hint=\"set [moat] user to drop privileges\"");
+        return;
+    }
     struct passwd *pw = getpwnam(conf->user);
     if (pw == NULL)
         fatal("user '%s' does not exist", conf->user);
@@ -132,9 +141,72 @@ on_reopen_signal(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 static void
+log_reload_error(const char *text)
+{
+    struct log_line l;
+    log_begin(&l, LOG_ERROR, "reload_error");
+    log_kv_str(&l, "error", text, strlen(text));
+    log_end(&l);
+}
+
+/* Settings that only a restart changes: say so instead of half-applying them. */
+static void
+reload_warn_restart(const struct config *old, const struct config *conf)
+{
+    const char *key = NULL;
+    if (old->workers != conf->workers)
+        key = "workers";
+    else if ((old->user == NULL) != (conf->user == NULL) ||
+             (old->user != NULL && strcmp(old->user, conf->user) != 0))
+        key = "user";
+    else if (old->log_format != conf->log_format || old->log_level != conf->log_level ||
+             (old->log_file == NULL) != (conf->log_file == NULL) ||
+             (old->log_file != NULL && strcmp(old->log_file, conf->log_file) != 0))
+        key = "log_format/log_level/log_file";
+    if (key != NULL)
+        log_msg(LOG_WARN, "reload_partial", "key=%s error=\"changes only with a restart\"", key);
+}
+
+/* SIGHUP: build the new generation off to the side; switch only if all of it works. Live
+ * sessions keep the generation (and TLS policy) they started with. */
+static void
 on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-    log_msg(LOG_WARN, "reload_unsupported", "signal=SIGHUP config=unchanged");
+    struct runtime *rt = w->data;
+    if (rt->stopping)
+        return;
+    struct config_errors errs = {0};
+    struct config *conf = config_load(rt->conf->path, &errs);
+    for (size_t i = 0; conf == NULL && i < errs.n; i++)
+        log_reload_error(errs.lines[i]);
+    config_errors_free(&errs);
+    if (conf == NULL) {
+        log_msg(LOG_ERROR, "reload_failed", "reason=config generation=kept");
+        return;
+    }
+    char err[768];
+    bool failed;
+    struct tls_ctx *tls = build_tls(conf, &failed, err, sizeof(err));
+    if (failed) {
+        log_reload_error(err);
+        log_msg(LOG_ERROR, "reload_failed", "reason=tls generation=kept");
+        config_unref(conf);
+        return;
+    }
+    if (listeners_reload(rt->listeners, conf, tls, err, sizeof(err)) != 0) {
+        log_reload_error(err);
+        log_msg(LOG_ERROR, "reload_failed", "reason=listeners generation=kept");
+        tls_ctx_unref(tls);
+        config_unref(conf);
+        return;
+    }
+    reload_warn_restart(rt->conf, conf);
+    metrics_reload(rt->metrics, conf);
+    tls_ctx_unref(rt->tls);
+    config_unref(rt->conf);
+    rt->conf = conf;
+    rt->tls = tls;
+    log_msg(LOG_INFO, "reloaded", "certificates=%zu", conf->tls.ncerts);
 }
 
 static unsigned
@@ -181,6 +253,13 @@ run(struct config *conf, struct tls_ctx *tls)
         fprintf(stderr, "moat: %s\n", err);
         return 1;
     }
+    rt.metrics = metrics_open(conf, err, sizeof(err));
+    if (rt.metrics == NULL && err[0] != '\0') {
+        log_msg(LOG_ERROR, "startup_failed", "error=\"%s\"", err);
+        fprintf(stderr, "moat: %s\n", err);
+        listeners_close(rt.listeners);
+        return 1;
+    }
     drop_privileges(conf);
 
     /* Signals are handled on the main loop only: block them before any thread starts. */
@@ -210,13 +289,39 @@ run(struct config *conf, struct tls_ctx *tls)
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
     listeners_start(rt.listeners, loop, conf, tls, rt.workers, rt.nworkers);
+    metrics_start(rt.metrics, loop, conf);
     log_msg(LOG_INFO, "started", "workers=%u", rt.nworkers);
     ev_run(loop, 0);
 
     auth_stop();
     workers_join(rt.workers, rt.nworkers);
     listeners_close(rt.listeners);
+    metrics_close(rt.metrics);
+    /* the generation in force now (a reload may have replaced the one passed in) */
+    tls_ctx_unref(rt.tls);
+    config_unref(rt.conf);
     log_msg(LOG_INFO, "stopped", "status=0");
+    return 0;
+}
+
+/* -T: one TLSA 3 1 1 record (DANE-EE, SubjectPublicKeyInfo, SHA-256) per certificate. */
+static int
+print_tlsa(const struct config *conf)
+{
+    for (size_t i = 0; i < conf->tls.ncerts; i++) {
+        const struct config_cert *c = &conf->tls.certs[i];
+        unsigned char h[32];
+        const char *err = NULL;
+        if (tls_spki_sha256(c->cert_file, h, &err) != 0) {
+            fprintf(stderr, "%s:%d: certificate: %s ('%s')\n", conf->path, c->line, err,
+                    c->cert_file);
+            return 1;
+        }
+        printf("; %s\n_25._tcp.%s. IN TLSA 3 1 1 ", c->cert_file, conf->hostname);
+        for (size_t j = 0; j < sizeof(h); j++)
+            printf("%02x", h[j]);
+        printf("\n");
+    }
     return 0;
 }
 
@@ -225,14 +330,18 @@ main(int argc, char **argv)
 {
     const char *path = NULL;
     bool check_only = false;
+    bool tlsa = false;
     int opt;
-    while ((opt = getopt(argc, argv, "c:th")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tTh")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
             break;
         case 't':
             check_only = true;
+            break;
+        case 'T':
+            tlsa = true;
             break;
         case 'h':
             usage(stdout);
@@ -258,9 +367,17 @@ main(int argc, char **argv)
         return 1;
     }
     config_errors_free(&errs);
+    if (tlsa) {
+        int trc = print_tlsa(conf);
+        config_unref(conf);
+        tls_library_cleanup();
+        return trc;
+    }
     bool tls_failed;
-    struct tls_ctx *tls = build_tls(conf, &tls_failed);
+    char tls_err[768];
+    struct tls_ctx *tls = build_tls(conf, &tls_failed, tls_err, sizeof(tls_err));
     if (tls_failed) {
+        fprintf(stderr, "%s\n", tls_err);
         config_unref(conf);
         return 1;
     }
@@ -271,9 +388,7 @@ main(int argc, char **argv)
         tls_library_cleanup();
         return 0;
     }
-    int rc = run(conf, tls);
-    tls_ctx_unref(tls);
-    config_unref(conf);
+    int rc = run(conf, tls); /* takes over conf and tls */
     tls_library_cleanup();
     return rc;
 }

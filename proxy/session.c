@@ -13,6 +13,7 @@
 #include "admission.h"
 #include "log.h"
 #include "session.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -133,6 +134,8 @@ session_new(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pee
     s->worker = w;
     s->conf = conf;
     s->listener = l;
+    s->stats = stats_find(l->name);
+    stats_session_open(s->stats);
     s->tls_ctx = tls;
     s->proto = protocol_for(l->proto, l->tls);
     if (s->proto->state_size > 0)
@@ -257,6 +260,8 @@ void
 session_set_user(struct session *s, const char *user)
 {
     snprintf(s->user, sizeof(s->user), "%s", user ? user : "");
+    if (user != NULL && user[0] != '\0')
+        stats_add(s->stats, STAT_AUTH_SUCCESS, 1);
 }
 
 bool
@@ -678,6 +683,9 @@ client_tls_ready(struct session *s)
     s->tls_cipher = tls_cipher(s->client.tls);
     bool was_starttls = s->starttls_pending;
     s->starttls_pending = false;
+    stats_add(s->stats, STAT_TLS_HANDSHAKES, 1);
+    if (s->client.discarded_at_starttls > 0)
+        stats_refusal(s->stats, STAT_REFUSED_STARTTLS_INJECTION);
     if (s->client.discarded_at_starttls > 0)
         session_log(s, LOG_INFO, "starttls_discard", "bytes=%llu",
                     (unsigned long long)s->client.discarded_at_starttls);
@@ -825,6 +833,27 @@ session_close(struct session *s, enum close_reason r)
     worker_defer_finish(s->worker, s);
 }
 
+/* The closing reason and the byte counts, for /metrics. */
+static void
+session_stats_close(struct session *s, uint64_t dur_ms)
+{
+    stats_add(s->stats, STAT_BYTES_IN, s->client.bytes_in);
+    stats_add(s->stats, STAT_BYTES_OUT, s->client.bytes_out);
+    if (s->reason == REASON_HANDSHAKE_FAILED)
+        stats_tls_failure(s->stats, STAT_TLS_FAIL_HANDSHAKE);
+    else if (s->reason == REASON_HANDSHAKE_TIMEOUT)
+        stats_tls_failure(s->stats, STAT_TLS_FAIL_TIMEOUT);
+    else if (s->reason == REASON_ALPN_MISMATCH)
+        stats_tls_failure(s->stats, STAT_TLS_FAIL_ALPN);
+    if (s->reason == REASON_ALPN_MISMATCH)
+        stats_refusal(s->stats, STAT_REFUSED_ALPN);
+    else if (s->reason == REASON_LIMIT)
+        stats_refusal(s->stats, STAT_REFUSED_LIMIT);
+    else if (s->reason == REASON_DENIED)
+        stats_refusal(s->stats, STAT_REFUSED_ACCESS);
+    stats_session_close(s->stats, dur_ms);
+}
+
 /* The one place a session's legs close and its closing line is written. Called from the loop,
  * never from inside a protocol callback. */
 void
@@ -864,6 +893,7 @@ session_finish(struct session *s)
         log_kv(&l, "timeout", "%s", s->timeout_name);
     log_end(&l);
     admission_session_end(s->listener, (const struct sockaddr *)&s->peer);
+    session_stats_close(s, (uint64_t)((ev_now(loop) - s->start) * 1000));
     worker_session_done(s->worker, s);
 }
 
@@ -881,9 +911,27 @@ session_shutdown(struct session *s)
 
 /* --- logging --- */
 
+/* Events a protocol logs that also move a /metrics counter: the protocols stay unaware of
+ * metrics, and the log line and the counter can never disagree. */
+static void
+session_stats_event(struct session *s, const char *event)
+{
+    if (strcmp(event, "auth_failed") == 0)
+        stats_add(s->stats, STAT_AUTH_FAILURE, 1);
+    else if (strcmp(event, "relay_denied") == 0)
+        stats_refusal(s->stats, STAT_REFUSED_RELAY);
+    else if (strcmp(event, "smuggling_attempt") == 0)
+        stats_refusal(s->stats, STAT_REFUSED_SMUGGLING);
+    else if (strcmp(event, "dnsbl_refused") == 0)
+        stats_refusal(s->stats, STAT_REFUSED_DNSBL);
+    else if (strcmp(event, "backend_connect_failed") == 0)
+        stats_add(s->stats, STAT_BACKEND_CONNECT_FAILURES, 1);
+}
+
 void
 session_log(struct session *s, int level, const char *event, const char *fmt, ...)
 {
+    session_stats_event(s, event);
     struct log_line l;
     log_begin(&l, (enum log_level)level, event);
     if (l.skip)
@@ -905,6 +953,7 @@ void
 session_log_peer(struct session *s, int level, const char *event, const char *key,
                  const char *p, size_t n)
 {
+    session_stats_event(s, event);
     struct log_line l;
     log_begin(&l, (enum log_level)level, event);
     log_kv(&l, "sid", "%s", s->sid);

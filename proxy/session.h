@@ -13,6 +13,7 @@
 
 struct worker;
 struct tls_ctx;
+struct stats_listener;
 
 struct session {
     uint32_t id;
@@ -20,6 +21,7 @@ struct session {
     struct worker *worker;
     struct config *conf; /* this session's generation (one reference) */
     const struct config_listener *listener;
+    struct stats_listener *stats; /* this listener's /metrics counters (may be NULL) */
     const struct protocol *proto;
     void *proto_state;
     struct tls_ctx *tls_ctx; /* one reference, or NULL when the listener has no TLS */

@@ -7,19 +7,24 @@
  * compatibility layer.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/chacha20_poly1305.h>
 #include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/hash.h>
+#include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/error-ssl.h>
 
 #include "config.h"
@@ -170,6 +175,172 @@ on_servername(WOLFSSL *ssl, int *alert, void *arg)
     return 0;
 }
 
+/* --- session tickets: one key ring for the process, shared by every generation --- */
+
+#define TICKET_KEY_LIFETIME_S 3600
+
+struct ticket_key {
+    unsigned char name[WOLFSSL_TICKET_NAME_SZ];
+    unsigned char key[CHACHA20_POLY1305_AEAD_KEYSIZE];
+    time_t born;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    WC_RNG rng;
+    bool ready;
+    struct ticket_key current, previous; /* previous: decrypt only, for one more lifetime */
+} tickets = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Under tickets.lock. Returns -1 if the RNG fails (no ticket is issued then). */
+static int
+ticket_keys_fresh(time_t now)
+{
+    if (!tickets.ready) {
+        if (wc_InitRng(&tickets.rng) != 0)
+            return -1;
+        tickets.ready = true;
+    }
+    if (tickets.current.born != 0 && now - tickets.current.born < TICKET_KEY_LIFETIME_S)
+        return 0;
+    struct ticket_key k = {.born = now};
+    if (wc_RNG_GenerateBlock(&tickets.rng, k.name, sizeof(k.name)) != 0 ||
+        wc_RNG_GenerateBlock(&tickets.rng, k.key, sizeof(k.key)) != 0)
+        return -1;
+    tickets.previous = tickets.current;
+    tickets.current = k;
+    explicit_bzero(&k, sizeof(k));
+    return 0;
+}
+
+/* wolfSSL's SessionTicketEncCb: ChaCha20-Poly1305 over the ticket in place; the AAD is the key
+ * name and IV, the tag goes in the first bytes of mac. */
+static int
+on_ticket(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
+          unsigned char iv[WOLFSSL_TICKET_IV_SZ], unsigned char mac[WOLFSSL_TICKET_MAC_SZ], int enc,
+          unsigned char *ticket, int in_len, int *out_len, void *arg)
+{
+    unsigned char aad[WOLFSSL_TICKET_NAME_SZ + WOLFSSL_TICKET_IV_SZ];
+    struct ticket_key key;
+    int ret = WOLFSSL_TICKET_RET_REJECT;
+    pthread_mutex_lock(&tickets.lock);
+    time_t now = time(NULL);
+    if (ticket_keys_fresh(now) != 0) {
+        pthread_mutex_unlock(&tickets.lock);
+        return enc ? WOLFSSL_TICKET_RET_FATAL : WOLFSSL_TICKET_RET_REJECT;
+    }
+    if (enc) {
+        key = tickets.current;
+        ret = wc_RNG_GenerateBlock(&tickets.rng, iv, WOLFSSL_TICKET_IV_SZ) == 0
+                  ? WOLFSSL_TICKET_RET_OK
+                  : WOLFSSL_TICKET_RET_FATAL;
+        memcpy(name, key.name, sizeof(key.name));
+    } else if (memcmp(name, tickets.current.name, WOLFSSL_TICKET_NAME_SZ) == 0) {
+        key = tickets.current;
+        ret = WOLFSSL_TICKET_RET_OK;
+    } else if (tickets.previous.born != 0 &&
+               now - tickets.previous.born < 2 * TICKET_KEY_LIFETIME_S &&
+               memcmp(name, tickets.previous.name, WOLFSSL_TICKET_NAME_SZ) == 0) {
+        key = tickets.previous;
+        ret = WOLFSSL_TICKET_RET_CREATE; /* good, but issue one under the current key */
+    }
+    pthread_mutex_unlock(&tickets.lock);
+    if (ret != WOLFSSL_TICKET_RET_OK && ret != WOLFSSL_TICKET_RET_CREATE)
+        return ret;
+    memcpy(aad, name, WOLFSSL_TICKET_NAME_SZ);
+    memcpy(aad + WOLFSSL_TICKET_NAME_SZ, iv, WOLFSSL_TICKET_IV_SZ);
+    int rc = enc ? wc_ChaCha20Poly1305_Encrypt(key.key, iv, aad, sizeof(aad), ticket,
+                                               (word32)in_len, ticket, mac)
+                 : wc_ChaCha20Poly1305_Decrypt(key.key, iv, aad, sizeof(aad), ticket,
+                                               (word32)in_len, mac, ticket);
+    explicit_bzero(&key, sizeof(key));
+    if (rc != 0)
+        return enc ? WOLFSSL_TICKET_RET_FATAL : WOLFSSL_TICKET_RET_REJECT;
+    *out_len = in_len;
+    return ret;
+}
+
+/* --- DANE --- */
+
+/* One DER element at p (< end): its tag, where its content starts, and its content length. */
+static int
+der_element(const unsigned char *p, const unsigned char *end, unsigned *tag_out,
+            const unsigned char **content_out, size_t *len_out)
+{
+    if (end - p < 2)
+        return -1;
+    *tag_out = p[0];
+    size_t len = p[1];
+    p += 2;
+    if (len & 0x80) {
+        size_t nbytes = len & 0x7f;
+        if (nbytes == 0 || nbytes > 3 || (size_t)(end - p) < nbytes)
+            return -1;
+        len = 0;
+        for (size_t i = 0; i < nbytes; i++)
+            len = len << 8 | *p++;
+    }
+    if ((size_t)(end - p) < len)
+        return -1;
+    *content_out = p;
+    *len_out = len;
+    return 0;
+}
+
+/* The SubjectPublicKeyInfo element (header included) inside a DER certificate. */
+static int
+der_cert_spki(const unsigned char *der, size_t n, const unsigned char **spki_out, size_t *len_out)
+{
+    const unsigned char *end = der + n, *c;
+    unsigned tag;
+    size_t len;
+    if (der_element(der, end, &tag, &c, &len) != 0 || tag != 0x30) /* Certificate */
+        return -1;
+    if (der_element(c, c + len, &tag, &c, &len) != 0 || tag != 0x30) /* tbsCertificate */
+        return -1;
+    const unsigned char *p = c, *tbs_end = c + len;
+    /* [0] version (optional), serial, signature, issuer, validity, subject, then the SPKI */
+    for (int field = 0; field < 7; field++) {
+        if (der_element(p, tbs_end, &tag, &c, &len) != 0)
+            return -1;
+        if (field == 0 && tag != 0xa0)
+            field++; /* no version: this is the serial */
+        if (field == 6) {
+            if (tag != 0x30)
+                return -1;
+            *spki_out = p;
+            *len_out = (size_t)(c + len - p);
+            return 0;
+        }
+        p = c + len;
+    }
+    return -1;
+}
+
+int
+tls_spki_sha256(const char *cert_file, unsigned char out[32], const char **err_out)
+{
+    long pem_len = 0;
+    unsigned char *pem = read_file(cert_file, &pem_len);
+    if (pem == NULL) {
+        *err_out = "cannot read certificate";
+        return -1;
+    }
+    int der_cap = (int)pem_len + 16;
+    unsigned char *der = xcalloc(1, (size_t)der_cap);
+    int der_len = wc_CertPemToDer(pem, (int)pem_len, der, der_cap, CERT_TYPE);
+    free(pem);
+    const unsigned char *spki = NULL;
+    size_t spki_len = 0;
+    int rc = -1;
+    *err_out = "not a PEM certificate";
+    if (der_len > 0 && der_cert_spki(der, (size_t)der_len, &spki, &spki_len) == 0 &&
+        wc_Sha256Hash(spki, (word32)spki_len, out) == 0)
+        rc = 0;
+    free(der);
+    return rc;
+}
+
 static int
 parse_groups(const char *list, int *groups, int max)
 {
@@ -298,6 +469,9 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
     uint32_t hint_s = conf->ticket_lifetime_ms / 1000;
     if (hint_s > 0 && hint_s < 3600)
         wolfSSL_CTX_set_TicketHint(tc->ctx, (int)hint_s);
+    /* process-wide ticket keys: tickets survive a reload, and TLS 1.2 resumption works across
+     * SNI certificates (reference §1.7) */
+    wolfSSL_CTX_set_TicketEncCb(tc->ctx, on_ticket);
     if (tc->ncerts > 1) {
         wolfSSL_CTX_set_servername_callback(tc->ctx, on_servername);
         wolfSSL_CTX_set_servername_arg(tc->ctx, tc);

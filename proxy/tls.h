@@ -46,6 +46,9 @@ bool tls_alpn_mismatch(struct tls *t);
 
 #endif
 
+/* DANE: SHA-256 of the certificate's SubjectPublicKeyInfo (TLSA 3 1 1) into out. */
+int tls_spki_sha256(const char *cert_file, unsigned char out[32], const char **err_out);
+
 /* base64 (RFC 4648) through wolfCrypt's coder, for the SASL framing. decode: the input must be
  * canonical (length a multiple of 4, padding only at the end); returns the decoded length or -1.
  * encode: returns the encoded length (no newlines) or -1 if it does not fit. */
