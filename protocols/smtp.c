@@ -145,6 +145,7 @@ cmd_helo(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
     memcpy(st->helo, c->args, c->args_len);
     st->helo[c->args_len] = '\0';
     st->ehlo = c->verb == SMTP_VERB_EHLO;
+    session_dns_helo(s, st->helo); /* smtp_dns.c applies the HELO check at MAIL */
     if (st->state == SMTP_RELAY) {
         st->in_mail = false;
         st->rcpt_count = 0;
@@ -301,6 +302,9 @@ cmd_mail(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
         smtp_error(s, refusal);
         return CMD_DONE;
     }
+    bool dns_wait;
+    if (smtp_dns_gate(s, st, &path, &dns_wait)) /* DNS checks: wait for them, or refused */
+        return dns_wait ? CMD_WAIT : CMD_DONE;
     if (!st->backend_up) {
         smtp_handoff_start(s, false); /* the line is relayed once the backend is ready */
         return CMD_WAIT;
@@ -647,5 +651,6 @@ const struct protocol smtp_protocol = {
     .farewell = smtp_farewell,
     .on_close = smtp_on_close,
     .state_name = smtp_state_name,
+    .on_dns_done = smtp_on_dns_done,
     .on_auth_done = smtp_on_auth_done,
 };

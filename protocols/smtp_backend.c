@@ -125,8 +125,9 @@ xclient_build(struct session *s, int part, char *out, size_t cap)
     const char *names[] = {"HELO", "PROTO",    "ADDR",     "PORT",
                            "NAME", "DESTADDR", "DESTPORT", "LOGIN"};
     const char *values[] = {
-        st->helo,        st->ehlo ? "ESMTP" : "SMTP", addr,  port,
-        "[UNAVAILABLE]", session_local_addr(s),       dport, st->authenticated ? st->login : NULL};
+        st->helo, st->ehlo ? "ESMTP" : "SMTP", addr, port,
+        session_client_name(s) /* a verified LDH name or [UNAVAILABLE]/[TEMPUNAVAIL] */,
+        session_local_addr(s), dport, st->authenticated ? st->login : NULL};
     size_t len = 7;
     memcpy(out, "XCLIENT", 7);
     for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
@@ -363,6 +364,7 @@ relay_reply_done(struct session *s, enum smtp_pending what, int code)
         smtp_data_init(&st->data, session_listener(s)->bare_newline == BARE_NEWLINE_REJECT,
                        session_listener(s)->limits.message_size_bytes);
         st->data_dropped = false;
+        smtp_dns_data_start(s, st); /* Received-SPF first, before any client byte */
         smtp_enter_state(s, SMTP_DATA);
         session_set_phase(s, PHASE_DATA);
         return;

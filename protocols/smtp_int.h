@@ -73,6 +73,7 @@ struct smtp_session {
     bool reply_streaming; /* lines of a multi-line backend reply are being passed on */
     bool ehlo_xclient;    /* the backend's EHLO reply listed XCLIENT */
     struct smtp_data data;
+    const char *spf_header; /* smtp_dns.c: Received-SPF line for this transaction, or NULL */
 };
 
 /* smtp.c */
@@ -89,6 +90,15 @@ void smtp_auth_start(struct session *s);
 void smtp_auth_failed(struct session *s);
 void smtp_auth_succeeded(struct session *s, const char *user);
 void smtp_on_auth_done(struct session *s, const struct auth_result *r);
+
+/* smtp_dns.c */
+/* Before a MAIL goes on: true when it must not (refused: reply sent; or *wait_out: keep the line,
+ * input paused until on_dns_done). */
+bool smtp_dns_gate(struct session *s, struct smtp_session *st, const struct smtp_path *path,
+                   bool *wait_out);
+void smtp_on_dns_done(struct session *s);
+/* 354 arrived: the Received-SPF header goes to the backend ahead of the content. */
+void smtp_dns_data_start(struct session *s, struct smtp_session *st);
 
 /* smtp_backend.c */
 void smtp_handoff_start(struct session *s, bool for_auth);

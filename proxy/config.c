@@ -29,6 +29,7 @@ static const struct {
     {"limits", SEC_LIMITS, false},  {"timeouts", SEC_TIMEOUTS, false},
     {"auth", SEC_AUTH, false},      {"access", SEC_ACCESS, false},
     {"backend", SEC_BACKEND, true}, {"listener", SEC_LISTENER, true},
+    {"dns", SEC_DNS, false},
 };
 
 static bool
@@ -240,6 +241,8 @@ config_section_base(struct config *c, struct section_rec *sec)
         return sec->backend;
     case SEC_LISTENER:
         return sec->listener;
+    case SEC_DNS:
+        return &c->dns;
     case SEC_UNKNOWN:
         break;
     }
@@ -398,6 +401,7 @@ config_load_text(const char *name, const char *text, size_t len, struct config_e
     config_apply_defaults(&ld, SEC_TIMEOUTS, &c->timeouts);
     config_apply_defaults(&ld, SEC_AUTH, &c->auth);
     config_apply_defaults(&ld, SEC_ACCESS, &c->access);
+    config_apply_defaults(&ld, SEC_DNS, &c->dns);
     config_parse(&ld);
     config_check(&ld);
     if (ld.nerrors > 0) {
@@ -523,6 +527,7 @@ config_free(struct config *c)
     free(c->tls.groups);
     config_auth_free(&c->auth);
     config_access_free(&c->access);
+    config_dns_free(&c->dns);
     while (c->backends != NULL) {
         struct config_backend *b = c->backends;
         c->backends = b->next;

@@ -30,6 +30,11 @@ enum control_mode { MODE_ENFORCE = 0, MODE_LOG };
 
 struct sender_map;
 
+/* DNS checks (dnscheck.c): off, log the outcome, log what would be refused, or refuse. */
+enum dns_policy { DNS_POLICY_OFF = 0, DNS_POLICY_WARN, DNS_POLICY_DRY_RUN, DNS_POLICY_REJECT };
+/* Per listener: auto = enforce on an MX (smtp) listener, log elsewhere. */
+enum dns_checks_mode { DNS_CHECKS_AUTO = 0, DNS_CHECKS_OFF, DNS_CHECKS_LOG, DNS_CHECKS_ENFORCE };
+
 #define CONFIG_MAX_ADDRS 8
 #define CONFIG_MAX_CERTS 8
 
@@ -97,6 +102,28 @@ struct config_tls {
     uint32_t ticket_lifetime_ms;
 };
 
+struct dnsbl_list;
+
+struct config_dns {
+    char *servers; /* "127.0.0.1:5353,[::1]:53"; NULL = the system's resolv.conf */
+    uint32_t timeout_ms; /* per try */
+    uint32_t tries;
+    uint32_t cache_size; /* entries per worker */
+    uint32_t cache_max_ttl_ms;
+    uint32_t negative_ttl_ms;
+    uint32_t tempfail_ttl_ms;
+    enum dns_policy fcrdns;
+    enum dns_policy helo_check;
+    bool helo_resolve; /* the HELO name must resolve (A/AAAA) */
+    char *dnsbl;       /* "zone[=127.0.0.2..11]*weight, ..." */
+    struct dnsbl_list *dnsbl_list; /* parsed; NULL when empty */
+    enum dns_policy dnsbl_action;
+    uint32_t dnsbl_threshold;
+    char *dnsbl_allowlist_threshold_text;
+    int dnsbl_allowlist_threshold; /* <= 0; 0 = off */
+    enum dns_policy spf;
+};
+
 struct config_backend {
     char *name;
     struct sockaddr_storage addrs[CONFIG_MAX_ADDRS];
@@ -132,6 +159,7 @@ struct config_listener {
     struct config_timeouts timeouts;
     struct config_auth auth_conf;
     struct config_access access;
+    enum dns_checks_mode dns_checks;
     int line;
     struct config_listener *next;
 };
@@ -159,6 +187,7 @@ struct config {
     struct config_timeouts timeouts;
     struct config_auth auth;
     struct config_access access;
+    struct config_dns dns;
     struct config_backend *backends;
     struct config_listener *listeners;
 };

@@ -85,6 +85,7 @@ config_listener_inherit(struct loader *ld, struct section_rec *sec)
         case SEC_TLS:
         case SEC_BACKEND:
         case SEC_LISTENER:
+        case SEC_DNS:
         case SEC_UNKNOWN:
             MOAT_ASSERT(!"not an inherited section");
         }
@@ -256,6 +257,7 @@ config_check(struct loader *ld)
         if (ld->secs[i].kind == SEC_LISTENER)
             config_check_verifier(ld, &ld->secs[i]);
     }
+    config_check_dns(ld);
     if (c->listeners == NULL)
         config_error(ld, 1, "listener", "no [listener NAME] section");
 }

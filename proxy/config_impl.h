@@ -20,6 +20,7 @@ enum section_kind {
     SEC_ACCESS,
     SEC_BACKEND,
     SEC_LISTENER,
+    SEC_DNS,
     SEC_UNKNOWN /* skipped: its header already got an error */
 };
 
@@ -119,6 +120,9 @@ void config_apply_defaults(struct loader *ld, enum section_kind kind, void *base
 /* Listener overrides, dependent defaults and cross-checks, after the whole file was read. */
 void config_check(struct loader *ld);
 void config_access_free(struct config_access *a);
+/* config_dns.c: the [dns] section's list specification and thresholds; its memory. */
+void config_check_dns(struct loader *ld);
+void config_dns_free(struct config_dns *d);
 void config_auth_free(struct config_auth *a);
 
 #endif

@@ -47,6 +47,17 @@ static const struct enum_name ltls_names[] = {
 static const struct enum_name bare_newline_names[] = {
     {"normalize", BARE_NEWLINE_NORMALIZE}, {"reject", BARE_NEWLINE_REJECT}, {NULL, 0}};
 
+static const struct enum_name dns_policy_names[] = {{"off", DNS_POLICY_OFF},
+                                                     {"warn", DNS_POLICY_WARN},
+                                                     {"dry-run", DNS_POLICY_DRY_RUN},
+                                                     {"reject", DNS_POLICY_REJECT},
+                                                     {NULL, 0}};
+static const struct enum_name dns_checks_names[] = {{"auto", DNS_CHECKS_AUTO},
+                                                    {"off", DNS_CHECKS_OFF},
+                                                    {"log", DNS_CHECKS_LOG},
+                                                    {"enforce", DNS_CHECKS_ENFORCE},
+                                                    {NULL, 0}};
+
 #define K(sec, name, type, st, field, dflt, min, max, names, flags)                                \
     {                                                                                              \
         sec, name, type, offsetof(st, field), 0, dflt, min, max, names, flags                      \
@@ -63,6 +74,8 @@ static const struct enum_name bare_newline_names[] = {
     K(SEC_AUTH, name, type, struct config_auth, field, dflt, min, max, names, 0)
 #define ACC(name, type, field, dflt, names, flags)                                                 \
     K(SEC_ACCESS, name, type, struct config_access, field, dflt, 0, 0, names, flags)
+#define DNS(name, type, field, dflt, min, max, names)                                              \
+    K(SEC_DNS, name, type, struct config_dns, field, dflt, min, max, names, 0)
 #define BACK(name, type, field, names, flags)                                                      \
     K(SEC_BACKEND, name, type, struct config_backend, field, NULL, 0, 0, names, flags)
 #define LSN(name, type, field, dflt, names)                                                        \
@@ -133,6 +146,23 @@ const struct key_def config_keys[] = {
     ACC("deny", KT_CIDRS, deny, NULL, NULL, KF_REPEAT),
     ACC("mode", KT_ENUM, mode, "enforce", mode_names, 0),
 
+    /* [dns]: every check is off until configured (they depend on a working resolver) */
+    DNS("servers", KT_STR, servers, NULL, 0, 0, NULL),
+    DNS("timeout", KT_DURATION, timeout_ms, "1500ms", 1, 0, NULL),
+    DNS("tries", KT_UINT, tries, "2", 1, 10, NULL),
+    DNS("cache_size", KT_UINT, cache_size, "10000", 16, 10000000, NULL),
+    DNS("cache_max_ttl", KT_DURATION, cache_max_ttl_ms, "1h", 0, 0, NULL),
+    DNS("negative_ttl", KT_DURATION, negative_ttl_ms, "5m", 0, 0, NULL),
+    DNS("tempfail_ttl", KT_DURATION, tempfail_ttl_ms, "30s", 0, 0, NULL),
+    DNS("fcrdns", KT_ENUM, fcrdns, "off", 0, 0, dns_policy_names),
+    DNS("helo_check", KT_ENUM, helo_check, "off", 0, 0, dns_policy_names),
+    DNS("helo_resolve", KT_BOOL, helo_resolve, "no", 0, 0, NULL),
+    DNS("dnsbl", KT_STR, dnsbl, NULL, 0, 0, NULL),
+    DNS("dnsbl_action", KT_ENUM, dnsbl_action, "reject", 0, 0, dns_policy_names),
+    DNS("dnsbl_threshold", KT_UINT, dnsbl_threshold, "1", 1, 100000, NULL),
+    DNS("dnsbl_allowlist_threshold", KT_STR, dnsbl_allowlist_threshold_text, "0", 0, 0, NULL),
+    DNS("spf", KT_ENUM, spf, "off", 0, 0, dns_policy_names),
+
     BACK("address", KT_BACKEND_ADDRS, addrs, NULL, KF_REPEAT),
     BACK("identity", KT_ENUM, identity, identity_names, 0),
     BACK("helo_name", KT_STR, helo_name, NULL, 0),
@@ -147,6 +177,7 @@ const struct key_def config_keys[] = {
     LSN("sender_login_match", KT_BOOL, sender_login_match, "yes", NULL),
     LSN("sender_login_map", KT_STR, sender_login_map, NULL, NULL),
     LSN("bare_newline", KT_ENUM, bare_newline, "normalize", bare_newline_names),
+    LSN("dns_checks", KT_ENUM, dns_checks, "auto", dns_checks_names),
     LSN("smtputf8", KT_BOOL, smtputf8, "yes", NULL),
     LSN("dsn", KT_BOOL, dsn, "yes", NULL),
     LSN("greet_pause", KT_DURATION, greet_pause_ms, "0", NULL),
@@ -157,7 +188,7 @@ const size_t config_nkeys = ARRAY_SIZE(config_keys);
 static const char *const section_names[] = {
     [SEC_MOAT] = "moat",         [SEC_TLS] = "tls",          [SEC_LIMITS] = "limits",
     [SEC_TIMEOUTS] = "timeouts", [SEC_AUTH] = "auth",        [SEC_ACCESS] = "access",
-    [SEC_BACKEND] = "backend",   [SEC_LISTENER] = "listener"};
+    [SEC_BACKEND] = "backend",   [SEC_LISTENER] = "listener",   [SEC_DNS] = "dns"};
 
 const char *
 config_section_name(enum section_kind kind)

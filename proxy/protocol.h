@@ -76,6 +76,13 @@ struct auth_result {
     const char *user; /* the canonical user name on AUTH_OK */
 };
 
+/* What the DNS checks say at a decision point (dnscheck_policy.c). */
+enum dns_verdict {
+    DNS_VERDICT_PASS = 0, /* go on (also: no checks, not enforced here, or only logged) */
+    DNS_VERDICT_PENDING,  /* not finished: on_dns_done follows; ask again then */
+    DNS_VERDICT_REFUSE    /* refuse with the reply given (one line, no CRLF) */
+};
+
 struct protocol {
     const char *name;
     size_t state_size; /* zeroed per session; session_proto_state() returns it */
@@ -95,6 +102,8 @@ struct protocol {
     /* Free resources, wipe secrets. May be NULL. */
     void (*on_close)(struct session *s);
     const char *(*state_name)(const struct session *s);
+    /* A DNS verdict that was DNS_VERDICT_PENDING can now be asked again. May be NULL. */
+    void (*on_dns_done)(struct session *s);
     /* The result of session_auth_verify(). May be NULL for protocols that never ask. */
     void (*on_auth_done)(struct session *s, const struct auth_result *r);
 };
@@ -158,6 +167,24 @@ void session_log(struct session *s, int level, const char *event, const char *fm
 /* Log an event with one peer-supplied value, escaped by the logger. */
 void session_log_peer(struct session *s, int level, const char *event, const char *key,
                       const char *p, size_t n);
+
+/* --- DNS checks (dnscheck.c, dnscheck_policy.c): started at accept, per [dns] and the
+ * listener's dns_checks --- */
+
+/* The client checks (reverse DNS, DNS lists, HELO) at a decision point. Only an enforcing
+ * listener ever gets PENDING or REFUSE; elsewhere the outcome is only logged. */
+enum dns_verdict session_dns_verdict(struct session *s, const char **reply_out);
+/* The client's HELO/EHLO argument, for the HELO check (call again after a new EHLO). */
+void session_dns_helo(struct session *s, const char *helo);
+/* The client's forward-confirmed host name for XCLIENT NAME=, or "[UNAVAILABLE]" (none) or
+ * "[TEMPUNAVAIL]" (a temporary failure, or not known yet). Always a valid LDH name. */
+const char *session_client_name(struct session *s);
+/* SPF of MAIL FROM (sender without <>, may be empty; helo for the null sender) on an MX
+ * listener. *header_out, when not NULL, is a "Received-SPF: ...\r\n" line for the backend,
+ * valid until the next call. */
+enum dns_verdict session_spf_verdict(struct session *s, const char *sender, size_t n,
+                                     const char *helo, const char **reply_out,
+                                     const char **header_out);
 
 /* --- authentication and brute-force control (session_auth.c) --- */
 

@@ -78,6 +78,7 @@ struct session {
     char hold_reply[384];
     struct session *dead_next;   /* worker's list of sessions to finish and free */
     bool on_dead_list;
+    struct dnscheck *dns; /* dnscheck.c: this session's DNS checks, or NULL */
 };
 
 struct session *session_new(struct worker *w, int fd, const struct sockaddr *peer,

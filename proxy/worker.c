@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "dns.h"
 #include "log.h"
 #include "session.h"
 #include "tls.h"
@@ -43,6 +44,7 @@ struct worker {
     struct session *sessions;
     struct session *kick_list;
     struct session *dead_list;
+    struct dns_resolver *dns; /* dns.c: this worker's c-ares channel and cache, made on first use */
 };
 
 static atomic_uint total_sessions;
@@ -57,6 +59,12 @@ struct ev_loop *
 worker_loop(struct worker *w)
 {
     return w->loop;
+}
+
+struct dns_resolver **
+worker_dns_slot(struct worker *w)
+{
+    return &w->dns;
 }
 
 static void
@@ -233,6 +241,8 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
     ev_run(w->loop, 0);
+    dns_resolver_free(w->dns);
+    w->dns = NULL;
     tls_thread_cleanup();
     return NULL;
 }

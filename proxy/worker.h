@@ -39,6 +39,9 @@ struct worker_msg {
 void worker_post(struct worker *w, struct worker_msg *m);
 
 struct ev_loop *worker_loop(struct worker *w);
+/* dns.c keeps the worker's resolver here (created lazily on the worker's thread). */
+struct dns_resolver;
+struct dns_resolver **worker_dns_slot(struct worker *w);
 void worker_kick(struct worker *w, struct session *s);
 void worker_defer_finish(struct worker *w, struct session *s);
 void worker_session_done(struct worker *w, struct session *s);

@@ -95,3 +95,25 @@ def sanitizer_reports(log):
 @pytest.fixture
 def free_port():
     return rig.free_port
+
+
+@pytest.fixture(scope="session")
+def dns_servers():
+    """(dnsmasq, odd): dns_rig.Dnsmasq serving dns_rig.ZONE, forwarding the odd names to
+    dns_rig.OddDns (timeouts, SERVFAIL, slow answers, a PTR with CR/LF)."""
+    import dns_rig
+    if not os.access("/usr/sbin/dnsmasq", os.X_OK):
+        pytest.skip("dnsmasq is not installed (run scripts/deps)")
+    d = tempfile.mkdtemp(prefix="mdns", dir="/tmp")
+    odd = dns_rig.OddDns()
+    try:
+        masq = dns_rig.Dnsmasq(d, odd)
+    except BaseException:
+        odd.stop()
+        raise
+    try:
+        yield masq, odd
+    finally:
+        masq.stop()
+        odd.stop()
+        shutil.rmtree(d, ignore_errors=True)

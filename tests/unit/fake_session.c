@@ -421,3 +421,41 @@ session_phase_name(enum session_phase p)
 {
     return "phase";
 }
+
+/* --- DNS checks --- */
+
+enum dns_verdict
+session_dns_verdict(struct session *s, const char **reply_out)
+{
+    *reply_out = s->dns_reply;
+    return s->dns_verdict;
+}
+
+void
+session_dns_helo(struct session *s, const char *helo)
+{
+    snprintf(s->dns_helo, sizeof(s->dns_helo), "%s", helo);
+}
+
+const char *
+session_client_name(struct session *s)
+{
+    return s->client_name ? s->client_name : "[UNAVAILABLE]";
+}
+
+enum dns_verdict
+session_spf_verdict(struct session *s, const char *sender, size_t n, const char *helo,
+                    const char **reply_out, const char **header_out)
+{
+    snprintf(s->spf_sender, sizeof(s->spf_sender), "%.*s", (int)n, sender);
+    *reply_out = s->spf_reply;
+    *header_out = s->spf_verdict == DNS_VERDICT_PENDING ? NULL : s->spf_header;
+    return s->spf_verdict;
+}
+
+void
+fake_dns_done(struct session *s)
+{
+    if (s->proto->on_dns_done != NULL)
+        s->proto->on_dns_done(s);
+}

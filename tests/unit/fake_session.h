@@ -44,6 +44,11 @@ struct session {
     enum sasl_mech auth_mech;
     bool banned; /* what session_auth_banned() answers */
     char login_mech[32];
+    /* DNS checks: what the services answer (zero: pass, no name, no SPF header) */
+    enum dns_verdict dns_verdict, spf_verdict;
+    const char *dns_reply, *spf_reply, *spf_header, *client_name;
+    char dns_helo[256];
+    char spf_sender[320];
 };
 
 /* A session for listener protocol p with TLS mode t, and the given backend identity. */
@@ -61,6 +66,8 @@ void fake_backend_event(struct session *s, enum backend_event ev);
 void fake_backend_sends(struct session *s, const char *text);
 /* Answer a session_auth_verify() request. */
 void fake_auth_done(struct session *s, enum auth_status st, const char *user);
+/* The DNS checks finished: set the verdicts first, then this calls on_dns_done. */
+void fake_dns_done(struct session *s);
 /* Take (and clear) what was written to the client / backend, NUL-terminated. */
 const char *fake_client_output(struct session *s);
 const char *fake_backend_output(struct session *s);

@@ -503,8 +503,8 @@ test_value_errors(void)
 static void
 test_structure_errors(void)
 {
-    load_fails(__LINE__, "[dns]\nservers = 1.1.1.1\n[listener]\nprotocol = smtp\n" MINIMAL,
-               "t.conf:1: dns: unknown section [dns]",
+    load_fails(__LINE__, "[resolver]\nservers = 1.1.1.1\n[listener]\nprotocol = smtp\n" MINIMAL,
+               "t.conf:1: resolver: unknown section [resolver]",
                "t.conf:3: listener: [listener NAME] needs a name of letters, digits, '.', '_' or "
                "'-' (got '')",
                NULL);

@@ -1,0 +1,59 @@
+/*
+ * dns.h: the worker's asynchronous resolver: one c-ares channel per worker thread driven by its
+ * libev loop, a bounded TTL cache that also keeps negative and temporary-failure answers for a
+ * short while, and in-flight joining (a second lookup of the same name waits for the first
+ * query). A waiter is embedded in its owner; dns_cancel() unlinks it so a closed session is
+ * never called back. Callbacks never run inside dns_lookup().
+ */
+#ifndef MOAT_DNS_H
+#define MOAT_DNS_H
+
+#include "common.h"
+#include "dnsname.h"
+
+struct worker;
+struct config;
+struct dns_resolver;
+struct dns_entry;
+
+enum dns_type { DNS_T_A = 0, DNS_T_AAAA, DNS_T_PTR, DNS_T_TXT, DNS_T_MX };
+enum dns_status {
+    DNS_OK = 0, /* records in the answer */
+    DNS_NONE,   /* NXDOMAIN, no records of the type, or an unusable answer */
+    DNS_TEMP    /* timeout, SERVFAIL, refused, no server: try again later */
+};
+
+/* Valid only during the callback. */
+struct dns_answer {
+    enum dns_status status;
+    size_t n;
+    char **strs;            /* PTR names, TXT records (chunks joined), MX hosts by preference */
+    struct dns_addr *addrs; /* A / AAAA */
+    bool bad_reply;         /* the server answered something c-ares refused to parse */
+};
+
+struct dns_waiter;
+typedef void (*dns_done_fn)(struct dns_waiter *w, const struct dns_answer *a);
+
+struct dns_waiter {
+    dns_done_fn done;
+    /* private */
+    struct dns_entry *entry;
+    struct dns_waiter *prev, *next;
+    bool ready; /* on the resolver's delivery list rather than the entry's */
+};
+
+/* The calling worker's resolver, created on first use from c's [dns] section. */
+struct dns_resolver *dns_resolver_get(struct worker *w, const struct config *c);
+/* Look name up; w->done runs later from the loop, exactly once unless cancelled. w must stay
+ * alive until then. */
+void dns_lookup(struct dns_resolver *r, enum dns_type t, const char *name, struct dns_waiter *w,
+                dns_done_fn done);
+/* Forget a waiter (no callback); harmless if it is not waiting. */
+void dns_cancel(struct dns_waiter *w);
+bool dns_waiting(const struct dns_waiter *w);
+/* At worker exit, on its thread. NULL is fine. */
+void dns_resolver_free(struct dns_resolver *r);
+const char *dns_status_name(enum dns_status s);
+
+#endif

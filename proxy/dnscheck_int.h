@@ -1,0 +1,88 @@
+/*
+ * dnscheck_int.h: what dnscheck.c (the lookups: reverse DNS, DNS lists) and dnscheck_policy.c
+ * (HELO, SPF, verdicts and the protocol services) share: one session's check state. Only those
+ * two files include it.
+ */
+#ifndef MOAT_DNSCHECK_INT_H
+#define MOAT_DNSCHECK_INT_H
+
+#include "dns.h"
+#include "dnsbl.h"
+#include "dnscheck.h"
+#include "session.h"
+#include "spf.h"
+
+#define DC_SENDER_MAX 320
+#define RDNS_MAX_NAMES 5
+#define SPF_STORE_MAX 128
+
+enum check_state { CHK_OFF = 0, CHK_PENDING, CHK_OK, CHK_NONE, CHK_TEMP, CHK_BAD };
+
+struct check_waiter {
+    struct dns_waiter w;
+    struct dnscheck *d;
+    unsigned index;
+};
+
+struct spf_stored {
+    enum spf_qtype t;
+    char *name;
+    enum spf_rcode rc;
+    size_t n;
+    char **strs;
+    struct dns_addr *addrs;
+};
+
+struct dnscheck {
+    struct session *s;
+    struct dns_resolver *r;
+    const struct config_dns *cd;
+    bool enforce;
+    bool notify; /* the protocol waits for on_dns_done */
+    struct dns_addr client;
+    /* forward-confirmed reverse DNS */
+    enum check_state rdns;
+    struct check_waiter ptr_w;
+    char names[RDNS_MAX_NAMES][DNSNAME_MAX + 2];
+    struct check_waiter fwd_w[RDNS_MAX_NAMES];
+    unsigned nnames, fwd_pending;
+    bool fwd_temp, bad_name;
+    char name[DNSNAME_MAX + 2]; /* the confirmed name */
+    /* DNS lists */
+    const struct dnsbl_list *lists;
+    struct check_waiter bl_w[DNSBL_MAX_ZONES];
+    unsigned bl_pending;
+    struct dnsbl_score score;
+    enum dnsbl_verdict bl_verdict;
+    /* HELO */
+    enum check_state helo;
+    const char *helo_why;
+    struct check_waiter helo_w;
+    char helo_name[256];
+    bool helo_aaaa; /* the A lookup found nothing: AAAA asked */
+    /* SPF */
+    enum check_state spf;
+    struct check_waiter spf_w;
+    char spf_sender[DC_SENDER_MAX];   /* as the client gave it (may be empty) */
+    char spf_identity[DC_SENDER_MAX]; /* what SPF checks: the sender or postmaster@helo */
+    char spf_helo[DNSNAME_MAX + 2];
+    struct spf_request spf_req;
+    struct spf_outcome spf_out;
+    struct spf_stored store[SPF_STORE_MAX];
+    size_t nstore;
+    char spf_header[1024];
+    char reply[256];
+    unsigned logged; /* findings already logged, one bit per check */
+};
+
+struct dnscheck *dc_of(struct dns_waiter *w);
+void dc_waiter_init(struct check_waiter *cw, struct dnscheck *d, unsigned index);
+bool dc_client_pending(const struct dnscheck *d);
+/* Tell the protocol, if it waits, that what it waited for is done. */
+void dc_progress(struct dnscheck *d);
+void dc_spf_clear(struct dnscheck *d);
+const char *dc_state_name(enum check_state c);
+/* dnscheck_spf.c: evaluate SPF for a new MAIL FROM (sender may be empty: postmaster@helo). */
+void dc_spf_start(struct dnscheck *d, const char *sender, size_t n, const char *helo);
+
+#endif
