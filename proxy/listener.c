@@ -108,6 +108,25 @@ listeners_open(const struct config *conf, char *err, size_t cap)
     return ls;
 }
 
+/* The /metrics control behind an admission refusal. */
+static enum stat_refusal
+admission_control(enum admission_verdict v)
+{
+    switch (v) {
+    case ADMIT_DENIED:
+        return STAT_REFUSED_ACCESS;
+    case ADMIT_OK:
+    case ADMIT_MAX_SESSIONS:
+    case ADMIT_PER_IP:
+    case ADMIT_RATE:
+    case ADMIT_TLS_HANDSHAKES:
+    case ADMIT_TABLE_FULL:
+    case ADMIT_BANNED:
+        return STAT_REFUSED_LIMIT;
+    }
+    return STAT_REFUSED_LIMIT;
+}
+
 static void
 refuse(int fd, const struct config *conf, const struct config_listener *l,
        enum admission_verdict v)
@@ -161,7 +180,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
             admission_check(ls->conf, k->conf, (struct sockaddr *)&peer, len);
         if (v != ADMIT_OK) {
             admission_log(k->conf, (struct sockaddr *)&peer, v);
-            stats_refusal(k->stats, STAT_REFUSED_LIMIT);
+            stats_refusal(k->stats, admission_control(v));
             refuse(fd, ls->conf, k->conf, v);
             continue;
         }

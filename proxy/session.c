@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "admission.h"
-#include "dnscheck.h"
 #include "log.h"
 #include "session.h"
 #include "stats.h"
@@ -159,7 +158,6 @@ session_new(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pee
     s->timer.data = s;
     conn_attach(&s->client, fd);
     s->total_deadline = s->start + l->timeouts.preauth_total_ms / 1000.0;
-    s->dns = dnscheck_start(s); /* DNS checks run in parallel with the greeting */
     if (l->tls == LTLS_IMPLICIT) {
         session_set_phase(s, PHASE_HANDSHAKE);
         if (conn_start_tls(&s->client, tls, listener_alpn(s->listener), s->conf->tls.alpn_strict) != 0) {
@@ -177,7 +175,6 @@ void
 session_free(struct session *s)
 {
     MOAT_ASSERT(s->closed);
-    dnscheck_free(s->dns);
     free(s->proto_state);
     if (s->tls_ctx != NULL)
         tls_ctx_unref(s->tls_ctx);
@@ -868,7 +865,6 @@ session_finish(struct session *s)
     struct ev_loop *loop = worker_loop(s->worker);
     ev_timer_stop(loop, &s->timer);
     session_auth_cancel(s);
-    dnscheck_cancel(s->dns); /* no DNS callback may reach a finished session */
     bool quiet = s->reason != REASON_CLIENT_QUIT && s->reason != REASON_SHUTDOWN &&
                  s->reason != REASON_BACKEND_EOF && s->reason != REASON_CLIENT_EOF;
     conn_close(&s->backend, true);
@@ -895,7 +891,6 @@ session_finish(struct session *s)
     log_kv(&l, "phase", "%s", session_phase_name(s->close_phase));
     if (s->timeout_name != NULL)
         log_kv(&l, "timeout", "%s", s->timeout_name);
-    dnscheck_log_close(s->dns, &l);
     log_end(&l);
     admission_session_end(s->listener, (const struct sockaddr *)&s->peer);
     session_stats_close(s, (uint64_t)((ev_now(loop) - s->start) * 1000));
@@ -921,9 +916,7 @@ session_shutdown(struct session *s)
 static void
 session_stats_event(struct session *s, const char *event)
 {
-    if (strcmp(event, "auth_failed") == 0)
-        stats_add(s->stats, STAT_AUTH_FAILURE, 1);
-    else if (strcmp(event, "relay_denied") == 0)
+    if (strcmp(event, "relay_denied") == 0)
         stats_refusal(s->stats, STAT_REFUSED_RELAY);
     else if (strcmp(event, "smuggling_attempt") == 0)
         stats_refusal(s->stats, STAT_REFUSED_SMUGGLING);

@@ -13,6 +13,7 @@
 #include "authguard.h"
 #include "log.h"
 #include "session.h"
+#include "stats.h"
 #include "worker.h"
 
 /* A job plus what the worker needs to take it back. The job comes first: auth_job_free()
@@ -220,6 +221,7 @@ static void
 log_failure(struct session *s, const char *user, size_t user_len, const char *mech,
             const struct authguard_verdict *v, bool last)
 {
+    stats_add(s->stats, STAT_AUTH_FAILURE, 1); /* /metrics, whatever the log level */
     struct log_line l;
     log_begin(&l, LOG_INFO, "auth_failed");
     if (l.skip)
