@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "admission.h"
+#include "dnscheck.h"
 #include "log.h"
 #include "session.h"
 #include "stats.h"
@@ -158,6 +159,7 @@ session_new(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pee
     s->timer.data = s;
     conn_attach(&s->client, fd);
     s->total_deadline = s->start + l->timeouts.preauth_total_ms / 1000.0;
+    s->dns = dnscheck_start(s); /* DNS checks run in parallel with the greeting */
     if (l->tls == LTLS_IMPLICIT) {
         session_set_phase(s, PHASE_HANDSHAKE);
         if (conn_start_tls(&s->client, tls, listener_alpn(s->listener), s->conf->tls.alpn_strict) != 0) {
@@ -175,6 +177,7 @@ void
 session_free(struct session *s)
 {
     MOAT_ASSERT(s->closed);
+    dnscheck_free(s->dns);
     free(s->proto_state);
     if (s->tls_ctx != NULL)
         tls_ctx_unref(s->tls_ctx);
@@ -865,6 +868,7 @@ session_finish(struct session *s)
     struct ev_loop *loop = worker_loop(s->worker);
     ev_timer_stop(loop, &s->timer);
     session_auth_cancel(s);
+    dnscheck_cancel(s->dns); /* no DNS callback may reach a finished session */
     bool quiet = s->reason != REASON_CLIENT_QUIT && s->reason != REASON_SHUTDOWN &&
                  s->reason != REASON_BACKEND_EOF && s->reason != REASON_CLIENT_EOF;
     conn_close(&s->backend, true);
@@ -891,6 +895,7 @@ session_finish(struct session *s)
     log_kv(&l, "phase", "%s", session_phase_name(s->close_phase));
     if (s->timeout_name != NULL)
         log_kv(&l, "timeout", "%s", s->timeout_name);
+    dnscheck_log_close(s->dns, &l);
     log_end(&l);
     admission_session_end(s->listener, (const struct sockaddr *)&s->peer);
     session_stats_close(s, (uint64_t)((ev_now(loop) - s->start) * 1000));
