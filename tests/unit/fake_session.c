@@ -458,4 +458,5 @@ fake_dns_done(struct session *s)
 {
     if (s->proto->on_dns_done != NULL)
         s->proto->on_dns_done(s);
+    dispatch(s);
 }
