@@ -37,6 +37,7 @@ static const char *const state_names[] = {
     [SMTP_RELAY] = "relay",
     [SMTP_DATA] = "data",
     [SMTP_CLOSING] = "closing",
+    [SMTP_GREET_WAIT] = "greet_wait",
 };
 
 struct smtp_session *
@@ -296,6 +297,8 @@ cmd_mail(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
         refusal = "501 5.5.4 Syntax: MAIL FROM:<address>";
     else
         refusal = mail_refusal(s, st, &path);
+    if (refusal == NULL && !session_rate_allows(s, CLIENT_RATE_MESSAGES))
+        refusal = "450 4.7.1 Error: too many messages from your host, try again later";
     if (refusal != NULL) {
         if (!smtp_may_reply(s))
             return CMD_WAIT;
@@ -342,6 +345,8 @@ cmd_rcpt(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
         refusal = "554 5.7.1 Relay access denied";
     else if (st->rcpt_count >= session_listener(s)->limits.max_recipients)
         refusal = "452 4.5.3 Error: too many recipients";
+    else if (!session_rate_allows(s, CLIENT_RATE_RECIPIENTS))
+        refusal = "452 4.5.3 Error: too many recipients from your host, try again later";
     if (refusal != NULL) {
         if (!smtp_may_reply(s))
             return CMD_WAIT;
@@ -514,11 +519,15 @@ smtp_line_too_long(struct session *s, struct smtp_session *st, size_t n)
     }
 }
 
+static size_t smtp_early_talker(struct session *s, struct smtp_session *st);
+
 static size_t
 smtp_on_client_input(struct session *s, const char *p, size_t n)
 {
     struct smtp_session *st = smtp_st(s);
     switch (st->state) {
+    case SMTP_GREET_WAIT:
+        return smtp_early_talker(s, st);
     case SMTP_STARTTLS:
     case SMTP_AUTH_VERIFY:
     case SMTP_HANDOFF:
@@ -567,11 +576,58 @@ smtp_on_client_input(struct session *s, const char *p, size_t n)
 }
 
 static void
+smtp_greet(struct session *s)
+{
+    smtp_enter_state(s, SMTP_FRESH);
+    session_replyf(s, "220 %s ESMTP\r\n", session_config(s)->hostname);
+}
+
+/* greet_pause on an MX listener: like postscreen's pregreet test, a client that talks before
+ * the greeting is a bot that does not wait for it. */
+static void
 smtp_on_start(struct session *s)
 {
     struct smtp_session *st = smtp_st(s);
+    const struct config_listener *l = session_listener(s);
+    if (l->proto == LPROTO_SMTP && l->greet_pause_ms > 0 && !session_is_tls(s)) {
+        st->state = SMTP_GREET_WAIT;
+        session_timer_start(s, l->greet_pause_ms);
+        return;
+    }
     st->state = SMTP_FRESH;
     session_replyf(s, "220 %s ESMTP\r\n", session_config(s)->hostname);
+}
+
+static void
+smtp_on_timer(struct session *s)
+{
+    struct smtp_session *st = smtp_st(s);
+    if (st->state != SMTP_GREET_WAIT)
+        return;
+    smtp_greet(s);
+    session_input_resume(s);
+}
+
+static size_t
+smtp_early_talker(struct session *s, struct smtp_session *st)
+{
+    const struct config_listener *l = session_listener(s);
+    bool dry = l->greet_mode == MODE_LOG;
+    if (!st->early_talker) {
+        st->early_talker = true;
+        session_log(s, LOG_INFO, dry ? "would_refuse" : "refused", "reason=early_talker mode=%s",
+                    dry ? "log" : "enforce");
+    }
+    if (dry) {
+        session_input_pause(s); /* answered after the greeting, in order */
+        return 0;
+    }
+    session_timer_stop(s);
+    smtp_enter_state(s, SMTP_CLOSING);
+    session_replyf(s, "554 5.5.1 %s Error: talking before the greeting\r\n",
+                   session_config(s)->hostname);
+    session_close(s, REASON_PROTOCOL_ERROR);
+    return 0;
 }
 
 static void
@@ -649,6 +705,7 @@ const struct protocol smtp_protocol = {
     .on_backend = smtp_on_backend,
     .on_backend_input = smtp_on_backend_input,
     .farewell = smtp_farewell,
+    .on_timer = smtp_on_timer,
     .on_close = smtp_on_close,
     .state_name = smtp_state_name,
     .on_dns_done = smtp_on_dns_done,

@@ -351,6 +351,8 @@ relay_reply_done(struct session *s, enum smtp_pending what, int code)
     case PEND_RCPT:
         if (!ok && st->rcpt_count > 0)
             st->rcpt_count--;
+        if (ok)
+            session_rate_count(s, CLIENT_RATE_RECIPIENTS);
         return;
     case PEND_RSET:
     case PEND_EHLO:
@@ -371,6 +373,8 @@ relay_reply_done(struct session *s, enum smtp_pending what, int code)
     case PEND_DOT:
         st->in_mail = false;
         st->rcpt_count = 0;
+        if (ok)
+            session_rate_count(s, CLIENT_RATE_MESSAGES);
         session_log(s, LOG_INFO, "message", "reply=%d size=%llu bare_lf=%llu", code,
                     (unsigned long long)st->data.size, (unsigned long long)st->data.bare_lf);
         return;

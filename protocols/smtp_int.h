@@ -22,7 +22,8 @@ enum smtp_state {
     SMTP_HANDOFF,     /* backend being connected / told who the client is */
     SMTP_RELAY,       /* hand-off done: commands relayed one by one or pipelined */
     SMTP_DATA,        /* message content streamed to the backend */
-    SMTP_CLOSING
+    SMTP_CLOSING,
+    SMTP_GREET_WAIT /* greet_pause: greeting not sent yet; a client talking now is refused */
 };
 
 /* Where the hand-off sequence is (smtp_backend.c). */
@@ -59,6 +60,7 @@ struct smtp_session {
     uint32_t auth_failures;
     uint32_t preauth_commands;
     bool discarding;       /* an over-long line is being skipped up to its LF */
+    bool early_talker;     /* spoke before the greeting (logged once) */
     bool paused;           /* we paused client input until the FIFO empties */
     bool skip_line;        /* the MAIL that triggered a failed hand-off: consume it unanswered */
     bool handoff_for_auth; /* the hand-off verifies AUTH credentials */

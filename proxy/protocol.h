@@ -104,6 +104,8 @@ struct protocol {
     const char *(*state_name)(const struct session *s);
     /* A DNS verdict that was DNS_VERDICT_PENDING can now be asked again. May be NULL. */
     void (*on_dns_done)(struct session *s);
+    /* The protocol's own timer (session_timer_start) expired. May be NULL if never started. */
+    void (*on_timer)(struct session *s);
     /* The result of session_auth_verify(). May be NULL for protocols that never ask. */
     void (*on_auth_done)(struct session *s, const struct auth_result *r);
 };
@@ -185,6 +187,19 @@ const char *session_client_name(struct session *s);
 enum dns_verdict session_spf_verdict(struct session *s, const char *sender, size_t n,
                                      const char *helo, const char **reply_out,
                                      const char **header_out);
+/* --- protocol timer and per-client rates (session_limits.c) --- */
+
+/* One protocol timer per session: on_timer follows after ms unless stopped or restarted. */
+void session_timer_start(struct session *s, uint32_t ms);
+void session_timer_stop(struct session *s);
+
+enum client_rate { CLIENT_RATE_MESSAGES = 0, CLIENT_RATE_RECIPIENTS };
+/* [limits] messages_per_client / recipients_per_client, shared by every session of the client
+ * (IPv4 /32, IPv6 by ipv6_prefix): may the client have one more now? Nothing is counted; a
+ * refusal is logged (and only logged, allowing it, with limits_mode = log). */
+bool session_rate_allows(struct session *s, enum client_rate k);
+/* One more accepted (the backend said 250). */
+void session_rate_count(struct session *s, enum client_rate k);
 
 /* --- authentication and brute-force control (session_auth.c) --- */
 

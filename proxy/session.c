@@ -402,6 +402,7 @@ next_deadline(const struct session *s)
     if (s->backend_wait_since > 0)
         d = min_deadline(d, s->backend_wait_since + s->listener->timeouts.backend_reply_ms / 1000.0);
     d = min_deadline(d, s->connect_deadline);
+    d = min_deadline(d, s->proto_deadline);
     d = min_deadline(d, session_auth_next_deadline(s));
     return d;
 }
@@ -440,6 +441,13 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         if (now >= s->linger_deadline)
             session_finish(s);
         else
+            session_timer_arm(s);
+        return;
+    }
+    if (s->proto_deadline > 0 && now >= s->proto_deadline) {
+        s->proto_deadline = 0;
+        s->proto->on_timer(s);
+        if (!s->closing)
             session_timer_arm(s);
         return;
     }

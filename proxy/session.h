@@ -37,6 +37,7 @@ struct session {
     double backend_wait_since; /* 0 = not waiting for a backend reply */
     double connect_deadline;   /* current backend address attempt (0 = none) */
     double linger_deadline;    /* closing: flushing the last reply */
+    double proto_deadline;     /* session_timer_start(): the protocol's own timer (0 = none) */
     struct sockaddr_storage peer;
     socklen_t peer_len;
     struct sockaddr_storage local;

@@ -460,3 +460,38 @@ fake_dns_done(struct session *s)
         s->proto->on_dns_done(s);
     dispatch(s);
 }
+
+void
+session_timer_start(struct session *s, uint32_t ms)
+{
+    s->timer_ms = ms;
+}
+
+void
+session_timer_stop(struct session *s)
+{
+    s->timer_ms = 0;
+}
+
+void
+fake_timer_fire(struct session *s)
+{
+    s->timer_ms = 0;
+    s->proto->on_timer(s);
+    dispatch(s);
+}
+
+bool
+session_rate_allows(struct session *s, enum client_rate k)
+{
+    return k == CLIENT_RATE_MESSAGES ? !s->refuse_messages : !s->refuse_recipients;
+}
+
+void
+session_rate_count(struct session *s, enum client_rate k)
+{
+    if (k == CLIENT_RATE_MESSAGES)
+        s->counted_messages++;
+    else
+        s->counted_recipients++;
+}

@@ -37,6 +37,11 @@ struct session {
     char user[256];
     uint32_t errors;
     size_t discarded_at_starttls;
+    uint32_t timer_ms;     /* session_timer_start() was called with this (0 = no timer) */
+    bool refuse_messages;  /* session_rate_allows(CLIENT_RATE_MESSAGES) says no */
+    bool refuse_recipients;
+    uint32_t counted_messages;
+    uint32_t counted_recipients;
     /* auth services: no delay, no shared table */
     uint32_t auth_failures;
     bool auth_requested; /* session_auth_verify() called; answer with fake_auth_done() */
@@ -63,6 +68,8 @@ void fake_client_sends(struct session *s, const char *text);
 /* Complete a requested STARTTLS: buffered input is discarded, on_tls_ready called. */
 void fake_tls_handshake_done(struct session *s);
 void fake_backend_event(struct session *s, enum backend_event ev);
+/* The protocol timer expires: on_timer is called. */
+void fake_timer_fire(struct session *s);
 void fake_backend_sends(struct session *s, const char *text);
 /* Answer a session_auth_verify() request. */
 void fake_auth_done(struct session *s, enum auth_status st, const char *user);

@@ -269,9 +269,70 @@ test_handoff_failures(void)
     fake_session_free(s);
 }
 
+static void
+test_greet_pause(void)
+{
+    /* enforce: a client talking before the greeting is refused and closed */
+    struct session *s = fake_session_new(&smtp_protocol, LPROTO_SMTP, LTLS_STARTTLS, IDENT_XCLIENT);
+    s->listener.greet_pause_ms = 1500;
+    fake_start(s);
+    CHECK_STR(fake_client_output(s), "");
+    CHECK(s->timer_ms == 1500);
+    fake_client_sends(s, "EHLO bot.example\r\n");
+    CHECK(has(fake_client_output(s), "554 5.5.1 mx.moat.test Error: talking before the greeting"));
+    CHECK(s->closed && s->close_reason == REASON_PROTOCOL_ERROR);
+    fake_session_free(s);
+
+    /* a patient client gets the greeting when the pause is over */
+    s = fake_session_new(&smtp_protocol, LPROTO_SMTP, LTLS_STARTTLS, IDENT_XCLIENT);
+    s->listener.greet_pause_ms = 1500;
+    fake_start(s);
+    fake_timer_fire(s);
+    CHECK_STR(fake_client_output(s), "220 mx.moat.test ESMTP\r\n");
+    fake_client_sends(s, "EHLO good.example\r\n");
+    CHECK(has(fake_client_output(s), "250-mx.moat.test"));
+    CHECK(!s->closed);
+    fake_session_free(s);
+
+    /* log mode: the early talker is served, after the greeting and in order */
+    s = fake_session_new(&smtp_protocol, LPROTO_SMTP, LTLS_STARTTLS, IDENT_XCLIENT);
+    s->listener.greet_pause_ms = 1500;
+    s->listener.greet_mode = MODE_LOG;
+    fake_start(s);
+    fake_client_sends(s, "EHLO early.example\r\n");
+    CHECK_STR(fake_client_output(s), "");
+    fake_timer_fire(s);
+    const char *o = fake_client_output(s);
+    CHECK(strncmp(o, "220 mx.moat.test ESMTP\r\n250-mx.moat.test", 40) == 0);
+    CHECK(!s->closed);
+    fake_session_free(s);
+
+    /* submission never pauses */
+    s = fake_session_new(&smtp_protocol, LPROTO_SUBMISSION, LTLS_STARTTLS, IDENT_XCLIENT);
+    s->listener.greet_pause_ms = 1500;
+    fake_start(s);
+    CHECK(has(fake_client_output(s), "220 "));
+    fake_session_free(s);
+}
+
+static void
+test_client_rates(void)
+{
+    struct session *s = mx_session(IDENT_XCLIENT);
+    fake_client_sends(s, "EHLO client.example\r\n");
+    (void)fake_client_output(s);
+    s->refuse_messages = true;
+    fake_client_sends(s, "MAIL FROM:<a@remote.example>\r\n");
+    CHECK(has(fake_client_output(s), "450 4.7.1 Error: too many messages from your host"));
+    CHECK(!s->backend_connect_requested);
+    fake_session_free(s);
+}
+
 int
 main(void)
 {
+    test_greet_pause();
+    test_client_rates();
     test_preauth();
     test_limits();
     test_starttls();
