@@ -237,3 +237,35 @@ def test_slow_dns_burst_shares_lookups_and_does_not_stall(start, backends, dns_s
         t.join(10)
     assert len(results) == 12 and all(r.startswith(b"250") for r in results), results
     assert odd.count("12.53.0.127.in-addr.arpa") - before == 1
+
+
+def test_session_closed_while_lookup_in_flight(start, dns_servers):
+    """The client leaves while its PTR query is still out: the answer must find nothing to call
+    (the sanitizers, checked at teardown, would report a use after free)."""
+    masq, odd = dns_servers
+    m = start("fcrdns = reject", workers=1, direct=True, timeout="3s", tries=1)
+    for _ in range(3):
+        c = Raw.plain(m.port, "127.0.53.12")
+        assert c.code() == 220
+        c.send("EHLO client.test\r\nMAIL FROM:<a@remote.example>\r\n")
+        assert c.reply()[-1].startswith(b"250")
+        c.close()
+    time.sleep(2.0)  # the slow answer (1.5 s) arrives after every session is gone
+    c, r = mail(m, "127.0.53.2")
+    assert r.startswith(b"250"), r
+    c.close()
+    assert m.alive()
+
+
+def test_answers_cached_per_worker(start, dns_servers):
+    """Repeat clients are answered from the worker's cache: dnsmasq logs one PTR query."""
+    masq, odd = dns_servers
+    m = start("fcrdns = reject", workers=1)
+    before = masq.count("7.53.0.127.in-addr.arpa")
+    for _ in range(4):
+        c, r = mail(m, "127.0.53.7")
+        assert r.startswith(b"250"), r
+        c.close()
+    rig.wait_until(lambda: masq.count("7.53.0.127.in-addr.arpa") > before, 3, what="dnsmasq log")
+    time.sleep(0.2)
+    assert masq.count("7.53.0.127.in-addr.arpa") - before == 1
