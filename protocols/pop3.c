@@ -110,11 +110,19 @@ pop3_cmd_stls(struct session *s, struct pop3_session *ps, const struct pop3_comm
                                        : "-ERR STLS not available\r\n");
         return;
     }
-    pop3_send(s, "+OK Begin TLS negotiation\r\n");
-    pop3_enter_state(s, POP3_STATE_STARTTLS);
-    if (session_start_tls(s) != 0) {
+    switch (session_start_tls(s)) {
+    case START_TLS_OK:
+        pop3_send(s, "+OK Begin TLS negotiation\r\n");
+        pop3_enter_state(s, POP3_STATE_STARTTLS);
+        return;
+    case START_TLS_BUSY:
+        pop3_send(s, "-ERR [SYS/TEMP] TLS not available due to temporary reason\r\n");
+        return;
+    case START_TLS_UNAVAILABLE:
+        pop3_send(s, "-ERR [SYS/TEMP] TLS not available\r\n");
         pop3_enter_state(s, POP3_STATE_DONE);
         session_close(s, REASON_INTERNAL);
+        return;
     }
 }
 
@@ -161,7 +169,7 @@ pop3_auth_failed(struct session *s)
     session_auth_failed(s, ps->cred.user, ps->cred.user_len,
                         ps->mech == SASL_MECH_NONE ? "USER" : sasl_mech_name(ps->mech),
                         POP3_REPLY_AUTH_FAILED, "-ERR [AUTH] Too many authentication failures\r\n");
-    explicit_bzero(&ps->cred, sizeof(ps->cred));
+    credentials_wipe(&ps->cred);
 }
 
 static void

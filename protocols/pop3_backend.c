@@ -26,7 +26,7 @@ static void
 pop3_login_unavailable(struct session *s, const char *why)
 {
     struct pop3_session *ps = session_proto_state(s);
-    explicit_bzero(&ps->cred, sizeof(ps->cred));
+    credentials_wipe(&ps->cred);
     session_log(s, LOG_WARN, "login_unavailable", "why=%s backend=%s", why,
                 session_backend_addr(s));
     session_backend_wait(s, false);
@@ -92,7 +92,7 @@ pop3_login_done(struct session *s)
     session_auth_login(s, ps->cred.user, ps->cred.user_len,
                        ps->mech == SASL_MECH_NONE ? "USER" : sasl_mech_name(ps->mech));
     session_log(s, LOG_INFO, "backend_login", "backend=%s", session_backend_addr(s));
-    explicit_bzero(&ps->cred, sizeof(ps->cred));
+    credentials_wipe(&ps->cred);
     pop3_enter_state(s, POP3_STATE_RELAY);
     session_relay(s);
 }
