@@ -110,19 +110,11 @@ pop3_cmd_stls(struct session *s, struct pop3_session *ps, const struct pop3_comm
                                        : "-ERR STLS not available\r\n");
         return;
     }
-    switch (session_start_tls(s)) {
-    case START_TLS_OK:
-        pop3_send(s, "+OK Begin TLS negotiation\r\n");
-        pop3_enter_state(s, POP3_STATE_STARTTLS);
-        return;
-    case START_TLS_BUSY:
-        pop3_send(s, "-ERR [SYS/TEMP] TLS not available due to temporary reason\r\n");
-        return;
-    case START_TLS_UNAVAILABLE:
-        pop3_send(s, "-ERR [SYS/TEMP] TLS not available\r\n");
+    pop3_send(s, "+OK Begin TLS negotiation\r\n");
+    pop3_enter_state(s, POP3_STATE_STARTTLS);
+    if (session_start_tls(s) != 0) {
         pop3_enter_state(s, POP3_STATE_DONE);
         session_close(s, REASON_INTERNAL);
-        return;
     }
 }
 
