@@ -4,6 +4,8 @@
  * the servers list (spaces allowed), and a check that enforcement is asked only where a protocol
  * can enforce it. It never resolves anything.
  */
+#include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,15 +36,69 @@ check_allowlist_threshold(struct loader *ld, struct config_dns *d)
     d->dnsbl_allowlist_threshold = (int)v;
 }
 
+/* "192.0.2.1", "192.0.2.1:5353", "2001:db8::1" or "[2001:db8::1]:5353": what c-ares takes. */
+static bool
+server_ok(const char *p, size_t n)
+{
+    char host[64];
+    const char *port = NULL, *end = p + n;
+    unsigned char buf[16];
+    if (n > 0 && p[0] == '[') {
+        const char *close = memchr(p, ']', n);
+        if (close == NULL || (close + 1 < end && close[1] != ':') || close + 1 == end - 1)
+            return false;
+        port = close + 1 < end ? close + 2 : NULL;
+        p++;
+        end = close;
+    } else {
+        const char *colon = memchr(p, ':', n);
+        if (colon != NULL && memchr(colon + 1, ':', (size_t)(end - colon - 1)) == NULL) {
+            port = colon + 1;
+            end = colon;
+        }
+    }
+    size_t hlen = (size_t)(end - p);
+    if (hlen == 0 || hlen >= sizeof(host))
+        return false;
+    memcpy(host, p, hlen);
+    host[hlen] = '\0';
+    if (inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1)
+        return false;
+    if (port == NULL)
+        return true;
+    char *stop;
+    long v = strtol(port, &stop, 10);
+    return stop != port && (*stop == '\0' || *stop == ',') && v > 0 && v < 65536;
+}
+
+static void
+check_servers(struct loader *ld, char *servers)
+{
+    for (char *p = servers; *p; p++) /* "a:53 b:53" or "a:53,b:53": c-ares wants commas */
+        if (*p == ' ' || *p == '\t')
+            *p = ',';
+    for (char *p = servers; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n > 0 && !server_ok(p, n)) {
+            char shown[80];
+            config_error(ld, dns_seen(ld, "servers"), "servers",
+                         "bad server '%s': an address with an optional port (192.0.2.1:53, "
+                         "[2001:db8::1]:53)",
+                         config_show(shown, sizeof(shown), p));
+            return;
+        }
+        p += n;
+        while (*p == ',')
+            p++;
+    }
+}
+
 void
 config_check_dns(struct loader *ld)
 {
     struct config_dns *d = &ld->config->dns;
-    if (d->servers != NULL) { /* "a:53 b:53" or "a:53,b:53": c-ares wants commas */
-        for (char *p = d->servers; *p; p++)
-            if (*p == ' ' || *p == '\t')
-                *p = ',';
-    }
+    if (d->servers != NULL)
+        check_servers(ld, d->servers);
     check_allowlist_threshold(ld, d);
     if (d->dnsbl != NULL) {
         struct dnsbl_list *l = xcalloc(1, sizeof(*l));

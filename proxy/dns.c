@@ -57,6 +57,14 @@ struct dns_resolver {
     size_t count, max;
     struct dns_waiter *ready;
     double max_ttl_s, negative_ttl_s, tempfail_ttl_s;
+    /* reload: a resolver made from an older [dns] lives on, off to the side, while sessions of
+     * that generation still use it (users), then frees itself from its reaper timer */
+    struct config_dns made_from; /* the values it was made with (strings not kept) */
+    char *servers;
+    unsigned users;
+    struct dns_resolver *retired; /* chain of older resolvers, from the worker's current one */
+    struct dns_resolver **slot;
+    ev_timer reaper;
 };
 
 static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
@@ -539,7 +547,9 @@ dns_cancel(struct dns_waiter *w)
     w->ready = false;
 }
 
-/* --- setup --- */
+/* --- setup and reload --- */
+
+static void on_reaper(struct ev_loop *loop, ev_timer *t, int revents);
 
 static struct dns_resolver *
 resolver_new(struct ev_loop *loop, const struct config_dns *d)
@@ -553,6 +563,10 @@ resolver_new(struct ev_loop *loop, const struct config_dns *d)
     r->max_ttl_s = d->cache_max_ttl_ms / 1000.0;
     r->negative_ttl_s = d->negative_ttl_ms / 1000.0;
     r->tempfail_ttl_s = d->tempfail_ttl_ms / 1000.0;
+    r->made_from = *d;
+    r->servers = d->servers ? xstrdup(d->servers) : NULL;
+    ev_init(&r->reaper, on_reaper);
+    r->reaper.data = r;
     ev_init(&r->timer, on_dns_timer);
     r->timer.data = r;
     ev_init(&r->deliver, on_deliver);
@@ -579,20 +593,76 @@ resolver_new(struct ev_loop *loop, const struct config_dns *d)
     return r;
 }
 
+static bool
+resolver_matches(const struct dns_resolver *r, const struct config_dns *d)
+{
+    const struct config_dns *m = &r->made_from;
+    bool same_servers =
+        (r->servers == NULL && d->servers == NULL) ||
+        (r->servers != NULL && d->servers != NULL && strcmp(r->servers, d->servers) == 0);
+    return same_servers && m->timeout_ms == d->timeout_ms && m->tries == d->tries &&
+           m->cache_size == d->cache_size && m->cache_max_ttl_ms == d->cache_max_ttl_ms &&
+           m->negative_ttl_ms == d->negative_ttl_ms && m->tempfail_ttl_ms == d->tempfail_ttl_ms;
+}
+
+static void resolver_free_one(struct dns_resolver *r);
+
+/* A retired resolver nobody uses any more frees itself. */
+static void
+on_reaper(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    struct dns_resolver *r = t->data;
+    if (r->users > 0)
+        return;
+    struct dns_resolver *p = *r->slot;
+    while (p->retired != r)
+        p = p->retired;
+    p->retired = r->retired;
+    resolver_free_one(r);
+}
+
 struct dns_resolver *
 dns_resolver_get(struct worker *w, const struct config *c)
 {
     struct dns_resolver **slot = worker_dns_slot(w);
-    if (*slot == NULL)
-        *slot = resolver_new(worker_loop(w), &c->dns);
-    return *slot;
+    struct dns_resolver *r = *slot;
+    if (r != NULL && !resolver_matches(r, &c->dns)) {
+        /* a reload changed [dns]: new sessions get a new resolver; the old one finishes the
+         * queries of the sessions that still hold it */
+        struct dns_resolver *n = resolver_new(worker_loop(w), &c->dns);
+        n->retired = r;
+        r->slot = slot;
+        ev_timer_set(&r->reaper, 1., 1.);
+        ev_timer_start(r->loop, &r->reaper);
+        *slot = r = n;
+    }
+    if (r == NULL)
+        *slot = r = resolver_new(worker_loop(w), &c->dns);
+    r->users++;
+    return r;
+}
+
+void
+dns_resolver_put(struct dns_resolver *r)
+{
+    MOAT_ASSERT(r->users > 0);
+    r->users--;
 }
 
 void
 dns_resolver_free(struct dns_resolver *r)
 {
-    if (r == NULL)
-        return;
+    while (r != NULL) {
+        struct dns_resolver *older = r->retired;
+        resolver_free_one(r);
+        r = older;
+    }
+}
+
+static void
+resolver_free_one(struct dns_resolver *r)
+{
+    ev_timer_stop(r->loop, &r->reaper);
     ares_destroy(r->channel); /* EDESTRUCTION callbacks: ignored */
     ev_timer_stop(r->loop, &r->timer);
     ev_timer_stop(r->loop, &r->deliver);
@@ -605,5 +675,6 @@ dns_resolver_free(struct dns_resolver *r)
     while (r->oldest != NULL)
         entry_free(r, r->oldest);
     free(r->buckets);
+    free(r->servers);
     free(r);
 }

@@ -43,8 +43,10 @@ struct dns_waiter {
     bool ready; /* on the resolver's delivery list rather than the entry's */
 };
 
-/* The calling worker's resolver, created on first use from c's [dns] section. */
+/* The calling worker's resolver for c's [dns] section, created on first use (and anew when a
+ * reload changed it), with one more user: give it back with dns_resolver_put(). */
 struct dns_resolver *dns_resolver_get(struct worker *w, const struct config *c);
+void dns_resolver_put(struct dns_resolver *r);
 /* Look name up; w->done runs later from the loop, exactly once unless cancelled. w must stay
  * alive until then. */
 void dns_lookup(struct dns_resolver *r, enum dns_type t, const char *name, struct dns_waiter *w,
@@ -52,7 +54,7 @@ void dns_lookup(struct dns_resolver *r, enum dns_type t, const char *name, struc
 /* Forget a waiter (no callback); harmless if it is not waiting. */
 void dns_cancel(struct dns_waiter *w);
 bool dns_waiting(const struct dns_waiter *w);
-/* At worker exit, on its thread. NULL is fine. */
+/* At worker exit, on its thread, with the older resolvers still chained to it. NULL is fine. */
 void dns_resolver_free(struct dns_resolver *r);
 const char *dns_status_name(enum dns_status s);
 

@@ -216,6 +216,8 @@ dnscheck_free(struct dnscheck *d)
         return;
     dnscheck_cancel(d);
     dc_spf_clear(d);
+    if (d->r != NULL)
+        dns_resolver_put(d->r);
     free(d);
 }
 

@@ -269,3 +269,29 @@ def test_answers_cached_per_worker(start, dns_servers):
     rig.wait_until(lambda: masq.count("7.53.0.127.in-addr.arpa") > before, 3, what="dnsmasq log")
     time.sleep(0.2)
     assert masq.count("7.53.0.127.in-addr.arpa") - before == 1
+
+
+def test_reload_changes_resolver_and_policy(start, dns_servers):
+    """SIGHUP with a new [dns]: new sessions use the new servers and policy; a session of the old
+    generation waiting on the old resolver still gets its answer."""
+    import signal
+    masq, odd = dns_servers
+    m = start("fcrdns = reject", workers=1, direct=True, timeout="3s", tries=1)
+    # an old-generation session waits on the slow PTR through the old resolver
+    old = Raw.plain(m.port, "127.0.53.12")
+    assert old.code() == 220
+    old.send("EHLO client.test\r\nMAIL FROM:<a@remote.example>\r\n")
+    assert old.reply()[-1].startswith(b"250")
+    text = rig.read_text(m.conf_path).replace("servers = 127.0.0.1:%d" % odd.port,
+                                              "servers = 127.0.0.1:%d" % masq.port)
+    rig.write_file(m.conf_path, text.replace("fcrdns = reject", "fcrdns = dry-run"))
+    m.signal(signal.SIGHUP)
+    rig.wait_until(lambda: "event=reloaded" in m.log(), 5, what="reload")
+    before = odd.count("3.53.0.127.in-addr.arpa")
+    c, r = mail(m, "127.0.53.3")  # no PTR: refused before, only logged now
+    assert r.startswith(b"250"), r
+    c.close()
+    assert odd.count("3.53.0.127.in-addr.arpa") == before  # asked dnsmasq, not the old server
+    assert old.reply()[-1].startswith(b"250")  # the old session's slow answer still arrived
+    old.close()
+    assert m.alive()
