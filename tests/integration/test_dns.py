@@ -295,3 +295,27 @@ def test_reload_changes_resolver_and_policy(start, dns_servers):
     assert old.reply()[-1].startswith(b"250")  # the old session's slow answer still arrived
     old.close()
     assert m.alive()
+
+
+def test_imap_listener_only_logs(moat, backends, certs, dns_servers):
+    """dns_checks = auto on IMAP: the checks run and are logged, never enforced."""
+    masq, odd = dns_servers
+    port = rig.free_port()
+    conf = rig.moat_conf(
+        certs, workers=1,
+        backends={"dovecot": {"address": "127.0.0.1:%d" % backends.ports["imap"],
+                              "identity": "id"}},
+        listeners={"imap": {"protocol": "imap", "listen": "127.0.0.1:%d" % port,
+                            "tls": "starttls", "backend": "dovecot"}},
+        extra="[dns]\nservers = 127.0.0.1:%d\nfcrdns = reject\n" % masq.port)
+    m = moat(conf, wait_ports=[port])
+    s = rig.client_socket(port, "127.0.53.3")
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"* OK")
+    time.sleep(0.3)  # let the PTR answer arrive
+    s.sendall(b"a LOGOUT\r\n")
+    assert f.readline().startswith(b"* BYE")
+    s.close()
+    rig.wait_until(lambda: "proto=imap" in m.log() and "rdns=none" in m.log(), 3,
+                   what="close line")
+    assert "dns_refuse" not in m.log()
