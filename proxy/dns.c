@@ -492,7 +492,7 @@ dns_lookup(struct dns_resolver *r, enum dns_type t, const char *name, struct dns
     size_t n = strlen(name);
     if (n > 0 && name[n - 1] == '.')
         n--;
-    n = MOAT_MIN(n, sizeof(key) - 1);
+    MOAT_ASSERT(n < sizeof(key)); /* callers pass names they built or validated (<= 253) */
     for (size_t i = 0; i < n; i++)
         key[i] = (char)tolower((unsigned char)name[i]);
     key[n] = '\0';
