@@ -195,10 +195,19 @@ cmd_starttls(struct session *s, const struct imap_command *cmd)
         imap_bad(s, cmd->tag, cmd->tag_len, "STARTTLS takes no arguments");
         return;
     }
-    imap_reply_tagged(s, "OK Begin TLS negotiation now");
-    imap_enter_state(s, IMAP_STATE_STARTTLS);
-    if (session_start_tls(s) != 0)
+    switch (session_start_tls(s)) {
+    case START_TLS_OK:
+        imap_reply_tagged(s, "OK Begin TLS negotiation now");
+        imap_enter_state(s, IMAP_STATE_STARTTLS);
+        return;
+    case START_TLS_BUSY:
+        imap_reply_tagged(s, "NO [UNAVAILABLE] TLS not available due to temporary reason");
+        return;
+    case START_TLS_UNAVAILABLE:
+        session_reply(s, "* BYE Internal error\r\n", 22);
         session_close(s, REASON_INTERNAL);
+        return;
+    }
 }
 
 static void
@@ -312,7 +321,7 @@ imap_dispatch(struct session *s, const struct imap_command *cmd)
     uint32_t max = session_listener(s)->limits.max_preauth_commands;
     if (max > 0 && ++is->commands > max) {
         session_reply(s, "* BYE Too many commands\r\n", 25);
-        session_close(s, REASON_LIMIT);
+        session_close(s, REASON_TOO_MANY_COMMANDS);
         return;
     }
     for (size_t i = 0; i < ARRAY_SIZE(imap_cmds); i++) {
@@ -489,6 +498,9 @@ imap_farewell(struct session *s, enum close_reason r)
     case REASON_TOO_MANY_ERRORS:
         text = "* BYE Too many errors\r\n";
         break;
+    case REASON_TOO_MANY_COMMANDS:
+        text = "* BYE Too many commands\r\n";
+        break;
     case REASON_AUTH_FAILED:
         text = "* BYE Too many authentication failures\r\n";
         break;
@@ -544,4 +556,5 @@ const struct protocol imap_protocol = {
     .on_close = imap_on_close,
     .state_name = imap_proto_state_name,
     .on_auth_done = imap_on_auth_done,
+    .farewell_in_relay = true,
 };

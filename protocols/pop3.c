@@ -110,11 +110,19 @@ pop3_cmd_stls(struct session *s, struct pop3_session *ps, const struct pop3_comm
                                        : "-ERR STLS not available\r\n");
         return;
     }
-    pop3_send(s, "+OK Begin TLS negotiation\r\n");
-    pop3_enter_state(s, POP3_STATE_STARTTLS);
-    if (session_start_tls(s) != 0) {
+    switch (session_start_tls(s)) {
+    case START_TLS_OK:
+        pop3_send(s, "+OK Begin TLS negotiation\r\n");
+        pop3_enter_state(s, POP3_STATE_STARTTLS);
+        return;
+    case START_TLS_BUSY:
+        pop3_send(s, "-ERR [SYS/TEMP] TLS not available due to temporary reason\r\n");
+        return;
+    case START_TLS_UNAVAILABLE:
+        pop3_send(s, "-ERR [SYS/TEMP] TLS not available\r\n");
         pop3_enter_state(s, POP3_STATE_DONE);
         session_close(s, REASON_INTERNAL);
+        return;
     }
 }
 
@@ -301,7 +309,7 @@ pop3_count_command(struct session *s, struct pop3_session *ps)
         return true;
     pop3_send(s, "-ERR Too many commands\r\n");
     pop3_enter_state(s, POP3_STATE_DONE);
-    session_close(s, REASON_LIMIT);
+    session_close(s, REASON_TOO_MANY_COMMANDS);
     return false;
 }
 
@@ -435,6 +443,7 @@ pop3_farewell(struct session *s, enum close_reason r)
     case REASON_HANDSHAKE_TIMEOUT:
     case REASON_PROTOCOL_ERROR:
     case REASON_TOO_MANY_ERRORS:
+    case REASON_TOO_MANY_COMMANDS:
     case REASON_AUTH_FAILED:
         return;
     }

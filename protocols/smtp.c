@@ -178,12 +178,16 @@ cmd_starttls(struct session *s, struct smtp_session *st, const struct smtp_cmd *
         smtp_error(s, "503 5.5.1 Error: TLS already active");
         return CMD_DONE;
     }
-    session_replyf(s, "220 2.0.0 Ready to start TLS\r\n");
-    if (session_start_tls(s) != 0) {
-        session_replyf(s, "454 4.7.0 TLS not available due to temporary reason\r\n");
+    switch (session_start_tls(s)) {
+    case START_TLS_OK:
+        session_replyf(s, "220 2.0.0 Ready to start TLS\r\n");
+        smtp_enter_state(s, SMTP_STARTTLS);
         return CMD_DONE;
+    case START_TLS_BUSY:
+    case START_TLS_UNAVAILABLE:
+        break;
     }
-    smtp_enter_state(s, SMTP_STARTTLS);
+    session_replyf(s, "454 4.7.0 TLS not available due to temporary reason\r\n");
     return CMD_DONE;
 }
 
@@ -464,7 +468,7 @@ smtp_count_command(struct session *s, struct smtp_session *st)
         return true;
     uint32_t max = session_listener(s)->limits.max_preauth_commands;
     if (max > 0 && ++st->preauth_commands > max) {
-        smtp_close_421(s, "4.7.0", "Error: too many commands", REASON_LIMIT);
+        smtp_close_421(s, "4.7.0", "Error: too many commands", REASON_TOO_MANY_COMMANDS);
         return false;
     }
     return true;
@@ -657,6 +661,7 @@ smtp_farewell(struct session *s, enum close_reason r)
         session_replyf(s, "421 4.3.2 %s Service shutting down\r\n", host);
         return;
     case REASON_TOO_MANY_ERRORS:
+    case REASON_TOO_MANY_COMMANDS:
     case REASON_LIMIT:
     case REASON_DENIED:
     case REASON_AUTH_FAILED:

@@ -160,6 +160,8 @@ conn_write(struct conn *c, const char *p, size_t n)
         return -1;
     if (buf_append(&c->out, p, n) != 0)
         return -1;
+    if (n > 0)
+        c->last_out = p[n - 1];
     if (c->state == CONN_PLAIN || c->state == CONN_TLS) {
         if (conn_flush(c) != 0) {
             /* Reported from the watcher, never from inside the caller's call. */

@@ -56,6 +56,7 @@ struct conn {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t discarded_at_starttls;
+    char last_out;    /* the last byte queued for output (0 before any): line boundaries */
     double last_read; /* ev_now() of the last byte read */
     const char *error;
 };

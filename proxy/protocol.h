@@ -46,6 +46,7 @@ enum close_reason {
     REASON_BACKEND_TIMEOUT,
     REASON_PROTOCOL_ERROR,
     REASON_TOO_MANY_ERRORS,
+    REASON_TOO_MANY_COMMANDS, /* max_preauth_commands */
     REASON_LINE_TOO_LONG,
     REASON_BUFFER_FULL,
     REASON_AUTH_FAILED,
@@ -108,6 +109,9 @@ struct protocol {
     void (*on_timer)(struct session *s);
     /* The result of session_auth_verify(). May be NULL for protocols that never ask. */
     void (*on_auth_done)(struct session *s, const struct auth_result *r);
+    /* farewell may also be written into the byte relay (an IMAP untagged BYE may come at any
+     * time, RFC 9051 §7.1.5); the core calls it there only between backend lines. */
+    bool farewell_in_relay;
 };
 
 /* --- services the core offers to protocols --- */
@@ -130,10 +134,14 @@ void session_set_phase(struct session *s, enum session_phase p);
  * then closed with REASON_BUFFER_FULL. */
 int session_reply(struct session *s, const char *p, size_t n);
 int session_replyf(struct session *s, const char *fmt, ...) MOAT_PRINTF(2, 3);
-/* STARTTLS: once the queued reply is flushed, every buffered client byte is discarded and the
- * TLS handshake starts; on_tls_ready follows. The protocol must not process further input
- * (the core stops delivering it). Returns -1 if TLS is not possible here. */
-int session_start_tls(struct session *s);
+/* STARTTLS, called from on_client_input BEFORE queuing the go-ahead reply: on START_TLS_OK,
+ * once the reply queued in this callback is flushed, every buffered client byte is discarded
+ * and the TLS handshake starts; on_tls_ready follows. The protocol must not process further
+ * input (the core stops delivering it). START_TLS_BUSY: [moat] max_tls_handshakes are in
+ * progress; answer with the protocol's temporary refusal and go on in plaintext.
+ * START_TLS_UNAVAILABLE: TLS is not possible here (no certificate, already TLS). */
+enum start_tls_result { START_TLS_OK = 0, START_TLS_UNAVAILABLE, START_TLS_BUSY };
+enum start_tls_result session_start_tls(struct session *s);
 /* Stop / restart delivering client input (while waiting for the backend or an auth result). */
 void session_input_pause(struct session *s);
 void session_input_resume(struct session *s);

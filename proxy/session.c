@@ -37,6 +37,7 @@ static const char *const reason_names[] = {
     [REASON_BACKEND_TIMEOUT] = "backend_timeout",
     [REASON_PROTOCOL_ERROR] = "protocol_error",
     [REASON_TOO_MANY_ERRORS] = "too_many_errors",
+    [REASON_TOO_MANY_COMMANDS] = "too_many_commands",
     [REASON_LINE_TOO_LONG] = "line_too_long",
     [REASON_BUFFER_FULL] = "buffer_full",
     [REASON_AUTH_FAILED] = "auth_failed",
@@ -420,14 +421,27 @@ session_timer_arm(struct session *s)
     ev_timer_start(loop, &s->timer);
 }
 
+/* In the relay the client's stream belongs to the backend: a farewell only where the protocol
+ * allows unsolicited lines, and only between the backend's lines (a backend silent for the
+ * whole idle period after a literal's "{n}" line is not told apart: that is a broken backend). */
+static bool
+farewell_allowed(const struct session *s)
+{
+    if (s->proto->farewell == NULL || s->phase == PHASE_HANDSHAKE || s->starttls_pending)
+        return false;
+    if (!s->relaying)
+        return true;
+    return s->proto->farewell_in_relay && s->client.last_out == '\n' &&
+           buf_room(&s->client.out) >= 128;
+}
+
 /* Say goodbye in the protocol's words, then close. */
 static void
 session_end(struct session *s, enum close_reason r)
 {
     if (s->closing)
         return;
-    if (s->proto->farewell != NULL && !s->relaying && s->phase != PHASE_HANDSHAKE &&
-        !s->starttls_pending)
+    if (farewell_allowed(s))
         s->proto->farewell(s, r);
     session_close(s, r);
 }
@@ -631,18 +645,35 @@ session_dispatch(struct session *s)
         session_relay_both(s);
 }
 
-int
+/* max_tls_handshakes protects moat's CPU: STARTTLS is refused for now while it is reached
+ * (always enforced, like at accept). Approximate across threads, which is all it needs. */
+static bool
+session_tls_busy(struct session *s)
+{
+    uint32_t max = s->conf->max_tls_handshakes;
+    if (max == 0 || admission_handshakes() < max)
+        return false;
+    session_log(s, LOG_INFO, "refused", "reason=max_tls_handshakes client=%s command=starttls",
+                s->client_addr);
+    stats_refusal(s->stats, STAT_REFUSED_LIMIT);
+    return true;
+}
+
+enum start_tls_result
 session_start_tls(struct session *s)
 {
     if (s->tls_ctx == NULL || conn_is_tls(&s->client) || s->client.tls != NULL ||
         s->starttls_pending)
-        return -1;
-    /* The switch happens when the protocol returns from its input callback, so the command
-     * line is consumed first and every byte after it is then discarded. */
+        return START_TLS_UNAVAILABLE;
+    if (session_tls_busy(s))
+        return START_TLS_BUSY;
+    /* The switch happens when the protocol returns from its input callback (after it queued
+     * its go-ahead reply), so the command line is consumed first and every byte after it is
+     * then discarded. Outside a callback the worker runs the switch on its next turn. */
     s->starttls_pending = true;
     if (!s->in_dispatch)
-        session_switch_tls(s);
-    return 0;
+        worker_kick(s->worker, s);
+    return START_TLS_OK;
 }
 
 void
@@ -858,7 +889,7 @@ session_stats_close(struct session *s, uint64_t dur_ms)
         stats_tls_failure(s->stats, STAT_TLS_FAIL_ALPN);
     if (s->reason == REASON_ALPN_MISMATCH)
         stats_refusal(s->stats, STAT_REFUSED_ALPN);
-    else if (s->reason == REASON_LIMIT)
+    else if (s->reason == REASON_LIMIT || s->reason == REASON_TOO_MANY_COMMANDS)
         stats_refusal(s->stats, STAT_REFUSED_LIMIT);
     else if (s->reason == REASON_DENIED)
         stats_refusal(s->stats, STAT_REFUSED_ACCESS);

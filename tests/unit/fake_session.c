@@ -247,13 +247,15 @@ session_replyf(struct session *s, const char *fmt, ...)
     return session_reply(s, line, (size_t)n);
 }
 
-int
+enum start_tls_result
 session_start_tls(struct session *s)
 {
     if (s->tls || s->starttls_requested || s->listener.tls == LTLS_NONE)
-        return -1;
+        return START_TLS_UNAVAILABLE;
+    if (s->tls_busy)
+        return START_TLS_BUSY;
     s->starttls_requested = true;
-    return 0;
+    return START_TLS_OK;
 }
 
 void

@@ -26,6 +26,7 @@ struct session {
     size_t backend_out_len;
     bool tls;
     bool starttls_requested;
+    bool tls_busy; /* session_start_tls() answers START_TLS_BUSY (max_tls_handshakes) */
     bool relaying;
     bool backend_connect_requested;
     bool input_paused;

@@ -344,11 +344,30 @@ test_misc_commands(void)
     fake_session_free(s);
 }
 
+/* max_tls_handshakes reached: a temporary refusal, the session goes on in plaintext */
+static void
+test_starttls_busy(void)
+{
+    struct session *s = started(LTLS_STARTTLS, IDENT_ID);
+    fake_client_output(s);
+    s->tls_busy = true;
+    fake_client_sends(s, "a STARTTLS\r\n");
+    CHECK_STR(fake_client_output(s),
+              "a NO [UNAVAILABLE] TLS not available due to temporary reason\r\n");
+    CHECK(!s->starttls_requested && !s->closed);
+    s->tls_busy = false;
+    fake_client_sends(s, "b STARTTLS\r\n");
+    CHECK_STR(fake_client_output(s), "b OK Begin TLS negotiation now\r\n");
+    CHECK(s->starttls_requested);
+    fake_session_free(s);
+}
+
 int
 main(void)
 {
     test_plaintext_refusals();
     test_starttls_injection();
+    test_starttls_busy();
     test_login_handoff();
     test_login_literals();
     test_literal_limits();

@@ -337,7 +337,7 @@ test_max_commands(void)
     fake_client_output(s);
     fake_client_sends(s, "NOOP\r\n");
     CHECK_STR(fake_client_output(s), "-ERR Too many commands\r\n");
-    CHECK(s->closed && s->close_reason == REASON_LIMIT);
+    CHECK(s->closed && s->close_reason == REASON_TOO_MANY_COMMANDS);
     fake_session_free(s);
 }
 
@@ -350,6 +350,23 @@ test_farewell(void)
     pop3_protocol.farewell(s, REASON_SHUTDOWN);
     CHECK_STR(fake_client_output(s), "-ERR [SYS/TEMP] Server shutting down\r\n");
     CHECK_STR(pop3_protocol.state_name(s), "authorization");
+    fake_session_free(s);
+}
+
+/* max_tls_handshakes reached: a temporary refusal, the session goes on in plaintext */
+static void
+test_stls_busy(void)
+{
+    struct session *s = start(LTLS_STARTTLS, IDENT_XCLIENT);
+    s->tls_busy = true;
+    fake_client_sends(s, "STLS\r\n");
+    CHECK_STR(fake_client_output(s),
+              "-ERR [SYS/TEMP] TLS not available due to temporary reason\r\n");
+    CHECK(!s->starttls_requested && !s->closed);
+    s->tls_busy = false;
+    fake_client_sends(s, "STLS\r\n");
+    CHECK_STR(fake_client_output(s), "+OK Begin TLS negotiation\r\n");
+    CHECK(s->starttls_requested);
     fake_session_free(s);
 }
 
@@ -369,6 +386,7 @@ main(void)
     test_backend_unavailable();
     test_bad_input();
     test_max_errors();
+    test_stls_busy();
     test_max_commands();
     test_farewell();
     return test_finish("test_proto_pop3");

@@ -328,6 +328,26 @@ test_client_rates(void)
     fake_session_free(s);
 }
 
+/* max_tls_handshakes reached: a temporary refusal, the session goes on in plaintext */
+static void
+test_starttls_busy(void)
+{
+    struct session *s =
+        fake_session_new(&smtp_protocol, LPROTO_SUBMISSION, LTLS_STARTTLS, IDENT_XCLIENT);
+    fake_start(s);
+    fake_client_sends(s, "EHLO c\r\n");
+    fake_client_output(s);
+    s->tls_busy = true;
+    fake_client_sends(s, "STARTTLS\r\n");
+    CHECK_STR(fake_client_output(s), "454 4.7.0 TLS not available due to temporary reason\r\n");
+    CHECK(!s->starttls_requested && !s->closed);
+    s->tls_busy = false;
+    fake_client_sends(s, "STARTTLS\r\n");
+    CHECK_STR(fake_client_output(s), "220 2.0.0 Ready to start TLS\r\n");
+    CHECK(s->starttls_requested);
+    fake_session_free(s);
+}
+
 int
 main(void)
 {
@@ -336,6 +356,7 @@ main(void)
     test_preauth();
     test_limits();
     test_starttls();
+    test_starttls_busy();
     test_mx_relay();
     test_data_reject_and_backend_death();
     test_submission_auth();
