@@ -87,11 +87,19 @@ starttls_offered(struct session *s)
     return !session_is_tls(s) && session_listener(s)->tls == LTLS_STARTTLS;
 }
 
+#define CAPS_MAX 256
+
+/* The capability list, in caps (CAPS_MAX bytes). */
 static const char *
-imap_caps(struct session *s)
+imap_caps(struct session *s, char *caps)
 {
-    if (login_allowed(s))
-        return CAPS_BASE " AUTH=PLAIN AUTH=LOGIN";
+    if (login_allowed(s)) {
+        size_t n = strlen(CAPS_BASE);
+        memcpy(caps, CAPS_BASE, n + 1);
+        if (sasl_mechs_format(session_auth_mechs(s), " AUTH=", caps + n, CAPS_MAX - n) < 0)
+            caps[n] = '\0';
+        return caps;
+    }
     if (starttls_offered(s))
         return CAPS_BASE " STARTTLS LOGINDISABLED";
     return CAPS_BASE " LOGINDISABLED";
@@ -123,7 +131,8 @@ cmd_capability(struct session *s, const struct imap_command *cmd)
         imap_bad(s, cmd->tag, cmd->tag_len, "CAPABILITY takes no arguments");
         return;
     }
-    session_replyf(s, "* CAPABILITY %s\r\n", imap_caps(s));
+    char caps[CAPS_MAX];
+    session_replyf(s, "* CAPABILITY %s\r\n", imap_caps(s, caps));
     imap_reply_tagged(s, "OK Capability completed.");
 }
 
@@ -255,16 +264,21 @@ sasl_result(struct session *s, enum sasl_step r, const char *challenge)
     case SASL_STEP_DONE:
         imap_login_start(s);
         return;
+    case SASL_STEP_SERVER:
+        imap_auth_server_step(s);
+        return;
     case SASL_STEP_CONTINUE:
         session_replyf(s, "+ %s\r\n", challenge);
         imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
         return;
     case SASL_STEP_CANCEL:
+        session_auth_abort(s);
         sasl_exchange_wipe(&is->sasl);
         imap_reply_tagged(s, "BAD Authentication cancelled.");
         imap_enter_state(s, IMAP_STATE_PREAUTH);
         return;
     case SASL_STEP_BAD:
+        session_auth_abort(s);
         sasl_exchange_wipe(&is->sasl);
         imap_enter_state(s, IMAP_STATE_PREAUTH);
         imap_bad(s, is->tag, strlen(is->tag), "Invalid SASL response.");
@@ -286,12 +300,16 @@ cmd_authenticate(struct session *s, const struct imap_command *cmd)
         return;
     }
     enum sasl_mech mech = sasl_mech_parse(cmd->args[0].p, cmd->args[0].len);
-    if (mech == SASL_MECH_NONE) {
+    if (mech == SASL_MECH_NONE || !(session_auth_mechs(s) & SASL_MECH_BIT(mech))) {
         imap_reply_tagged(s, "NO Unsupported authentication mechanism.");
         return;
     }
     sasl_exchange_start(&is->sasl, mech);
     is->mech = mech;
+    if (cmd->nargs == 1 && sasl_mech_is_server(mech)) {
+        imap_auth_server_step(s); /* the server's first challenge */
+        return;
+    }
     if (cmd->nargs == 1) {
         session_replyf(s, "+ %s\r\n", sasl_exchange_first_challenge(&is->sasl));
         imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
@@ -468,7 +486,8 @@ static void
 imap_on_start(struct session *s)
 {
     imap_enter_state(s, IMAP_STATE_PREAUTH);
-    session_replyf(s, "* OK [CAPABILITY %s] %s ready.\r\n", imap_caps(s),
+    char caps[CAPS_MAX];
+    session_replyf(s, "* OK [CAPABILITY %s] %s ready.\r\n", imap_caps(s, caps),
                    session_config(s)->hostname);
 }
 

@@ -1,9 +1,10 @@
 /*
  * imap_backend.c: the IMAP front's login and hand-off (reference §6.6): connect the backend,
  * check its greeting, tell it who the client is (ID, or the PROXY header the core sent), replay
- * the credentials as AUTHENTICATE PLAIN under the client's tag, forward the tagged OK and switch
- * to the relay. It never forwards backend chatter from before the login, and it never lets the
- * client tell a wrong password from an unknown user or a backend outage from a hang.
+ * the credentials as AUTHENTICATE PLAIN under the client's tag (after CRAM-MD5 / SCRAM, which
+ * carry no password, as the Dovecot master user on the user's behalf), forward the tagged OK and
+ * switch to the relay. It never forwards backend chatter from before the login, and it never lets
+ * the client tell a wrong password from an unknown user or a backend outage from a hang.
  */
 #include <stdio.h>
 #include <string.h>
@@ -82,6 +83,24 @@ imap_login_start(struct session *s)
     login_connect(s);
 }
 
+void
+imap_auth_server_step(struct session *s)
+{
+    struct imap_session *is = imap_session(s);
+    is->user[0] = '\0'; /* known when the auth service says who it was */
+    session_set_phase(s, PHASE_AUTH);
+    imap_enter_state(s, IMAP_STATE_VERIFY);
+    session_auth_step(s, &is->sasl);
+}
+
+/* The name the auth service reported, for mechanisms whose exchange moat does not parse. */
+static void
+note_user(struct imap_session *is, const char *user)
+{
+    if (sasl_mech_is_server(is->mech) && user != NULL)
+        snprintf(is->user, sizeof(is->user), "%s", user);
+}
+
 /* verifier = sasl: verified credentials are replayed to the backend, which logs the user in. */
 void
 imap_on_auth_done(struct session *s, const struct auth_result *r)
@@ -92,10 +111,18 @@ imap_on_auth_done(struct session *s, const struct auth_result *r)
     session_input_pause(s);
     switch (r->status) {
     case AUTH_OK:
+        note_user(is, r->user);
         login_connect(s);
         return;
     case AUTH_FAILED:
+        note_user(is, r->user);
         login_rejected(s);
+        return;
+    case AUTH_CONTINUE:
+        session_set_phase(s, PHASE_PREAUTH);
+        session_replyf(s, "+ %s\r\n", r->challenge != NULL ? r->challenge : "");
+        imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
+        session_input_resume(s);
         return;
     case AUTH_TEMPFAIL:
         login_unavailable(s, "verifier unavailable");
@@ -115,13 +142,29 @@ send_id(struct session *s)
         session_local_port(s), session_id(s));
 }
 
+/* After a mechanism that carried no password: "<user><separator><master_user>" with the
+ * backend's master password (Dovecot's auth_master_user_separator and master passdb). */
+static int
+master_credentials(struct session *s, struct credentials *c)
+{
+    const struct config_backend *b = session_listener(s)->backend;
+    const struct imap_session *is = imap_session(s);
+    char login[SASL_USER_MAX + 1];
+    int n = snprintf(login, sizeof(login), "%s%s%s", is->user, b->master_separator, b->master_user);
+    if (b->master_password == NULL || n <= 0 || (size_t)n >= sizeof(login))
+        return -1;
+    return credentials_set(c, login, (size_t)n, b->master_password, strlen(b->master_password));
+}
+
 /* Replay the credentials with SASL-IR under the client's tag, then forget them. */
 static int
 send_login(struct session *s)
 {
     struct imap_session *is = imap_session(s);
     char b64[((SASL_USER_MAX + SASL_PASS_MAX + 2) / 3 + 2) * 4 + 1];
-    int n = sasl_plain_encode(&is->sasl.cred, b64, sizeof(b64));
+    if (sasl_mech_is_server(is->mech) && master_credentials(s, &is->sasl.cred) != 0)
+        sasl_exchange_wipe(&is->sasl); /* an empty login: encoding fails, "unavailable" */
+    int n = is->sasl.cred.user_len > 0 ? sasl_plain_encode(&is->sasl.cred, b64, sizeof(b64)) : -1;
     sasl_exchange_wipe(&is->sasl);
     int r = -1;
     if (n > 0)

@@ -43,6 +43,8 @@ void imap_reply_tagged(struct session *s, const char *text);
 
 /* imap_backend.c: credentials are in sasl.cred, the tag in tag: verify them by logging in. */
 void imap_login_start(struct session *s);
+/* A mechanism the auth service runs (CRAM-MD5, SCRAM): its next step with sasl's response. */
+void imap_auth_server_step(struct session *s);
 void imap_backend_event(struct session *s, enum backend_event ev);
 size_t imap_backend_input(struct session *s, const char *p, size_t n);
 void imap_on_auth_done(struct session *s, const struct auth_result *r);

@@ -97,8 +97,9 @@ pop3_cmd_capa(struct session *s, struct pop3_session *ps, const struct pop3_comm
     pop3_send(s, "+OK\r\n");
     if (pop3_stls_offered(s))
         pop3_send(s, "STLS\r\n");
-    if (pop3_secure(s))
-        pop3_send(s, "USER\r\nSASL PLAIN LOGIN\r\n");
+    char mechs[128];
+    if (pop3_secure(s) && sasl_mechs_format(session_auth_mechs(s), " ", mechs, sizeof(mechs)) >= 0)
+        session_replyf(s, "USER\r\nSASL%s\r\n", mechs);
     pop3_send(s, "RESP-CODES\r\nAUTH-RESP-CODE\r\n.\r\n");
 }
 
@@ -200,16 +201,21 @@ pop3_sasl_feed(struct session *s, struct pop3_session *ps, const char *p, size_t
         pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
         pop3_login_start(s);
         return;
+    case SASL_STEP_SERVER:
+        pop3_auth_server_step(s);
+        return;
     case SASL_STEP_CONTINUE:
         session_replyf(s, "+ %s\r\n", challenge);
         pop3_enter_state(s, POP3_STATE_SASL);
         return;
     case SASL_STEP_CANCEL:
+        session_auth_abort(s);
         sasl_exchange_wipe(&ps->sasl);
         pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
         pop3_send(s, "-ERR Authentication cancelled\r\n");
         return;
     case SASL_STEP_BAD:
+        session_auth_abort(s);
         sasl_exchange_wipe(&ps->sasl);
         pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
         pop3_fail(s, "-ERR [AUTH] Invalid authentication data\r\n");
@@ -224,12 +230,18 @@ pop3_cmd_auth(struct session *s, struct pop3_session *ps, const struct pop3_comm
     explicit_bzero(ps->user, sizeof(ps->user));
     ps->user_len = 0;
     pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+    unsigned offered = session_auth_mechs(s);
     if (!pop3_split_word(c->args, c->args_len, &mech, &ir)) {
-        pop3_send(s, "+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n");
+        pop3_send(s, "+OK\r\n");
+        for (int k = SASL_MECH_PLAIN; k < SASL_MECH_COUNT; k++) {
+            if (offered & SASL_MECH_BIT(k))
+                session_replyf(s, "%s\r\n", sasl_mech_name((enum sasl_mech)k));
+        }
+        pop3_send(s, ".\r\n");
         return;
     }
     enum sasl_mech m = sasl_mech_parse(mech.p, mech.len);
-    if (m == SASL_MECH_NONE) {
+    if (m == SASL_MECH_NONE || !(offered & SASL_MECH_BIT(m))) {
         pop3_fail(s, "-ERR Unsupported authentication mechanism\r\n");
         return;
     }
@@ -237,6 +249,10 @@ pop3_cmd_auth(struct session *s, struct pop3_session *ps, const struct pop3_comm
     ps->mech = m;
     if (ir.len > 0) {
         pop3_sasl_feed(s, ps, ir.p, ir.len);
+        return;
+    }
+    if (sasl_mech_is_server(m)) {
+        pop3_auth_server_step(s); /* the server's first challenge */
         return;
     }
     session_replyf(s, "+ %s\r\n", sasl_exchange_first_challenge(&ps->sasl));

@@ -52,6 +52,8 @@ void pop3_auth_failed(struct session *s);
 
 /* pop3_backend.c: log in with p->cred (already filled) and hand off. */
 void pop3_login_start(struct session *s);
+/* A mechanism the auth service runs (CRAM-MD5, SCRAM): its next step with p->sasl's response. */
+void pop3_auth_server_step(struct session *s);
 void pop3_on_backend(struct session *s, enum backend_event ev);
 size_t pop3_on_backend_input(struct session *s, const char *p, size_t n);
 void pop3_on_auth_done(struct session *s, const struct auth_result *r);

@@ -5,6 +5,7 @@
  * pop3_session. It must never forward a backend byte before the login reply, tell the client why
  * a login failed, or keep a password after it has been sent.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "buf.h"
@@ -61,12 +62,36 @@ pop3_send_xclient(struct session *s)
     session_backend_wait(s, true);
 }
 
+/* After a mechanism that carried no password: "<user><separator><master_user>" with the
+ * backend's master password (Dovecot's auth_master_user_separator and master passdb). */
+static int
+pop3_master_credentials(struct session *s, struct credentials *c)
+{
+    const struct config_backend *b = session_listener(s)->backend;
+    const struct pop3_session *ps = session_proto_state(s);
+    char login[SASL_USER_MAX + 1];
+    explicit_bzero(c, sizeof(*c));
+    int n = snprintf(login, sizeof(login), "%s%s%s", ps->cred.user, b->master_separator,
+                     b->master_user);
+    if (b->master_password == NULL || n <= 0 || (size_t)n >= sizeof(login))
+        return -1;
+    return credentials_set(c, login, (size_t)n, b->master_password, strlen(b->master_password));
+}
+
 static void
 pop3_send_auth(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
     char b64[(SASL_USER_MAX + SASL_PASS_MAX + 2) / 3 * 4 + 16];
-    int n = sasl_plain_encode(&ps->cred, b64, sizeof(b64));
+    int n = -1;
+    if (sasl_mech_is_server(ps->mech)) {
+        struct credentials master;
+        if (pop3_master_credentials(s, &master) == 0)
+            n = sasl_plain_encode(&master, b64, sizeof(b64));
+        credentials_wipe(&master);
+    } else {
+        n = sasl_plain_encode(&ps->cred, b64, sizeof(b64));
+    }
     /* keep the user name (not secret) for the log; the password goes now */
     explicit_bzero(ps->cred.pass, sizeof(ps->cred.pass));
     ps->cred.pass_len = 0;
@@ -125,6 +150,17 @@ pop3_login_start(struct session *s)
     pop3_login_connect(s);
 }
 
+void
+pop3_auth_server_step(struct session *s)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    credentials_wipe(&ps->cred);
+    ps->login_step = POP3_LOGIN_VERIFY;
+    pop3_enter_state(s, POP3_STATE_LOGIN);
+    session_set_phase(s, PHASE_AUTH);
+    session_auth_step(s, &ps->sasl);
+}
+
 /* verifier = sasl: verified credentials are replayed to the backend, which logs the user in. */
 void
 pop3_on_auth_done(struct session *s, const struct auth_result *r)
@@ -132,6 +168,8 @@ pop3_on_auth_done(struct session *s, const struct auth_result *r)
     struct pop3_session *ps = session_proto_state(s);
     if (ps->state != POP3_STATE_LOGIN || ps->login_step != POP3_LOGIN_VERIFY)
         return;
+    if (sasl_mech_is_server(ps->mech) && r->user != NULL && r->status != AUTH_CONTINUE)
+        (void)credentials_set(&ps->cred, r->user, strlen(r->user), "", 0); /* the name only */
     switch (r->status) {
     case AUTH_OK:
         pop3_login_connect(s);
@@ -139,6 +177,11 @@ pop3_on_auth_done(struct session *s, const struct auth_result *r)
     case AUTH_FAILED:
         session_set_phase(s, PHASE_PREAUTH);
         pop3_auth_failed(s);
+        return;
+    case AUTH_CONTINUE:
+        session_set_phase(s, PHASE_PREAUTH);
+        session_replyf(s, "+ %s\r\n", r->challenge != NULL ? r->challenge : "");
+        pop3_enter_state(s, POP3_STATE_SASL);
         return;
     case AUTH_TEMPFAIL:
         pop3_login_unavailable(s, "verifier");

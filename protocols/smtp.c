@@ -96,7 +96,7 @@ smtp_reply_ehlo(struct session *s)
 {
     const struct smtp_session *st = smtp_st(s);
     const struct config_listener *l = session_listener(s);
-    char size[48];
+    char size[48], auth[128] = "AUTH";
     const char *lines[12];
     size_t k = 0;
     snprintf(size, sizeof(size), "SIZE %llu", (unsigned long long)l->limits.message_size_bytes);
@@ -105,8 +105,9 @@ smtp_reply_ehlo(struct session *s)
     lines[k++] = l->limits.message_size_bytes > 0 ? size : "SIZE";
     if (l->tls == LTLS_STARTTLS && !session_is_tls(s) && !st->backend_up)
         lines[k++] = "STARTTLS";
-    if (l->auth && session_is_tls(s) && !st->authenticated && !st->backend_up)
-        lines[k++] = "AUTH PLAIN LOGIN";
+    if (l->auth && session_is_tls(s) && !st->authenticated && !st->backend_up &&
+        sasl_mechs_format(session_auth_mechs(s), " ", auth + 4, sizeof(auth) - 4) > 0)
+        lines[k++] = auth;
     lines[k++] = "ENHANCEDSTATUSCODES";
     lines[k++] = "8BITMIME";
     if (l->dsn)
@@ -202,12 +203,17 @@ auth_step_result(struct session *s, struct smtp_session *st, enum sasl_step r, c
     case SASL_STEP_DONE:
         smtp_auth_start(s);
         return;
+    case SASL_STEP_SERVER:
+        smtp_auth_server_step(s);
+        return;
     case SASL_STEP_CANCEL:
+        session_auth_abort(s);
         sasl_exchange_wipe(&st->sasl);
         smtp_enter_state(s, SMTP_READY);
         session_replyf(s, "501 5.7.0 Authentication aborted\r\n");
         return;
     case SASL_STEP_BAD:
+        session_auth_abort(s);
         sasl_exchange_wipe(&st->sasl);
         smtp_enter_state(s, SMTP_READY);
         smtp_error(s, "501 5.5.2 Error: cannot decode response");
@@ -244,7 +250,7 @@ cmd_auth(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
     while (m < c->args_len && c->args[m] != ' ')
         m++;
     enum sasl_mech mech = sasl_mech_parse(c->args, m);
-    if (mech == SASL_MECH_NONE) {
+    if (mech == SASL_MECH_NONE || !(session_auth_mechs(s) & SASL_MECH_BIT(mech))) {
         smtp_error(s, "504 5.5.4 Unsupported authentication mechanism");
         return CMD_DONE;
     }
@@ -255,6 +261,10 @@ cmd_auth(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
         const char *chal = NULL;
         enum sasl_step r = sasl_exchange_step(&st->sasl, c->args + m, c->args_len - m, &chal);
         auth_step_result(s, st, r, chal);
+        return CMD_DONE;
+    }
+    if (sasl_mech_is_server(mech)) {
+        smtp_auth_server_step(s); /* no initial response: the server's first challenge */
         return CMD_DONE;
     }
     auth_step_result(s, st, SASL_STEP_CONTINUE, sasl_exchange_first_challenge(&st->sasl));
@@ -515,6 +525,7 @@ static void
 smtp_line_too_long(struct session *s, struct smtp_session *st, size_t n)
 {
     if (st->state == SMTP_AUTH_LINE) {
+        session_auth_abort(s);
         sasl_exchange_wipe(&st->sasl);
         smtp_enter_state(s, SMTP_READY);
         smtp_error(s, "500 5.5.6 Authentication Exchange line is too long");

@@ -1,5 +1,6 @@
 /*
- * smtp_auth.c: SMTP AUTH once the client's credentials are complete: the listener's verifier
+ * smtp_auth.c: SMTP AUTH once the client's credentials are complete (or, for CRAM-MD5 and SCRAM,
+ * each step run by the auth service, its challenges sent as 334): the listener's verifier
  * (the backend's own AUTH during the hand-off, or moat's auth service, after which the backend
  * is told the login with XCLIENT LOGIN= at the next MAIL), and the one failure path for both:
  * the same 535 for every cause, delayed and counted by the core. Credentials are wiped here.
@@ -26,6 +27,30 @@ smtp_auth_start(struct session *s)
         return;
     }
     smtp_handoff_start(s, true);
+}
+
+void
+smtp_auth_server_step(struct session *s)
+{
+    struct smtp_session *st = smtp_st(s);
+    smtp_enter_state(s, SMTP_AUTH_VERIFY);
+    session_set_phase(s, PHASE_AUTH);
+    session_auth_step(s, &st->sasl);
+}
+
+/* The name the client tried, for the failure log and the per-user count (mechanisms the auth
+ * service runs carry no name moat parsed). */
+static void
+note_user(struct smtp_session *st, const char *user)
+{
+    if (!sasl_mech_is_server(st->sasl.mech) || user == NULL)
+        return;
+    size_t n = strlen(user);
+    if (n > SASL_USER_MAX)
+        n = SASL_USER_MAX;
+    memcpy(st->sasl.cred.user, user, n);
+    st->sasl.cred.user[n] = '\0';
+    st->sasl.cred.user_len = n;
 }
 
 void
@@ -73,13 +98,21 @@ smtp_on_auth_done(struct session *s, const struct auth_result *r)
         session_replyf(s, "235 2.7.0 Authentication successful\r\n");
         return;
     case AUTH_FAILED:
+        note_user(st, r->user);
         smtp_auth_failed(s);
+        return;
+    case AUTH_CONTINUE:
+        smtp_enter_state(s, SMTP_AUTH_LINE);
+        session_set_phase(s, PHASE_PREAUTH);
+        session_replyf(s, "334 %s\r\n", r->challenge != NULL ? r->challenge : "");
+        smtp_resume(s);
         return;
     case AUTH_TEMPFAIL:
         sasl_exchange_wipe(&st->sasl);
         smtp_enter_state(s, SMTP_READY);
         session_set_phase(s, PHASE_PREAUTH);
         session_replyf(s, "454 4.7.0 Temporary authentication failure\r\n");
+        smtp_resume(s);
         return;
     }
 }

@@ -89,6 +89,8 @@ void smtp_resume(struct session *s);
 
 /* smtp_auth.c: credentials complete (in st->sasl.cred): verify them; the one failure path */
 void smtp_auth_start(struct session *s);
+/* A mechanism the auth service runs (CRAM-MD5, SCRAM): its next step with st->sasl's response */
+void smtp_auth_server_step(struct session *s);
 void smtp_auth_failed(struct session *s);
 void smtp_auth_succeeded(struct session *s, const char *user);
 void smtp_on_auth_done(struct session *s, const struct auth_result *r);

@@ -7,6 +7,7 @@
  */
 #include <pthread.h>
 #include <sasl/sasl.h>
+#include <sasl/saslutil.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ static struct {
     size_t queued;                /* guarded by lock */
     bool stopping;                /* guarded by lock */
     bool ready;
+    unsigned mechs; /* SASL_MECH_BIT mask of what the installed plugins offer */
     char realm[256];
     char mech_list[256];
     char pwcheck[32];
@@ -148,39 +150,130 @@ status_of(int code)
     }
 }
 
-static void
-job_run(struct auth_job *j)
+/* A new server connection with moat's options; security layers off, TLS's strength given. */
+static int
+conn_new(struct auth_job *j, sasl_conn_t **conn_out)
 {
-    sasl_callback_t cbs[] = {
-        {SASL_CB_GETOPT, SASL_FN(on_getopt), (void *)j->auth},
-        {SASL_CB_LOG, SASL_FN(on_sasl_log), NULL},
-        {SASL_CB_LIST_END, NULL, NULL},
-    };
-    const char *realm = j->auth->realm != NULL ? j->auth->realm : NULL;
-    sasl_conn_t *conn = NULL;
-    int r = sasl_server_new(j->service, NULL, realm, j->local, j->remote, cbs, 0, &conn);
-    if (r == SASL_OK) {
-        sasl_security_properties_t props = {.min_ssf = 0, .max_ssf = 0, .maxbufsize = 0};
-        props.security_flags = SASL_SEC_NOANONYMOUS | SASL_SEC_NOPLAINTEXT;
-        sasl_ssf_t ssf = j->ssf;
-        sasl_setprop(conn, SASL_SEC_PROPS, &props);
-        sasl_setprop(conn, SASL_SSF_EXTERNAL, &ssf);
-        r = sasl_checkpass(conn, j->cred.user, (unsigned)j->cred.user_len, j->cred.pass,
-                           (unsigned)j->cred.pass_len);
+    /* libsasl2 keeps the callbacks pointer for the connection's life */
+    sasl_callback_t *cbs = xcalloc(3, sizeof(*cbs));
+    j->sasl_callbacks = cbs;
+    cbs[0] = (sasl_callback_t){SASL_CB_GETOPT, SASL_FN(on_getopt), (void *)j->auth};
+    cbs[1] = (sasl_callback_t){SASL_CB_LOG, SASL_FN(on_sasl_log), NULL};
+    cbs[2] = (sasl_callback_t){SASL_CB_LIST_END, NULL, NULL};
+    int r =
+        sasl_server_new(j->service, NULL, j->auth->realm, j->local, j->remote, cbs, 0, conn_out);
+    if (r != SASL_OK) {
+        *conn_out = NULL;
+        return r;
     }
-    explicit_bzero(j->cred.pass, sizeof(j->cred.pass));
-    j->cred.pass_len = 0;
+    sasl_security_properties_t props = {.min_ssf = 0, .max_ssf = 0, .maxbufsize = 0};
+    props.security_flags = SASL_SEC_NOANONYMOUS;
+    if (j->kind == AUTH_JOB_CHECKPASS)
+        props.security_flags |= SASL_SEC_NOPLAINTEXT;
+    sasl_ssf_t ssf = j->ssf;
+    sasl_setprop(*conn_out, SASL_SEC_PROPS, &props);
+    sasl_setprop(*conn_out, SASL_SSF_EXTERNAL, &ssf);
+    return SASL_OK;
+}
+
+static void
+conn_dispose(struct auth_job *j, sasl_conn_t *conn)
+{
+    if (conn != NULL)
+        sasl_dispose(&conn);
+    free(j->sasl_callbacks);
+    j->sasl_callbacks = NULL;
+    j->sasl_conn = NULL;
+}
+
+/* The outcome of a check or of a mechanism's last step: user name, detail, conn disposed. */
+static void
+job_finish(struct auth_job *j, sasl_conn_t *conn, int r, const char *fallback_user)
+{
     j->sasl_code = r;
     j->status = status_of(r);
     const void *u = NULL;
-    if (r == SASL_OK && sasl_getprop(conn, SASL_USERNAME, &u) == SASL_OK && u != NULL)
+    if (conn != NULL && sasl_getprop(conn, SASL_USERNAME, &u) == SASL_OK && u != NULL)
         copy_opt(j->user, sizeof(j->user), u);
     else
-        copy_opt(j->user, sizeof(j->user), j->cred.user);
+        copy_opt(j->user, sizeof(j->user), fallback_user);
     const char *d = conn != NULL ? sasl_errdetail(conn) : sasl_errstring(r, NULL, NULL);
     copy_opt(j->detail, sizeof(j->detail), r == SASL_OK ? "ok" : d);
-    if (conn != NULL)
-        sasl_dispose(&conn);
+    conn_dispose(j, conn);
+}
+
+static void
+job_checkpass(struct auth_job *j)
+{
+    sasl_conn_t *conn = NULL;
+    int r = conn_new(j, &conn);
+    if (r == SASL_OK)
+        r = sasl_checkpass(conn, j->cred.user, (unsigned)j->cred.user_len, j->cred.pass,
+                           (unsigned)j->cred.pass_len);
+    explicit_bzero(j->cred.pass, sizeof(j->cred.pass));
+    j->cred.pass_len = 0;
+    job_finish(j, conn, r, j->cred.user);
+}
+
+/* One step of a mechanism libsasl2 runs: a challenge to send (AUTH_CONTINUE), or the end. */
+static void
+job_step(struct auth_job *j)
+{
+    sasl_conn_t *conn = j->sasl_conn;
+    const char *out = NULL;
+    unsigned out_len = 0;
+    int r = SASL_OK;
+    if (j->kind == AUTH_JOB_START) {
+        r = conn_new(j, &conn);
+        if (r == SASL_OK)
+            r = sasl_server_start(conn, sasl_mech_name(j->mech),
+                                  j->has_in ? (const char *)j->in : NULL, (unsigned)j->in_len, &out,
+                                  &out_len);
+    } else if (conn != NULL) {
+        r = sasl_server_step(conn, (const char *)j->in, (unsigned)j->in_len, &out, &out_len);
+    } else {
+        r = SASL_BADPROT;
+    }
+    explicit_bzero(j->in, sizeof(j->in));
+    j->in_len = 0;
+    if (r == SASL_CONTINUE) {
+        unsigned b64_len = 0;
+        r = sasl_encode64(out != NULL ? out : "", out_len, j->challenge, sizeof(j->challenge),
+                          &b64_len);
+        if (r == SASL_OK) {
+            j->sasl_conn = conn;
+            j->sasl_code = SASL_CONTINUE;
+            j->status = AUTH_CONTINUE;
+            copy_opt(j->detail, sizeof(j->detail), "continue");
+            return;
+        }
+    }
+    job_finish(j, conn, r, "");
+}
+
+static void
+job_run(struct auth_job *j)
+{
+    switch (j->kind) {
+    case AUTH_JOB_CHECKPASS:
+        job_checkpass(j);
+        return;
+    case AUTH_JOB_START:
+    case AUTH_JOB_STEP:
+        job_step(j);
+        return;
+    case AUTH_JOB_DISPOSE:
+        conn_dispose(j, j->sasl_conn);
+        return;
+    }
+}
+
+/* A job nobody will take back: its sasl_conn_t goes first. On a pool thread, or at stop. */
+static void
+job_drop(struct auth_job *j)
+{
+    conn_dispose(j, j->sasl_conn);
+    auth_job_free(j);
 }
 
 static void *
@@ -201,13 +294,28 @@ pool_main(void *arg)
 
         /* under the lock: auth_stop() waits for a post in progress and prevents later ones */
         pthread_mutex_lock(&pool.lock);
-        if (pool.stopping)
-            auth_job_free(j);
+        if (pool.stopping || j->kind == AUTH_JOB_DISPOSE)
+            job_drop(j);
         else
             j->on_done(j);
         pthread_mutex_unlock(&pool.lock);
     }
     return NULL;
+}
+
+/* The mechanisms moat knows that the installed plugins offer (whatever mech_list says: each
+ * listener's own mech_list filters later). */
+static unsigned
+mechs_installed(void)
+{
+    unsigned mask = 0;
+    const char **names = sasl_global_listmech();
+    for (size_t i = 0; names != NULL && names[i] != NULL; i++) {
+        enum sasl_mech m = sasl_mech_parse(names[i], strlen(names[i]));
+        if (m != SASL_MECH_NONE)
+            mask |= SASL_MECH_BIT(m);
+    }
+    return mask;
 }
 
 int
@@ -225,6 +333,7 @@ auth_init(const struct config *conf, const char **err_out)
         *err_out = sasl_errstring(r, NULL, NULL);
         return -1;
     }
+    pool.mechs = mechs_installed();
     for (unsigned i = 0; i < AUTH_POOL_THREADS; i++) {
         pthread_t t;
         pthread_attr_t attr;
@@ -239,8 +348,11 @@ auth_init(const struct config *conf, const char **err_out)
         }
     }
     pool.ready = true;
-    log_msg(LOG_INFO, "auth_ready", "threads=%u pwcheck_method=%s mech_list=\"%s\"",
-            AUTH_POOL_THREADS, pool.pwcheck, pool.mech_list);
+    char names[256];
+    if (sasl_mechs_format(pool.mechs, " ", names, sizeof(names)) < 0)
+        names[0] = '\0';
+    log_msg(LOG_INFO, "auth_ready", "threads=%u pwcheck_method=%s mech_list=\"%s\" plugins=\"%s\"",
+            AUTH_POOL_THREADS, pool.pwcheck, pool.mech_list, names[0] ? names + 1 : "");
     return 0;
 }
 
@@ -271,10 +383,31 @@ auth_submit(struct auth_job *j)
 }
 
 void
+auth_job_dispose(struct auth_job *j)
+{
+    if (j == NULL)
+        return;
+    if (j->sasl_conn == NULL) {
+        auth_job_free(j);
+        return;
+    }
+    j->kind = AUTH_JOB_DISPOSE;
+    if (auth_submit(j) != 0)
+        job_drop(j); /* the pool is gone or full: dispose of it here, it does no I/O */
+}
+
+unsigned
+auth_mechs_available(void)
+{
+    return pool.mechs;
+}
+
+void
 auth_job_free(struct auth_job *j)
 {
     if (j == NULL)
         return;
+    MOAT_ASSERT(j->sasl_conn == NULL);
     if (j->conf != NULL)
         config_unref(j->conf);
     explicit_bzero(j, sizeof(*j));
@@ -289,7 +422,7 @@ auth_stop(void)
     while (pool.head != NULL) {
         struct auth_job *j = pool.head;
         pool.head = j->next;
-        auth_job_free(j);
+        job_drop(j);
     }
     pool.tail = NULL;
     pool.queued = 0;

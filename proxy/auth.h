@@ -12,9 +12,21 @@
 
 #define AUTH_POOL_THREADS 3
 #define AUTH_QUEUE_MAX 256
+#define AUTH_CHALLENGE_MAX 2048 /* a server challenge, base64 */
+
+/* What the pool does with a job. CHECKPASS: sasl_checkpass(cred). START / STEP: one step of a
+ * mechanism Cyrus SASL runs (the sasl_conn_t stays in the job between steps while the status is
+ * AUTH_CONTINUE, and is disposed of in the pool when it ends). DISPOSE: only drop the
+ * sasl_conn_t, then the pool frees the job (on_done is not called). */
+enum auth_job_kind { AUTH_JOB_CHECKPASS = 0, AUTH_JOB_START, AUTH_JOB_STEP, AUTH_JOB_DISPOSE };
 
 struct auth_job {
     /* filled by the caller */
+    enum auth_job_kind kind;
+    enum sasl_mech mech;             /* START */
+    unsigned char in[SASL_RESP_MAX]; /* START / STEP: the client's response, wiped by the pool */
+    size_t in_len;
+    bool has_in;         /* START: whether there was an initial response */
     struct config *conf; /* one reference, dropped by auth_job_free() */
     const struct config_auth *auth;
     const char *service; /* "smtp", "imap", "pop" */
@@ -25,6 +37,9 @@ struct auth_job {
     void (*on_done)(struct auth_job *j); /* on a pool thread, unless auth is stopping */
     void *owner;
     /* filled by the pool */
+    void *sasl_conn;      /* sasl_conn_t between steps, owned by the job */
+    void *sasl_callbacks; /* its callbacks (libsasl2 keeps the pointer), freed with it */
+    char challenge[AUTH_CHALLENGE_MAX]; /* AUTH_CONTINUE: base64, possibly empty */
     enum auth_status status;
     int sasl_code;
     char user[SASL_USER_MAX + 1]; /* the canonical user name on success */
@@ -40,8 +55,15 @@ bool auth_ready(void);
 /* Queue a job; -1 when the pool is not running or the queue is full (answer a temporary
  * failure). On 0 the pool owns j until on_done. */
 int auth_submit(struct auth_job *j);
-/* Wipe and free a job (drops its config reference). j must be the start of its allocation. */
+/* Wipe and free a job (drops its config reference). j must be the start of its allocation.
+ * A job still holding a sasl_conn_t must go through auth_job_dispose() instead. */
 void auth_job_free(struct auth_job *j);
+/* Drop a job whatever it holds: its sasl_conn_t is disposed of in the pool (here only if the
+ * pool cannot take it), then the job is freed. Never calls on_done. */
+void auth_job_dispose(struct auth_job *j);
+/* Which of the mechanisms moat knows libsasl2's plugins offer (SASL_MECH_BIT mask), as found
+ * by auth_init(); 0 before. */
+unsigned auth_mechs_available(void);
 /* No more on_done calls after this returns; jobs finishing later are freed by the pool. Threads
  * stuck in a verifier are left alone (the process is exiting). */
 void auth_stop(void);

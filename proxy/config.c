@@ -533,6 +533,12 @@ config_free(struct config *c)
         c->backends = b->next;
         free(b->name);
         free(b->helo_name);
+        free(b->master_user);
+        free(b->master_password_file);
+        free(b->master_separator);
+        if (b->master_password != NULL)
+            explicit_bzero(b->master_password, strlen(b->master_password));
+        free(b->master_password);
         free(b);
     }
     while (c->listeners != NULL) {

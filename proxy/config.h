@@ -131,6 +131,12 @@ struct config_backend {
     size_t naddrs;
     enum backend_identity identity;
     char *helo_name; /* what moat says in its own EHLO to the backend; default: [moat] hostname */
+    /* Dovecot master user: IMAP/POP3 logins verified by moat without a password (CRAM-MD5,
+     * SCRAM) log in as "<user><separator><master_user>" with the master password */
+    char *master_user;
+    char *master_password_file;
+    char *master_separator; /* default "*" */
+    char *master_password;  /* read from the file at load; wiped on free; never logged */
     int line;
     struct config_backend *next;
 };

@@ -5,11 +5,13 @@
  * (required keys, backend names, duplicate listen addresses, TLS without a certificate).
  */
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "config_impl.h"
+#include "saslmech.h"
 #include "sendermap.h"
 
 static int
@@ -202,6 +204,41 @@ config_check_listener(struct loader *ld, size_t index)
     config_load_sender_map(ld, sec);
 }
 
+/* The Dovecot master user's password: the file's first line, read now, never logged. */
+static void
+config_check_master(struct loader *ld, struct section_rec *sec)
+{
+    struct config_backend *b = sec->backend;
+    if (b->master_separator == NULL)
+        b->master_separator = xstrdup("*");
+    if (b->master_user == NULL && b->master_password_file == NULL)
+        return;
+    int line = config_seen(sec, "master_user");
+    if (b->master_user == NULL || b->master_password_file == NULL || b->master_user[0] == '\0') {
+        config_error(ld, line ? line : config_seen(sec, "master_password_file"), "master_user",
+                     "[backend %s] master_user and master_password_file go together", b->name);
+        return;
+    }
+    line = config_seen(sec, "master_password_file");
+    char pw[1100];
+    FILE *f = fopen(b->master_password_file, "re");
+    if (f == NULL) {
+        config_error(ld, line, "master_password_file", "cannot open %s", b->master_password_file);
+        return;
+    }
+    bool ok = fgets(pw, sizeof(pw), f) != NULL;
+    fclose(f);
+    size_t n = ok ? strcspn(pw, "\r\n") : 0;
+    if (n == 0 || n > SASL_PASS_MAX)
+        config_error(ld, line, "master_password_file", "%s: no password on its first line",
+                     b->master_password_file);
+    else {
+        b->master_password = xcalloc(1, n + 1);
+        memcpy(b->master_password, pw, n);
+    }
+    explicit_bzero(pw, sizeof(pw));
+}
+
 static void
 config_check_backend(struct loader *ld, struct section_rec *sec)
 {
@@ -221,6 +258,7 @@ config_check_backend(struct loader *ld, struct section_rec *sec)
     }
     if (b->helo_name == NULL)
         b->helo_name = xstrdup(c->hostname);
+    config_check_master(ld, sec);
 }
 
 /* The sasl verifier on SMTP tells Postfix the login with XCLIENT LOGIN=: nothing else can. */

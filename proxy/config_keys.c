@@ -166,6 +166,9 @@ const struct key_def config_keys[] = {
     BACK("address", KT_BACKEND_ADDRS, addrs, NULL, KF_REPEAT),
     BACK("identity", KT_ENUM, identity, identity_names, 0),
     BACK("helo_name", KT_STR, helo_name, NULL, 0),
+    BACK("master_user", KT_STR, master_user, NULL, 0),
+    BACK("master_password_file", KT_STR, master_password_file, NULL, 0),
+    BACK("master_separator", KT_STR, master_separator, NULL, 0),
 
     LSN("protocol", KT_ENUM, proto, NULL, proto_names),
     {SEC_LISTENER, "listen", KT_ADDR, offsetof(struct config_listener, addr),

@@ -67,14 +67,16 @@ enum backend_event {
 
 /* The outcome of a credential check by the auth service (verifier = sasl). */
 enum auth_status {
-    AUTH_OK = 0,  /* verified */
-    AUTH_FAILED,  /* wrong password, unknown user, banned: one answer to the client */
-    AUTH_TEMPFAIL /* the verifier is down, slow or overloaded: try again later */
+    AUTH_OK = 0,   /* verified */
+    AUTH_FAILED,   /* wrong password, unknown user, banned: one answer to the client */
+    AUTH_TEMPFAIL, /* the verifier is down, slow or overloaded: try again later */
+    AUTH_CONTINUE  /* session_auth_step(): send challenge, feed the client's next line */
 };
 
 struct auth_result {
     enum auth_status status;
-    const char *user; /* the canonical user name on AUTH_OK */
+    const char *user;      /* the canonical user name on AUTH_OK (may be set on AUTH_FAILED) */
+    const char *challenge; /* AUTH_CONTINUE: base64, possibly empty */
 };
 
 /* What the DNS checks say at a decision point (dnscheck_policy.c). */
@@ -223,6 +225,18 @@ bool session_auth_banned(struct session *s, const char *user, size_t user_len);
  * max_failures sends final_reply instead, and the session then closes (REASON_AUTH_FAILED). */
 void session_auth_failed(struct session *s, const char *user, size_t user_len, const char *mech,
                          const char *reply, const char *final_reply);
+/* The mechanisms this listener offers once TLS is up (SASL_MECH_BIT mask): PLAIN and LOGIN as
+ * [auth] mech_list says (both for verifier = backend), and with verifier = sasl those of
+ * CRAM-MD5 / SCRAM-* that the installed plugins run and the hand-off can honour (for SMTP a
+ * backend with identity xclient, for IMAP/POP3 a backend with a Dovecot master_user). */
+unsigned session_auth_mechs(struct session *s);
+/* verifier = sasl, a mechanism the auth service runs (sasl_mech_is_server(x->mech)): start the
+ * exchange (x->has_resp false: no initial response) or feed the client's next line (x->resp,
+ * wiped here). on_auth_done follows: AUTH_CONTINUE with the challenge, or the outcome. Input is
+ * paused until then. */
+void session_auth_step(struct session *s, struct sasl_exchange *x);
+/* The client cancelled ("*") or the protocol gave up between steps: the exchange is dropped. */
+void session_auth_abort(struct session *s);
 /* A successful login: records the user and logs event=login user= mech= verifier=. */
 void session_auth_login(struct session *s, const char *user, size_t user_len, const char *mech);
 

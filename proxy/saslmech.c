@@ -1,8 +1,10 @@
 /*
  * saslmech.c: SASL PLAIN and LOGIN framing for every protocol front. PLAIN must carry an empty
  * authzid or one equal to the login; no field may hold NUL, CR or LF; sizes are bounded.
+ * Lines of the mechanisms the auth service runs (CRAM-MD5, SCRAM-*) are only decoded here.
  * Decoded buffers are wiped after use.
  */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -15,10 +17,11 @@
 enum sasl_mech
 sasl_mech_parse(const char *p, size_t n)
 {
-    if (n == 5 && strncasecmp(p, "PLAIN", 5) == 0)
-        return SASL_MECH_PLAIN;
-    if (n == 5 && strncasecmp(p, "LOGIN", 5) == 0)
-        return SASL_MECH_LOGIN;
+    for (int m = SASL_MECH_PLAIN; m < SASL_MECH_COUNT; m++) {
+        const char *name = sasl_mech_name((enum sasl_mech)m);
+        if (strlen(name) == n && strncasecmp(p, name, n) == 0)
+            return (enum sasl_mech)m;
+    }
     return SASL_MECH_NONE;
 }
 
@@ -30,10 +33,69 @@ sasl_mech_name(enum sasl_mech m)
         return "PLAIN";
     case SASL_MECH_LOGIN:
         return "LOGIN";
+    case SASL_MECH_CRAM_MD5:
+        return "CRAM-MD5";
+    case SASL_MECH_SCRAM_SHA_1:
+        return "SCRAM-SHA-1";
+    case SASL_MECH_SCRAM_SHA_256:
+        return "SCRAM-SHA-256";
     case SASL_MECH_NONE:
         return "none";
     }
     return "none";
+}
+
+bool
+sasl_mech_is_server(enum sasl_mech m)
+{
+    switch (m) {
+    case SASL_MECH_CRAM_MD5:
+    case SASL_MECH_SCRAM_SHA_1:
+    case SASL_MECH_SCRAM_SHA_256:
+        return true;
+    case SASL_MECH_NONE:
+    case SASL_MECH_PLAIN:
+    case SASL_MECH_LOGIN:
+        return false;
+    }
+    return false;
+}
+
+unsigned
+sasl_mech_list_parse(const char *list)
+{
+    unsigned mask = 0;
+    const char *p = list != NULL ? list : "";
+    while (*p != '\0') {
+        size_t skip = strspn(p, " ,\t");
+        p += skip;
+        size_t n = strcspn(p, " ,\t");
+        if (n == 0)
+            break;
+        enum sasl_mech m = sasl_mech_parse(p, n);
+        if (m != SASL_MECH_NONE)
+            mask |= SASL_MECH_BIT(m);
+        p += n;
+    }
+    return mask;
+}
+
+int
+sasl_mechs_format(unsigned mask, const char *prefix, char *out, size_t cap)
+{
+    size_t used = 0;
+    if (cap == 0)
+        return -1;
+    out[0] = '\0';
+    for (int m = SASL_MECH_PLAIN; m < SASL_MECH_COUNT; m++) {
+        if (!(mask & SASL_MECH_BIT(m)))
+            continue;
+        int n = snprintf(out + used, cap - used, "%s%s", prefix, sasl_mech_name((enum sasl_mech)m));
+        if (n < 0 || (size_t)n >= cap - used)
+            return -1;
+        used += (size_t)n;
+    }
+    return (int)used;
 }
 
 void
@@ -100,12 +162,33 @@ plain_step(struct sasl_exchange *x, const unsigned char *d, size_t n)
     return SASL_STEP_DONE;
 }
 
+/* A line for the auth service: decoded into x->resp ("=" is an empty response). */
+static enum sasl_step
+server_line(struct sasl_exchange *x, const char *line, size_t n)
+{
+    explicit_bzero(x->resp, sizeof(x->resp));
+    x->resp_len = 0;
+    x->has_resp = true;
+    if (n == 1 && line[0] == '=')
+        return SASL_STEP_SERVER;
+    int len = tls_base64_decode(line, n, x->resp, sizeof(x->resp));
+    if (len < 0) {
+        x->has_resp = false;
+        return SASL_STEP_BAD;
+    }
+    x->resp_len = (size_t)len;
+    x->step++;
+    return SASL_STEP_SERVER;
+}
+
 enum sasl_step
 sasl_exchange_step(struct sasl_exchange *x, const char *line, size_t n, const char **challenge_out)
 {
     *challenge_out = NULL;
     if (n == 1 && line[0] == '*')
         return SASL_STEP_CANCEL;
+    if (sasl_mech_is_server(x->mech))
+        return server_line(x, line, n);
     unsigned char d[SASL_USER_MAX + SASL_PASS_MAX + 8];
     int len = 0;
     if (!(n == 1 && line[0] == '=')) {
@@ -137,6 +220,9 @@ sasl_exchange_step(struct sasl_exchange *x, const char *line, size_t n, const ch
             r = SASL_STEP_DONE;
         }
         break;
+    case SASL_MECH_CRAM_MD5:
+    case SASL_MECH_SCRAM_SHA_1:
+    case SASL_MECH_SCRAM_SHA_256:
     case SASL_MECH_NONE:
         break;
     }

@@ -11,10 +11,30 @@
 
 #define SASL_USER_MAX 255
 #define SASL_PASS_MAX 1024
+#define SASL_RESP_MAX 2048 /* a decoded client response of a mechanism Cyrus SASL runs */
 
-enum sasl_mech { SASL_MECH_NONE = 0, SASL_MECH_PLAIN, SASL_MECH_LOGIN };
+/* PLAIN and LOGIN are framed here; the others are run by the auth service (Cyrus SASL), this
+ * file only decoding their client lines (sasl_mech_is_server). */
+enum sasl_mech {
+    SASL_MECH_NONE = 0,
+    SASL_MECH_PLAIN,
+    SASL_MECH_LOGIN,
+    SASL_MECH_CRAM_MD5,
+    SASL_MECH_SCRAM_SHA_1,
+    SASL_MECH_SCRAM_SHA_256
+};
+#define SASL_MECH_COUNT 6
+#define SASL_MECH_BIT(m) (1u << (unsigned)(m))
+#define SASL_MECHS_PLAIN_LOGIN (SASL_MECH_BIT(SASL_MECH_PLAIN) | SASL_MECH_BIT(SASL_MECH_LOGIN))
 
-enum sasl_step { SASL_STEP_DONE = 0, SASL_STEP_CONTINUE, SASL_STEP_CANCEL, SASL_STEP_BAD };
+/* SERVER: a mechanism run by the auth service; the decoded line is in resp (has_resp). */
+enum sasl_step {
+    SASL_STEP_DONE = 0,
+    SASL_STEP_CONTINUE,
+    SASL_STEP_CANCEL,
+    SASL_STEP_BAD,
+    SASL_STEP_SERVER
+};
 
 struct credentials {
     char user[SASL_USER_MAX + 1];
@@ -27,11 +47,23 @@ struct sasl_exchange {
     enum sasl_mech mech;
     int step;
     struct credentials cred;
+    /* sasl_mech_is_server(): the last client line, decoded; wiped by whoever consumes it */
+    unsigned char resp[SASL_RESP_MAX];
+    size_t resp_len;
+    bool has_resp; /* false: no initial response (the server speaks first) */
 };
 
 /* Case-insensitive mechanism name; SASL_MECH_NONE if unknown. */
 enum sasl_mech sasl_mech_parse(const char *p, size_t n);
 const char *sasl_mech_name(enum sasl_mech m);
+/* Whether the auth service runs the exchange (CRAM-MD5, SCRAM-*), not this file. */
+bool sasl_mech_is_server(enum sasl_mech m);
+/* A mech_list ("PLAIN LOGIN SCRAM-SHA-256", space or comma separated) as a mask of
+ * SASL_MECH_BIT()s; unknown names are ignored. */
+unsigned sasl_mech_list_parse(const char *list);
+/* The mechanisms of mask in a fixed order, each preceded by prefix (" AUTH=", " "): the
+ * length written, or -1 if cap is too small. */
+int sasl_mechs_format(unsigned mask, const char *prefix, char *out, size_t cap);
 void sasl_exchange_start(struct sasl_exchange *x, enum sasl_mech m);
 /* The challenge to send before the first client line when there was no initial response. */
 const char *sasl_exchange_first_challenge(const struct sasl_exchange *x);

@@ -1,6 +1,8 @@
 /*
  * session_auth.c: the auth services a session offers its protocol (protocol.h): a `sasl`
- * verification handed to the auth pool and its result brought back on the worker's loop, the
+ * verification (a password check, or the steps of CRAM-MD5 / SCRAM-*, whose sasl_conn_t waits
+ * in a parked job between steps) handed to the auth pool and its result brought back on the
+ * worker's loop, the
  * job deadline, the brute-force control (delayed failure replies, per-session limit, bans) and
  * the login / failure log lines. A job that outlives its session never touches it; no password
  * is ever logged, and every copy is wiped.
@@ -22,7 +24,14 @@ struct session_job {
     struct auth_job job;
     struct worker_msg msg;
     struct worker *worker;
+    bool in_pool; /* submitted and not back yet; else parked between steps (s->auth_job) */
 };
+
+static struct session_job *
+session_job_of(struct auth_job *j)
+{
+    return (struct session_job *)j;
+}
 
 static const char *
 verifier_name(const struct session *s)
@@ -58,14 +67,31 @@ loop_now(const struct session *s)
 }
 
 static void
-deliver(struct session *s, enum auth_status status, const char *user)
+deliver(struct session *s, enum auth_status status, const char *user, const char *challenge)
 {
     s->auth_deadline = 0;
     session_input_resume(s);
     if (s->proto->on_auth_done == NULL)
         return;
-    struct auth_result r = {.status = status, .user = user};
+    struct auth_result r = {.status = status, .user = user, .challenge = challenge};
     s->proto->on_auth_done(s, &r);
+}
+
+/* A mechanism's step came back: keep the job parked for the next step, or end it. */
+static void
+step_posted(struct session *s, struct session_job *sj)
+{
+    struct auth_job *j = &sj->job;
+    if (j->status == AUTH_CONTINUE) {
+        deliver(s, AUTH_CONTINUE, NULL, j->challenge); /* s->auth_job stays: parked */
+        return;
+    }
+    s->auth_job = NULL;
+    enum auth_status st = j->status;
+    if (st == AUTH_OK && session_auth_banned(s, j->user, strlen(j->user)))
+        st = AUTH_FAILED;
+    deliver(s, st, j->user, NULL);
+    auth_job_dispose(j);
 }
 
 /* On the worker's loop: the pool finished a job. */
@@ -74,12 +100,15 @@ on_job_posted(struct worker_msg *m)
 {
     struct session_job *sj = (struct session_job *)((char *)m - offsetof(struct session_job, msg));
     struct session *s = sj->job.owner;
-    if (s == NULL) { /* the session ended or gave up waiting */
-        auth_job_free(&sj->job);
+    sj->in_pool = false;
+    if (s == NULL || (s->closing && sj->job.kind != AUTH_JOB_CHECKPASS)) {
+        /* the session ended or gave up waiting */
+        if (s != NULL)
+            s->auth_job = NULL;
+        auth_job_dispose(&sj->job);
         return;
     }
     MOAT_ASSERT(s->auth_job == &sj->job);
-    s->auth_job = NULL;
     struct log_line l;
     log_begin(&l, sj->job.status == AUTH_TEMPFAIL ? LOG_WARN : LOG_DEBUG, "sasl_result");
     if (!l.skip) {
@@ -88,8 +117,14 @@ on_job_posted(struct worker_msg *m)
         log_kv_str(&l, "detail", sj->job.detail, strlen(sj->job.detail));
         log_end(&l);
     }
+    if (sj->job.kind != AUTH_JOB_CHECKPASS) {
+        step_posted(s, sj);
+        session_timer_arm(s);
+        return;
+    }
+    s->auth_job = NULL;
     if (!s->closing)
-        deliver(s, sj->job.status, sj->job.user);
+        deliver(s, sj->job.status, sj->job.user, NULL);
     session_timer_arm(s);
     auth_job_free(&sj->job);
 }
@@ -112,6 +147,18 @@ deliver_later(struct session *s, enum auth_status status)
     session_timer_arm(s);
 }
 
+/* SSF_EXTERNAL: the key bits of the client's TLS cipher, from its name. */
+static unsigned
+ssf_of_cipher(const char *name)
+{
+    if (name == NULL)
+        return 128;
+    if (strstr(name, "AES256") != NULL || strstr(name, "AES-256") != NULL ||
+        strstr(name, "CHACHA20") != NULL || strstr(name, "CAMELLIA256") != NULL)
+        return 256;
+    return 128; /* every suite wolfSSL is built to offer here is at least 128 bits */
+}
+
 static void
 job_fill(struct session *s, struct auth_job *j, const struct credentials *c)
 {
@@ -120,10 +167,21 @@ job_fill(struct session *s, struct auth_job *j, const struct credentials *c)
     j->service = sasl_service(s);
     snprintf(j->local, sizeof(j->local), "%s;%u", s->local_addr, s->local_port);
     snprintf(j->remote, sizeof(j->remote), "%s;%u", s->client_addr, s->client_port);
-    j->ssf = session_is_tls(s) ? 128 : 0;
-    j->cred = *c;
+    j->ssf = session_is_tls(s) ? ssf_of_cipher(s->tls_cipher) : 0;
+    if (c != NULL)
+        j->cred = *c;
     j->on_done = on_job_done;
     j->owner = s;
+}
+
+static struct session_job *
+session_job_new(struct session *s, const struct credentials *c)
+{
+    struct session_job *sj = xcalloc(1, sizeof(*sj));
+    sj->msg.run = on_job_posted;
+    sj->worker = s->worker;
+    job_fill(s, &sj->job, c);
+    return sj;
 }
 
 void
@@ -135,10 +193,7 @@ session_auth_verify(struct session *s, const struct credentials *c, enum sasl_me
         deliver_later(s, AUTH_FAILED);
         return;
     }
-    struct session_job *sj = xcalloc(1, sizeof(*sj));
-    sj->msg.run = on_job_posted;
-    sj->worker = s->worker;
-    job_fill(s, &sj->job, c);
+    struct session_job *sj = session_job_new(s, c);
     if (auth_submit(&sj->job) != 0) {
         session_log(s, LOG_WARN, "auth_unavailable", "why=%s",
                     auth_ready() ? "queue_full" : "no_pool");
@@ -146,6 +201,48 @@ session_auth_verify(struct session *s, const struct credentials *c, enum sasl_me
         deliver_later(s, AUTH_TEMPFAIL);
         return;
     }
+    sj->in_pool = true;
+    s->auth_job = &sj->job;
+    s->auth_deadline = loop_now(s) + s->listener->auth_conf.verify_timeout_ms / 1000.0;
+    session_timer_arm(s);
+}
+
+void
+session_auth_step(struct session *s, struct sasl_exchange *x)
+{
+    MOAT_ASSERT(s->auth_deadline == 0 && sasl_mech_is_server(x->mech));
+    session_input_pause(s);
+    struct session_job *sj = NULL;
+    if (s->auth_job != NULL) {
+        sj = session_job_of(s->auth_job);
+        MOAT_ASSERT(!sj->in_pool);
+        sj->job.kind = AUTH_JOB_STEP;
+    } else if (session_auth_banned(s, NULL, 0)) {
+        explicit_bzero(x->resp, sizeof(x->resp));
+        deliver_later(s, AUTH_FAILED);
+        return;
+    } else {
+        sj = session_job_new(s, NULL);
+        sj->job.kind = AUTH_JOB_START;
+        sj->job.mech = x->mech;
+        sj->job.has_in = x->has_resp;
+    }
+    size_t n = MOAT_MIN(x->resp_len, sizeof(sj->job.in));
+    memcpy(sj->job.in, x->resp, n);
+    sj->job.in_len = n;
+    explicit_bzero(x->resp, sizeof(x->resp));
+    x->resp_len = 0;
+    x->has_resp = false;
+    s->auth_job = NULL;
+    if (auth_submit(&sj->job) != 0) {
+        session_log(s, LOG_WARN, "auth_unavailable", "why=%s",
+                    auth_ready() ? "queue_full" : "no_pool");
+        explicit_bzero(sj->job.in, sizeof(sj->job.in));
+        auth_job_dispose(&sj->job);
+        deliver_later(s, AUTH_TEMPFAIL);
+        return;
+    }
+    sj->in_pool = true;
     s->auth_job = &sj->job;
     s->auth_deadline = loop_now(s) + s->listener->auth_conf.verify_timeout_ms / 1000.0;
     session_timer_arm(s);
@@ -154,10 +251,50 @@ session_auth_verify(struct session *s, const struct credentials *c, enum sasl_me
 void
 session_auth_cancel(struct session *s)
 {
-    if (s->auth_job != NULL)
-        s->auth_job->owner = NULL; /* the job frees itself when it comes back */
+    struct auth_job *j = s->auth_job;
     s->auth_job = NULL;
     s->auth_deadline = 0;
+    if (j == NULL)
+        return;
+    if (session_job_of(j)->in_pool)
+        j->owner = NULL; /* the job disposes of itself when it comes back */
+    else
+        auth_job_dispose(j); /* parked between steps: its sasl_conn_t goes in the pool */
+}
+
+void
+session_auth_abort(struct session *s)
+{
+    if (s->auth_job != NULL && !session_job_of(s->auth_job)->in_pool)
+        session_auth_cancel(s);
+}
+
+/* Whether the backend hand-off can tell the backend a login verified without a password. */
+static bool
+handoff_without_password(const struct config_listener *l)
+{
+    switch (l->proto) {
+    case LPROTO_SMTP:
+    case LPROTO_SUBMISSION:
+        return l->backend != NULL && l->backend->identity == IDENT_XCLIENT;
+    case LPROTO_IMAP:
+    case LPROTO_POP3:
+        return l->backend != NULL && l->backend->master_user != NULL;
+    }
+    return false;
+}
+
+unsigned
+session_auth_mechs(struct session *s)
+{
+    const struct config_listener *l = s->listener;
+    if (l->auth_conf.verifier == VERIFIER_BACKEND)
+        return SASL_MECHS_PLAIN_LOGIN;
+    unsigned list = sasl_mech_list_parse(l->auth_conf.mech_list);
+    unsigned server = list & auth_mechs_available() & ~SASL_MECHS_PLAIN_LOGIN;
+    if (!handoff_without_password(l))
+        server = 0;
+    return (list & SASL_MECHS_PLAIN_LOGIN) | server;
 }
 
 double
@@ -202,7 +339,7 @@ session_auth_on_timer(struct session *s, double now)
         session_auth_cancel(s);
         st = AUTH_TEMPFAIL;
     }
-    deliver(s, st, NULL);
+    deliver(s, st, NULL, NULL);
     return true;
 }
 

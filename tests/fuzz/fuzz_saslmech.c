@@ -1,6 +1,7 @@
 /*
- * fuzz_saslmech.c: SASL PLAIN/LOGIN framing with arbitrary client lines. The first byte picks
- * the mechanism; the rest is split at LF into successive client lines.
+ * fuzz_saslmech.c: SASL framing with arbitrary client lines: PLAIN/LOGIN parsed here, and the
+ * lines of CRAM-MD5 / SCRAM only decoded (base64, "=", "*"). The first byte picks the mechanism;
+ * the rest is split at LF into successive client lines.
  */
 #include <string.h>
 
@@ -14,7 +15,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
     if (size == 0)
         return 0;
     struct sasl_exchange x;
-    sasl_exchange_start(&x, (data[0] & 1) ? SASL_MECH_LOGIN : SASL_MECH_PLAIN);
+    sasl_exchange_start(&x, (enum sasl_mech)(1 + data[0] % (SASL_MECH_COUNT - 1)));
     const char *p = (const char *)data + 1;
     size_t n = size - 1;
     for (int steps = 0; steps < 8 && n > 0; steps++) {
@@ -26,7 +27,9 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             char out[4096];
             (void)sasl_plain_encode(&x.cred, out, sizeof(out));
         }
-        if (st != SASL_STEP_CONTINUE)
+        if (st == SASL_STEP_SERVER && x.resp_len > sizeof(x.resp))
+            __builtin_trap();
+        if (st != SASL_STEP_CONTINUE && st != SASL_STEP_SERVER)
             break;
         p += lf ? len + 1 : len;
         n -= lf ? len + 1 : len;

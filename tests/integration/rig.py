@@ -44,6 +44,10 @@ USERS = {
     "bob@example.test": "bob-secret-2",
 }
 LOCAL_DOMAIN = "example.test"
+# Dovecot master user (master passdb, separator "*"): moat logs in on a user's behalf with it
+# after CRAM-MD5 / SCRAM, which carry no password to replay.
+MASTER_USER = "moat-master"
+MASTER_PASSWORD = "master-secret-4c1d"
 BACKEND_HOSTNAME = "mail.example.test"
 MAIL_USER = "moatmail"  # owns the maildirs; Postfix virtual(8) and Dovecot both run as it
 
@@ -442,6 +446,9 @@ postlog     unix-dgram n  -       n       -       1       postlogd
         write_file(passwd, "".join("%s:{PLAIN}%s\n" % (u, p) for u, p in self.users.items()),
                    0o640)
         os.chown(passwd, -1, grp.getgrnam("dovecot").gr_gid)
+        master_users = os.path.join(self.dv_dir, "master-users")
+        write_file(master_users, "%s:{PLAIN}%s\n" % (MASTER_USER, MASTER_PASSWORD), 0o640)
+        os.chown(master_users, -1, grp.getgrnam("dovecot").gr_gid)
         p = self.ports
         write_file(self.dv_conf, f"""\
 # Private test Dovecot for moat's integration tests: a LEGACY server that trusts loopback.
@@ -468,6 +475,13 @@ first_valid_gid = {self.gid}
 last_valid_gid = {self.gid}
 mail_location = maildir:{self.mail_base}/%d/%n
 mail_max_userip_connections = 200
+auth_master_user_separator = *
+passdb {{
+  driver = passwd-file
+  args = {master_users}
+  master = yes
+  pass = yes
+}}
 passdb {{
   driver = passwd-file
   args = {passwd}

@@ -381,6 +381,41 @@ fake_auth_done(struct session *s, enum auth_status st, const char *user)
     s->proto->on_auth_done(s, &r);
 }
 
+void
+fake_auth_challenge(struct session *s, const char *challenge_b64)
+{
+    s->auth_requested = false;
+    s->input_paused = false;
+    struct auth_result r = {.status = AUTH_CONTINUE, .challenge = challenge_b64};
+    s->proto->on_auth_done(s, &r);
+}
+
+unsigned
+session_auth_mechs(struct session *s)
+{
+    return s->auth_mechs != 0 ? s->auth_mechs : SASL_MECHS_PLAIN_LOGIN;
+}
+
+void
+session_auth_step(struct session *s, struct sasl_exchange *x)
+{
+    s->auth_requested = true;
+    s->auth_mech = x->mech;
+    s->auth_steps++;
+    s->auth_step_has_resp = x->has_resp;
+    snprintf(s->auth_resp, sizeof(s->auth_resp), "%.*s", (int)x->resp_len, (const char *)x->resp);
+    explicit_bzero(x->resp, sizeof(x->resp));
+    x->resp_len = 0;
+    x->has_resp = false;
+    s->input_paused = true;
+}
+
+void
+session_auth_abort(struct session *s)
+{
+    s->auth_aborted = true;
+}
+
 bool
 session_auth_banned(struct session *s, const char *user, size_t user_len)
 {

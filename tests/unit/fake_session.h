@@ -49,6 +49,11 @@ struct session {
     char auth_user[256];
     enum sasl_mech auth_mech;
     bool banned; /* what session_auth_banned() answers */
+    unsigned auth_mechs;     /* what session_auth_mechs() answers (0: PLAIN LOGIN) */
+    uint32_t auth_steps;     /* session_auth_step() calls; answer with fake_auth_done() */
+    bool auth_step_has_resp; /* the last step's response */
+    char auth_resp[256];
+    bool auth_aborted; /* session_auth_abort() called */
     char login_mech[32];
     /* DNS checks: what the services answer (zero: pass, no name, no SPF header) */
     enum dns_verdict dns_verdict, spf_verdict;
@@ -74,6 +79,8 @@ void fake_timer_fire(struct session *s);
 void fake_backend_sends(struct session *s, const char *text);
 /* Answer a session_auth_verify() request. */
 void fake_auth_done(struct session *s, enum auth_status st, const char *user);
+/* Answer a session_auth_step() with a challenge (AUTH_CONTINUE). */
+void fake_auth_challenge(struct session *s, const char *challenge_b64);
 /* The DNS checks finished: set the verdicts first, then this calls on_dns_done. */
 void fake_dns_done(struct session *s);
 /* Take (and clear) what was written to the client / backend, NUL-terminated. */

@@ -2,6 +2,8 @@
  * test_saslmech.c: SASL PLAIN/LOGIN framing and base64 (saslmech.h): "=" for empty, "*" to
  * cancel, authzid rules, bad base64 never continues, and the PLAIN replay encoding.
  */
+#include <string.h>
+
 #include "saslmech.h"
 #include "test.h"
 
@@ -12,7 +14,7 @@ test_plain(void)
     const char *ch;
     CHECK(sasl_mech_parse("plain", 5) == SASL_MECH_PLAIN);
     CHECK(sasl_mech_parse("LOGIN", 5) == SASL_MECH_LOGIN);
-    CHECK(sasl_mech_parse("CRAM-MD5", 8) == SASL_MECH_NONE);
+    CHECK(sasl_mech_parse("DIGEST-MD5", 10) == SASL_MECH_NONE);
     sasl_exchange_start(&x, SASL_MECH_PLAIN);
     /* \0alice@example.test\0secret */
     CHECK(sasl_exchange_step(&x, "AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=", 36, &ch) ==
@@ -34,6 +36,41 @@ test_plain(void)
     CHECK(sasl_exchange_step(&x, "AGFAAGI", 7, &ch) == SASL_STEP_BAD); /* unpadded */
     CHECK(sasl_exchange_step(&x, "AG=FAAGI", 8, &ch) == SASL_STEP_BAD);
     CHECK(sasl_exchange_step(&x, "AGEKAGI=", 8, &ch) == SASL_STEP_BAD); /* \0a\n\0b: LF */
+}
+
+/* CRAM-MD5 / SCRAM lines are only decoded: "=" empty, "*" cancel, bad base64 refused. */
+static void
+test_server_mechs(void)
+{
+    struct sasl_exchange x;
+    const char *ch;
+    CHECK(sasl_mech_parse("cram-md5", 8) == SASL_MECH_CRAM_MD5);
+    CHECK(sasl_mech_parse("SCRAM-SHA-256", 13) == SASL_MECH_SCRAM_SHA_256);
+    CHECK(sasl_mech_parse("SCRAM-SHA-256-PLUS", 18) == SASL_MECH_NONE);
+    CHECK(sasl_mech_is_server(SASL_MECH_SCRAM_SHA_1) && !sasl_mech_is_server(SASL_MECH_PLAIN));
+    sasl_exchange_start(&x, SASL_MECH_SCRAM_SHA_256);
+    CHECK(!x.has_resp);
+    CHECK(sasl_exchange_step(&x, "biwsbj11LHI9YQ==", 16, &ch) == SASL_STEP_SERVER);
+    CHECK(x.has_resp && x.resp_len == 10 && memcmp(x.resp, "n,,n=u,r=a", 10) == 0);
+    CHECK(sasl_exchange_step(&x, "=", 1, &ch) == SASL_STEP_SERVER);
+    CHECK(x.has_resp && x.resp_len == 0);
+    CHECK(sasl_exchange_step(&x, "", 0, &ch) == SASL_STEP_SERVER);
+    CHECK(sasl_exchange_step(&x, "*", 1, &ch) == SASL_STEP_CANCEL);
+    CHECK(sasl_exchange_step(&x, "bad!", 4, &ch) == SASL_STEP_BAD);
+    CHECK(!x.has_resp);
+    sasl_exchange_wipe(&x);
+    CHECK(x.resp[0] == 0);
+    /* mech_list and the advertised forms */
+    unsigned m = sasl_mech_list_parse("scram-sha-256, PLAIN  bogus,CRAM-MD5");
+    CHECK(m == (SASL_MECH_BIT(SASL_MECH_PLAIN) | SASL_MECH_BIT(SASL_MECH_CRAM_MD5) |
+                SASL_MECH_BIT(SASL_MECH_SCRAM_SHA_256)));
+    CHECK(sasl_mech_list_parse(NULL) == 0);
+    char out[64];
+    CHECK(sasl_mechs_format(m, " AUTH=", out, sizeof(out)) == 44);
+    CHECK_STR(out, " AUTH=PLAIN AUTH=CRAM-MD5 AUTH=SCRAM-SHA-256");
+    CHECK(sasl_mechs_format(SASL_MECHS_PLAIN_LOGIN, " ", out, sizeof(out)) == 12);
+    CHECK_STR(out, " PLAIN LOGIN");
+    CHECK(sasl_mechs_format(m, " ", out, 8) == -1);
 }
 
 static void
@@ -75,6 +112,7 @@ main(void)
 {
     test_plain();
     test_login();
+    test_server_mechs();
     test_encode();
     return test_finish("test_saslmech");
 }
