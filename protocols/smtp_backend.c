@@ -125,9 +125,14 @@ xclient_build(struct session *s, int part, char *out, size_t cap)
     const char *names[] = {"HELO", "PROTO",    "ADDR",     "PORT",
                            "NAME", "DESTADDR", "DESTPORT", "LOGIN"};
     const char *values[] = {
-        st->helo, st->ehlo ? "ESMTP" : "SMTP", addr, port,
+        st->helo,
+        st->ehlo ? "ESMTP" : "SMTP",
+        addr,
+        port,
         session_client_name(s) /* a verified LDH name or [UNAVAILABLE]/[TEMPUNAVAIL] */,
-        session_local_addr(s), dport, st->authenticated ? st->login : NULL};
+        session_local_addr(s),
+        dport,
+        st->authenticated ? st->login : NULL};
     size_t len = 7;
     memcpy(out, "XCLIENT", 7);
     for (size_t i = 0; i < ARRAY_SIZE(names); i++) {

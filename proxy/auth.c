@@ -74,8 +74,7 @@ pwcheck_name(const struct config_auth *a)
 /* context: the job's config_auth, or NULL for the global defaults copied at init. Read-only:
  * called from pool threads. */
 static int
-on_getopt(void *context, const char *plugin, const char *option, const char **result,
-          unsigned *len)
+on_getopt(void *context, const char *plugin, const char *option, const char **result, unsigned *len)
 {
     const struct config_auth *a = context;
     const char *v = NULL;

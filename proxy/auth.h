@@ -29,11 +29,11 @@ struct auth_job {
     bool has_in;         /* START: whether there was an initial response */
     struct config *conf; /* one reference, dropped by auth_job_free() */
     const struct config_auth *auth;
-    const char *service; /* "smtp", "imap", "pop" */
-    char local[INET6_ADDRSTRLEN + 8];  /* "a.b.c.d;port" */
-    char remote[INET6_ADDRSTRLEN + 8]; /* "a.b.c.d;port" */
-    unsigned ssf;                      /* of the client's TLS, for SSF_EXTERNAL */
-    struct credentials cred;           /* wiped by the pool as soon as it is checked */
+    const char *service;                 /* "smtp", "imap", "pop" */
+    char local[INET6_ADDRSTRLEN + 8];    /* "a.b.c.d;port" */
+    char remote[INET6_ADDRSTRLEN + 8];   /* "a.b.c.d;port" */
+    unsigned ssf;                        /* of the client's TLS, for SSF_EXTERNAL */
+    struct credentials cred;             /* wiped by the pool as soon as it is checked */
     void (*on_done)(struct auth_job *j); /* on a pool thread, unless auth is stopping */
     void *owner;
     /* filled by the pool */

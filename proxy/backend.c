@@ -36,8 +36,7 @@ backend_attempt(struct session *s)
             snprintf(s->backend_addr, sizeof(s->backend_addr), "[%s]:%u", text, port);
         }
         if (conn_connect(&s->backend, sa, b->addr_lens[i]) == 0) {
-            s->connect_deadline =
-                ev_now(loop) + s->listener->timeouts.backend_connect_ms / 1000.0;
+            s->connect_deadline = ev_now(loop) + s->listener->timeouts.backend_connect_ms / 1000.0;
             session_timer_arm(s);
             return;
         }
@@ -64,8 +63,8 @@ session_backend_connect(struct session *s)
 void
 backend_attempt_failed(struct session *s, const char *why)
 {
-    session_log(s, LOG_WARN, "backend_connect_failed", "backend=%s error=\"%s\"",
-                s->backend_addr, why ? why : "-");
+    session_log(s, LOG_WARN, "backend_connect_failed", "backend=%s error=\"%s\"", s->backend_addr,
+                why ? why : "-");
     conn_close(&s->backend, true);
     s->connect_deadline = 0;
     s->backend_next++;

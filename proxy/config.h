@@ -15,13 +15,7 @@
 
 enum listener_proto { LPROTO_SMTP = 0, LPROTO_SUBMISSION, LPROTO_IMAP, LPROTO_POP3 };
 enum listener_tls { LTLS_NONE = 0, LTLS_STARTTLS, LTLS_IMPLICIT };
-enum backend_identity {
-    IDENT_NONE = 0,
-    IDENT_XCLIENT,
-    IDENT_PROXY_V1,
-    IDENT_PROXY_V2,
-    IDENT_ID
-};
+enum backend_identity { IDENT_NONE = 0, IDENT_XCLIENT, IDENT_PROXY_V1, IDENT_PROXY_V2, IDENT_ID };
 enum auth_verifier { VERIFIER_BACKEND = 0, VERIFIER_SASL };
 enum pwcheck_method { PWCHECK_AUXPROP = 0, PWCHECK_SASLAUTHD };
 enum bare_newline { BARE_NEWLINE_NORMALIZE = 0, BARE_NEWLINE_REJECT };
@@ -39,18 +33,18 @@ enum dns_checks_mode { DNS_CHECKS_AUTO = 0, DNS_CHECKS_OFF, DNS_CHECKS_LOG, DNS_
 #define CONFIG_MAX_CERTS 8
 
 struct config_limits {
-    uint32_t max_sessions_per_ip;      /* 0 = unlimited */
+    uint32_t max_sessions_per_ip;       /* 0 = unlimited */
     struct rate connection_rate_per_ip; /* count 0 = unlimited */
-    size_t client_buffer_bytes;        /* cap of the client-side input and output buffers */
-    size_t backend_buffer_bytes;       /* cap of the backend-side input and output buffers */
-    size_t message_size_bytes;         /* SMTP SIZE; enforced on DATA */
-    uint32_t max_recipients;           /* per message */
-    uint32_t max_errors;               /* per session, then 421 / BYE / -ERR and close */
-    uint32_t max_preauth_commands;     /* commands before authentication/hand-off */
+    size_t client_buffer_bytes;         /* cap of the client-side input and output buffers */
+    size_t backend_buffer_bytes;        /* cap of the backend-side input and output buffers */
+    size_t message_size_bytes;          /* SMTP SIZE; enforced on DATA */
+    uint32_t max_recipients;            /* per message */
+    uint32_t max_errors;                /* per session, then 421 / BYE / -ERR and close */
+    uint32_t max_preauth_commands;      /* commands before authentication/hand-off */
     struct rate messages_per_client;
     struct rate recipients_per_client;
-    uint32_t ipv6_prefix;     /* per-client key: IPv6 addresses cut to this many bits */
-    enum control_mode mode;   /* limits_mode: enforce, or log what would be refused */
+    uint32_t ipv6_prefix;   /* per-client key: IPv6 addresses cut to this many bits */
+    enum control_mode mode; /* limits_mode: enforce, or log what would be refused */
 };
 
 struct config_timeouts {
@@ -95,17 +89,17 @@ struct config_cert {
 struct config_tls {
     struct config_cert certs[CONFIG_MAX_CERTS];
     size_t ncerts;
-    int min_version;     /* 12 or 13 */
-    char *ciphers;       /* wolfSSL suite names, colon-separated */
-    char *groups;        /* "X25519:P-256" */
-    bool alpn_strict;    /* abort the handshake when the client's ALPN has no match */
+    int min_version;  /* 12 or 13 */
+    char *ciphers;    /* wolfSSL suite names, colon-separated */
+    char *groups;     /* "X25519:P-256" */
+    bool alpn_strict; /* abort the handshake when the client's ALPN has no match */
     uint32_t ticket_lifetime_ms;
 };
 
 struct dnsbl_list;
 
 struct config_dns {
-    char *servers; /* "127.0.0.1:5353,[::1]:53"; NULL = the system's resolv.conf */
+    char *servers;       /* "127.0.0.1:5353,[::1]:53"; NULL = the system's resolv.conf */
     uint32_t timeout_ms; /* per try */
     uint32_t tries;
     uint32_t cache_size; /* entries per worker */
@@ -114,8 +108,8 @@ struct config_dns {
     uint32_t tempfail_ttl_ms;
     enum dns_policy fcrdns;
     enum dns_policy helo_check;
-    bool helo_resolve; /* the HELO name must resolve (A/AAAA) */
-    char *dnsbl;       /* "zone[=127.0.0.2..11]*weight, ..." */
+    bool helo_resolve;             /* the HELO name must resolve (A/AAAA) */
+    char *dnsbl;                   /* "zone[=127.0.0.2..11]*weight, ..." */
     struct dnsbl_list *dnsbl_list; /* parsed; NULL when empty */
     enum dns_policy dnsbl_action;
     uint32_t dnsbl_threshold;

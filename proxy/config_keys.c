@@ -48,10 +48,10 @@ static const struct enum_name bare_newline_names[] = {
     {"normalize", BARE_NEWLINE_NORMALIZE}, {"reject", BARE_NEWLINE_REJECT}, {NULL, 0}};
 
 static const struct enum_name dns_policy_names[] = {{"off", DNS_POLICY_OFF},
-                                                     {"warn", DNS_POLICY_WARN},
-                                                     {"dry-run", DNS_POLICY_DRY_RUN},
-                                                     {"reject", DNS_POLICY_REJECT},
-                                                     {NULL, 0}};
+                                                    {"warn", DNS_POLICY_WARN},
+                                                    {"dry-run", DNS_POLICY_DRY_RUN},
+                                                    {"reject", DNS_POLICY_REJECT},
+                                                    {NULL, 0}};
 static const struct enum_name dns_checks_names[] = {{"auto", DNS_CHECKS_AUTO},
                                                     {"off", DNS_CHECKS_OFF},
                                                     {"log", DNS_CHECKS_LOG},
@@ -189,9 +189,9 @@ const struct key_def config_keys[] = {
 const size_t config_nkeys = ARRAY_SIZE(config_keys);
 
 static const char *const section_names[] = {
-    [SEC_MOAT] = "moat",         [SEC_TLS] = "tls",          [SEC_LIMITS] = "limits",
-    [SEC_TIMEOUTS] = "timeouts", [SEC_AUTH] = "auth",        [SEC_ACCESS] = "access",
-    [SEC_BACKEND] = "backend",   [SEC_LISTENER] = "listener",   [SEC_DNS] = "dns"};
+    [SEC_MOAT] = "moat",         [SEC_TLS] = "tls",           [SEC_LIMITS] = "limits",
+    [SEC_TIMEOUTS] = "timeouts", [SEC_AUTH] = "auth",         [SEC_ACCESS] = "access",
+    [SEC_BACKEND] = "backend",   [SEC_LISTENER] = "listener", [SEC_DNS] = "dns"};
 
 const char *
 config_section_name(enum section_kind kind)

@@ -44,9 +44,9 @@ int confval_cidr(const char *s, struct cidr *out, const char **err_out);
  * entries through cidr_list_add_file. Returns 0 (allocation cannot fail). */
 int cidr_list_add(struct cidr_list *l, const struct cidr *c);
 /* A file holds one CIDR per line; '#' starts a comment; blank lines are skipped. It must be a
- * regular file. On error *line_out is the line of the bad entry (0 when the file cannot be read). */
-int cidr_list_add_file(struct cidr_list *l, const char *path, const char **err_out,
-                       int *line_out);
+ * regular file. On error *line_out is the line of the bad entry (0 when the file cannot be read).
+ */
+int cidr_list_add_file(struct cidr_list *l, const char *path, const char **err_out, int *line_out);
 bool cidr_list_match(const struct cidr_list *l, const struct sockaddr *sa);
 void cidr_list_free(struct cidr_list *l);
 /* dst is overwritten (not freed first): give it an empty or freed list. */

@@ -49,8 +49,8 @@ struct conn {
     struct tls_ctx *tls_pending;
     const char *alpn;
     bool alpn_strict;
-    bool read_paused;  /* by the owner */
-    bool eof;          /* peer closed its side */
+    bool read_paused;     /* by the owner */
+    bool eof;             /* peer closed its side */
     bool tls_wants_write; /* a TLS read needs the socket writable */
     bool write_blocked;   /* output waited for EV_WRITE; DRAINED is due when it empties */
     uint64_t bytes_in;

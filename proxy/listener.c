@@ -128,8 +128,7 @@ admission_control(enum admission_verdict v)
 }
 
 static void
-refuse(int fd, const struct config *conf, const struct config_listener *l,
-       enum admission_verdict v)
+refuse(int fd, const struct config *conf, const struct config_listener *l, enum admission_verdict v)
 {
     char line[256];
     int n = admission_refusal(line, sizeof(line), conf, l, v);

@@ -125,8 +125,7 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     if (rt->stopping)
         return;
     rt->stopping = true;
-    log_msg(LOG_INFO, "shutdown", "signal=%d grace_ms=%u", w->signum,
-            rt->conf->shutdown_grace_ms);
+    log_msg(LOG_INFO, "shutdown", "signal=%d grace_ms=%u", w->signum, rt->conf->shutdown_grace_ms);
     listeners_close(rt->listeners);
     rt->listeners = NULL;
     workers_drain(rt->workers, rt->nworkers, rt->conf->shutdown_grace_ms / 1000.0);

@@ -49,8 +49,8 @@ proxy_v1_build(char *out, size_t cap, const struct sockaddr *src, const struct s
         char st[INET6_ADDRSTRLEN], dt[INET6_ADDRSTRLEN];
         inet_ntop(fs, s, st, sizeof(st));
         inet_ntop(fd, d, dt, sizeof(dt));
-        n = snprintf(out, cap, "PROXY %s %s %s %u %u\r\n", fs == AF_INET ? "TCP4" : "TCP6", st,
-                     dt, ntohs(sp), ntohs(dp));
+        n = snprintf(out, cap, "PROXY %s %s %s %u %u\r\n", fs == AF_INET ? "TCP4" : "TCP6", st, dt,
+                     ntohs(sp), ntohs(dp));
     }
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }

@@ -20,7 +20,8 @@ struct proxy_tls_info {
 
 /* Return the header length, or 0 when it does not fit or the families differ (v1 then falls back
  * to "PROXY UNKNOWN"). */
-size_t proxy_v1_build(char *out, size_t cap, const struct sockaddr *src, const struct sockaddr *dst);
+size_t proxy_v1_build(char *out, size_t cap, const struct sockaddr *src,
+                      const struct sockaddr *dst);
 size_t proxy_v2_build(unsigned char *out, size_t cap, const struct sockaddr *src,
                       const struct sockaddr *dst, const struct proxy_tls_info *tls);
 

@@ -30,10 +30,10 @@ struct session {
     ev_timer timer;
     enum session_phase phase;
     enum session_phase close_phase;
-    double start;          /* ev_now at accept */
-    double phase_deadline; /* absolute deadline of this phase (0 = none) */
-    double total_deadline; /* end of the pre-auth phase as a whole (0 = none) */
-    double idle_s;         /* idle timeout of this phase (0 = none) */
+    double start;              /* ev_now at accept */
+    double phase_deadline;     /* absolute deadline of this phase (0 = none) */
+    double total_deadline;     /* end of the pre-auth phase as a whole (0 = none) */
+    double idle_s;             /* idle timeout of this phase (0 = none) */
     double backend_wait_since; /* 0 = not waiting for a backend reply */
     double connect_deadline;   /* current backend address attempt (0 = none) */
     double linger_deadline;    /* closing: flushing the last reply */
@@ -62,22 +62,22 @@ struct session {
     bool in_backend_dispatch;
     bool redispatch;
     bool kicked;
-    bool in_handshake;        /* counted in admission's TLS handshakes in progress */
-    const char *timeout_name; /* the timeout that ended the session, for the closing line */
-    bool draining; /* shutdown asked; close when idle */
+    bool in_handshake;            /* counted in admission's TLS handshakes in progress */
+    const char *timeout_name;     /* the timeout that ended the session, for the closing line */
+    bool draining;                /* shutdown asked; close when idle */
     bool resume_on_backend_drain; /* session_input_pause_until_backend_drained() */
-    struct session *prev, *next; /* worker's list */
-    struct session *kick_next;   /* worker's list of sessions to re-dispatch */
+    struct session *prev, *next;  /* worker's list */
+    struct session *kick_next;    /* worker's list of sessions to re-dispatch */
     /* the auth service and the failure delay (session_auth.c) */
     struct auth_job *auth_job;   /* in the pool, or NULL */
     double auth_deadline;        /* deliver auth_status by then (0 = nothing pending) */
     enum auth_status auth_early; /* result to deliver at auth_deadline when auth_job is NULL */
     uint32_t auth_failures;
-    double hold_until;   /* a delayed reply: no input to the protocol until then (0 = none) */
-    bool hold_close;     /* close after the held reply */
+    double hold_until; /* a delayed reply: no input to the protocol until then (0 = none) */
+    bool hold_close;   /* close after the held reply */
     size_t hold_len;
     char hold_reply[384];
-    struct session *dead_next;   /* worker's list of sessions to finish and free */
+    struct session *dead_next; /* worker's list of sessions to finish and free */
     bool on_dead_list;
     struct dnscheck *dns; /* dnscheck.c: this session's DNS checks, or NULL */
 };

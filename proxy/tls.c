@@ -164,8 +164,8 @@ on_servername(WOLFSSL *ssl, int *alert, void *arg)
                 return 0;
             if (wolfSSL_use_certificate_chain_buffer(ssl, c->cert_pem, c->cert_len) !=
                     WOLFSSL_SUCCESS ||
-                wolfSSL_use_PrivateKey_buffer(ssl, c->key_pem, c->key_len,
-                                              WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+                wolfSSL_use_PrivateKey_buffer(ssl, c->key_pem, c->key_len, WOLFSSL_FILETYPE_PEM) !=
+                    WOLFSSL_SUCCESS) {
                 *alert = internal_error;
                 return fatal_return;
             }
@@ -347,9 +347,9 @@ parse_groups(const char *list, int *groups, int max)
     static const struct {
         const char *name;
         int id;
-    } known[] = {{"X25519", WOLFSSL_ECC_X25519},    {"X448", WOLFSSL_ECC_X448},
-                 {"P-256", WOLFSSL_ECC_SECP256R1},  {"P-384", WOLFSSL_ECC_SECP384R1},
-                 {"P-521", WOLFSSL_ECC_SECP521R1}, {"secp256r1", WOLFSSL_ECC_SECP256R1},
+    } known[] = {{"X25519", WOLFSSL_ECC_X25519},      {"X448", WOLFSSL_ECC_X448},
+                 {"P-256", WOLFSSL_ECC_SECP256R1},    {"P-384", WOLFSSL_ECC_SECP384R1},
+                 {"P-521", WOLFSSL_ECC_SECP521R1},    {"secp256r1", WOLFSSL_ECC_SECP256R1},
                  {"secp384r1", WOLFSSL_ECC_SECP384R1}};
     int n = 0;
     const char *p = list;
@@ -384,8 +384,8 @@ ctx_load_certs(struct tls_ctx *tc, const struct config_tls *conf, const char **e
             *err_out = "cannot read certificate";
             return -1;
         }
-        c->key_pem = conf->certs[i].key_file ? read_file(conf->certs[i].key_file, &c->key_len)
-                                             : NULL;
+        c->key_pem =
+            conf->certs[i].key_file ? read_file(conf->certs[i].key_file, &c->key_len) : NULL;
         if (c->key_pem == NULL) {
             *err_out = "cannot read private key";
             return -1;
@@ -404,8 +404,7 @@ ctx_load_certs(struct tls_ctx *tc, const struct config_tls *conf, const char **e
             *err_out = "not a PEM certificate";
             return -1;
         }
-        ok = wolfSSL_CTX_use_PrivateKey_buffer(check, c->key_pem, c->key_len,
-                                               WOLFSSL_FILETYPE_PEM);
+        ok = wolfSSL_CTX_use_PrivateKey_buffer(check, c->key_pem, c->key_len, WOLFSSL_FILETYPE_PEM);
         if (ok != WOLFSSL_SUCCESS) {
             wolfSSL_CTX_free(check);
             *err_out = "not a PEM private key, or it does not match the certificate";
@@ -439,8 +438,8 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
         *err_out = "wolfSSL_CTX_new failed";
         goto fail;
     }
-    if (wolfSSL_CTX_SetMinVersion(tc->ctx, conf->min_version == 13 ? WOLFSSL_TLSV1_3
-                                                                    : WOLFSSL_TLSV1_2) !=
+    if (wolfSSL_CTX_SetMinVersion(tc->ctx,
+                                  conf->min_version == 13 ? WOLFSSL_TLSV1_3 : WOLFSSL_TLSV1_2) !=
         WOLFSSL_SUCCESS) {
         *err_out = "cannot set the minimum TLS version";
         goto fail;
@@ -578,8 +577,8 @@ tls_new(struct tls_ctx *ctx, int fd, const char *alpn, bool strict)
     wolfSSL_SetIOWriteCtx(ssl, t);
     if (alpn != NULL) {
         snprintf(t->alpn, sizeof(t->alpn), "%s", alpn);
-        unsigned char opt = strict ? WOLFSSL_ALPN_FAILED_ON_MISMATCH
-                                   : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH;
+        unsigned char opt =
+            strict ? WOLFSSL_ALPN_FAILED_ON_MISMATCH : WOLFSSL_ALPN_CONTINUE_ON_MISMATCH;
         if (wolfSSL_UseALPN(ssl, t->alpn, (unsigned)strlen(t->alpn), opt) != WOLFSSL_SUCCESS) {
             tls_free(t);
             return NULL;
@@ -700,8 +699,8 @@ tls_alpn_mismatch(struct tls *t)
 static bool
 b64_char(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 int

@@ -35,10 +35,10 @@ struct worker {
     ev_idle idle;
     ev_timer drain_timer;
     pthread_mutex_t lock;
-    struct pending *queue;  /* guarded by lock */
+    struct pending *queue;     /* guarded by lock */
     struct worker_msg *posted; /* guarded by lock: completions from other threads */
-    bool drain_requested;   /* guarded by lock */
-    double drain_grace_s;   /* guarded by lock */
+    bool drain_requested;      /* guarded by lock */
+    double drain_grace_s;      /* guarded by lock */
     bool draining;
     atomic_uint nsessions;
     struct session *sessions;
@@ -222,8 +222,8 @@ on_wake(struct ev_loop *loop, ev_async *a, int revents)
     while (ordered != NULL) {
         struct pending *p = ordered;
         ordered = p->next;
-        struct session *s = session_new(w, p->fd, (struct sockaddr *)&p->peer, p->peer_len,
-                                        p->conf, p->listener, p->tls);
+        struct session *s = session_new(w, p->fd, (struct sockaddr *)&p->peer, p->peer_len, p->conf,
+                                        p->listener, p->tls);
         s->next = w->sessions;
         if (w->sessions != NULL)
             w->sessions->prev = s;

@@ -442,8 +442,8 @@ session_auth_login(struct session *s, const char *user, size_t user_len, const c
 }
 
 void
-session_log_peer(struct session *s, int level, const char *event, const char *key,
-                 const char *p, size_t n)
+session_log_peer(struct session *s, int level, const char *event, const char *key, const char *p,
+                 size_t n)
 {
 }
 

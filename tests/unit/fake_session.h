@@ -38,8 +38,8 @@ struct session {
     char user[256];
     uint32_t errors;
     size_t discarded_at_starttls;
-    uint32_t timer_ms;     /* session_timer_start() was called with this (0 = no timer) */
-    bool refuse_messages;  /* session_rate_allows(CLIENT_RATE_MESSAGES) says no */
+    uint32_t timer_ms;    /* session_timer_start() was called with this (0 = no timer) */
+    bool refuse_messages; /* session_rate_allows(CLIENT_RATE_MESSAGES) says no */
     bool refuse_recipients;
     uint32_t counted_messages;
     uint32_t counted_recipients;
@@ -48,7 +48,7 @@ struct session {
     bool auth_requested; /* session_auth_verify() called; answer with fake_auth_done() */
     char auth_user[256];
     enum sasl_mech auth_mech;
-    bool banned; /* what session_auth_banned() answers */
+    bool banned;             /* what session_auth_banned() answers */
     unsigned auth_mechs;     /* what session_auth_mechs() answers (0: PLAIN LOGIN) */
     uint32_t auth_steps;     /* session_auth_step() calls; answer with fake_auth_done() */
     bool auth_step_has_resp; /* the last step's response */

@@ -53,11 +53,10 @@ test_v2(void)
 {
     struct sockaddr_in s = v4("192.0.2.7", 40000), d = v4("203.0.113.1", 993);
     unsigned char out[PROXY_V2_MAX];
-    size_t n = proxy_v2_build(out, sizeof(out), (struct sockaddr *)&s, (struct sockaddr *)&d,
-                              NULL);
-    static const unsigned char want[] = {
-        0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A, 0x21, 0x11,
-        0x00, 0x0C, 192,  0,    2,    7,    203,  0,    113,  1,    0x9C, 0x40, 0x03, 0xE1};
+    size_t n = proxy_v2_build(out, sizeof(out), (struct sockaddr *)&s, (struct sockaddr *)&d, NULL);
+    static const unsigned char want[] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49,
+                                         0x54, 0x0A, 0x21, 0x11, 0x00, 0x0C, 192,  0,    2,    7,
+                                         203,  0,    113,  1,    0x9C, 0x40, 0x03, 0xE1};
     CHECK(n == sizeof(want));
     CHECK(memcmp(out, want, sizeof(want)) == 0);
 
@@ -68,7 +67,7 @@ test_v2(void)
     CHECK(out[28] == 0x20); /* PP2_TYPE_SSL right after the addresses */
     size_t ssl_len = ((size_t)out[29] << 8) | out[30];
     CHECK(31 + ssl_len == n);
-    CHECK(out[31] == 0x01);                                  /* PP2_CLIENT_SSL */
+    CHECK(out[31] == 0x01);                                              /* PP2_CLIENT_SSL */
     CHECK(out[32] == 0 && out[33] == 0 && out[34] == 0 && out[35] == 0); /* verify ok */
     CHECK(out[36] == 0x21 && out[38] == 7 && memcmp(out + 39, "TLSv1.3", 7) == 0);
 

@@ -29,9 +29,9 @@ test_plain(void)
     sasl_exchange_start(&x, SASL_MECH_PLAIN);
     CHECK(sasl_exchange_step(&x, "YgBhAHA=", 8, &ch) == SASL_STEP_BAD); /* b\0a\0p */
     sasl_exchange_start(&x, SASL_MECH_PLAIN);
-    CHECK(sasl_exchange_step(&x, "=", 1, &ch) == SASL_STEP_BAD);       /* empty */
+    CHECK(sasl_exchange_step(&x, "=", 1, &ch) == SASL_STEP_BAD); /* empty */
     CHECK(sasl_exchange_step(&x, "*", 1, &ch) == SASL_STEP_CANCEL);
-    CHECK(sasl_exchange_step(&x, "AGEA", 4, &ch) == SASL_STEP_BAD);    /* \0a\0: no pass */
+    CHECK(sasl_exchange_step(&x, "AGEA", 4, &ch) == SASL_STEP_BAD); /* \0a\0: no pass */
     CHECK(sasl_exchange_step(&x, "not base64!", 11, &ch) == SASL_STEP_BAD);
     CHECK(sasl_exchange_step(&x, "AGFAAGI", 7, &ch) == SASL_STEP_BAD); /* unpadded */
     CHECK(sasl_exchange_step(&x, "AG=FAAGI", 8, &ch) == SASL_STEP_BAD);
