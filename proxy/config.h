@@ -172,6 +172,7 @@ struct config {
     uint32_t workers; /* 0 = number of cores */
     char *user;
     char *group;
+    bool allow_root; /* keep running as root when no user is set (default: refuse) */
     enum log_format log_format;
     char *log_file; /* NULL = stderr */
     int log_level;  /* 0 error, 1 warn, 2 info, 3 debug */

@@ -87,6 +87,7 @@ const struct key_def config_keys[] = {
     MOAT("workers", KT_UINT_AUTO, workers, "auto", 0, 1024, NULL),
     MOAT("user", KT_STR, user, NULL, 0, 0, NULL),
     MOAT("group", KT_STR, group, NULL, 0, 0, NULL),
+    MOAT("allow_root", KT_BOOL, allow_root, "no", 0, 0, NULL),
     MOAT("log_format", KT_ENUM, log_format, "text", 0, 0, log_format_names),
     MOAT("log_file", KT_STR, log_file, NULL, 0, 0, NULL),
     MOAT("log_level", KT_ENUM, log_level, "info", 0, 0, log_level_names),

@@ -95,7 +95,7 @@ drop_privileges(const struct config *conf)
     if (geteuid() != 0)
         return;
     if (conf->user == NULL) {
-        /* kept for compatibility (tests and quick trials run as root); production sets user */
+        /* checked at startup (root_refused); only allow_root = yes gets here */
         log_msg(LOG_WARN, "running_as_root", "hint=\"set [moat] user to drop privileges\"");
         return;
     }
@@ -242,6 +242,13 @@ run(struct config *conf, struct tls_ctx *tls)
     struct runtime rt = {.conf = conf, .tls = tls};
     if (log_init(conf->log_format == LOG_FORMAT_JSON, conf->log_level, conf->log_file) != 0) {
         fprintf(stderr, "moat: cannot open log file %s: %s\n", conf->log_file, strerror(errno));
+        return 1;
+    }
+    if (geteuid() == 0 && conf->user == NULL && !conf->allow_root) {
+        /* a front facing the internet must not keep root: say so before binding anything */
+        log_msg(LOG_ERROR, "root_refused", "hint=\"set [moat] user (or allow_root = yes)\"");
+        fprintf(stderr, "moat: refusing to run as root: set [moat] user = an unprivileged account "
+                        "(or allow_root = yes)\n");
         return 1;
     }
     raise_nofile();

@@ -26,6 +26,7 @@ import json
 import os
 import poplib
 import pwd
+import re
 import shutil
 import signal
 import smtplib
@@ -751,10 +752,22 @@ class POP3S(poplib.POP3_SSL):
 # moat itself
 
 
+def allow_root_for_tests(conf_text):
+    """moat refuses to keep root without [moat] user; the rig runs it as root (private Postfix
+    and Dovecot need root anyway), so a test config that sets neither user nor allow_root says
+    allow_root = yes. Tests of the refusal itself start moat without this helper."""
+    if os.geteuid() != 0 or re.search(r"(?m)^\s*(user|allow_root)\s*=", conf_text):
+        return conf_text
+    if re.search(r"(?m)^\[moat\]\s*$", conf_text):
+        return re.sub(r"(?m)^\[moat\]\s*$", "[moat]\nallow_root = yes", conf_text, count=1)
+    return "[moat]\nallow_root = yes\n" + conf_text
+
+
 class Moat:
     """One running moat process: moat -c FILE, stdout+stderr to a log file."""
 
     def __init__(self, binary, conf_text, workdir, ports=(), timeout=5.0):
+        conf_text = allow_root_for_tests(conf_text)
         os.makedirs(workdir, exist_ok=True)
         self.conf_path = os.path.join(workdir, "moat.conf")
         self.log_path = os.path.join(workdir, "moat.log")

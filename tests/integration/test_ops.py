@@ -616,3 +616,29 @@ def test_tlsa_matches_openssl(certs, tmp_path, which):
     digest = subprocess.run(["openssl", "dgst", "-sha256", "-r"], input=der,
                             capture_output=True, check=True).stdout.split()[0].decode()
     assert records == ["_25._tcp.mx.moat.test. IN TLSA 3 1 1 %s" % digest]
+
+
+def test_refuses_to_keep_root_without_user(tmp_path, certs):
+    """Started as root with neither user nor allow_root, moat exits 1 before binding."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    binary = os.environ.get("MOAT_BIN") or os.path.join(rig.ROOT, "build", "moat")
+    port = rig.free_port()
+    conf = tmp_path / "moat.conf"
+    conf.write_text("[moat]\nhostname = mx.moat.test\n[tls]\ncertificate = %s\nkey = %s\n"
+                    "[backend b]\naddress = 127.0.0.1:25\n[listener mx]\nprotocol = smtp\n"
+                    "listen = 127.0.0.1:%d\ntls = starttls\nbackend = b\n"
+                    % (certs.ecdsa, certs.ecdsa_key, port))
+    r = subprocess.run([binary, "-c", str(conf)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert "refusing to run as root" in r.stderr
+    assert "event=root_refused" in r.stderr
+    assert not rig.port_open(port)
+    # told to, it runs (and says so)
+    conf.write_text(conf.read_text().replace("[moat]\n", "[moat]\nallow_root = yes\n", 1))
+    m = rig.Moat(binary, conf.read_text(), str(tmp_path / "ok"), ports=[port])
+    try:
+        assert m.alive()
+    finally:
+        assert m.stop() == 0
+    assert "event=running_as_root" in m.log()
