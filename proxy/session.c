@@ -380,52 +380,58 @@ session_backend_wait(struct session *s, bool waiting)
 
 /* --- output --- */
 
-int
-session_reply(struct session *s, const char *p, size_t n)
+/* Queue bytes on one leg; a full buffer ends the session (a peer that does not read). */
+static int
+session_write(struct session *s, struct conn *c, const char *p, size_t n)
 {
     if (s->closing)
         return -1;
-    if (conn_write(&s->client, p, n) != 0) {
+    if (conn_write(c, p, n) != 0) {
         session_close(s, REASON_BUFFER_FULL);
         return -1;
     }
     return 0;
+}
+
+static int
+session_vwrite(struct session *s, struct conn *c, const char *fmt, va_list ap)
+{
+    char line[2048];
+    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    MOAT_ASSERT(n >= 0 && (size_t)n < sizeof(line));
+    return session_write(s, c, line, (size_t)n);
+}
+
+int
+session_reply(struct session *s, const char *p, size_t n)
+{
+    return session_write(s, &s->client, p, n);
 }
 
 int
 session_replyf(struct session *s, const char *fmt, ...)
 {
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    int r = session_vwrite(s, &s->client, fmt, ap);
     va_end(ap);
-    MOAT_ASSERT(n >= 0 && (size_t)n < sizeof(line));
-    return session_reply(s, line, (size_t)n);
+    return r;
 }
 
 int
 session_backend_send(struct session *s, const char *p, size_t n)
 {
-    if (s->closing)
-        return -1;
-    if (conn_write(&s->backend, p, n) != 0) {
-        session_close(s, REASON_BUFFER_FULL);
-        return -1;
-    }
-    return 0;
+    return session_write(s, &s->backend, p, n);
 }
 
 int
 session_backend_sendf(struct session *s, const char *fmt, ...)
 {
-    char line[2048];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line), fmt, ap);
+    int r = session_vwrite(s, &s->backend, fmt, ap);
     va_end(ap);
-    MOAT_ASSERT(n >= 0 && (size_t)n < sizeof(line));
-    return session_backend_send(s, line, (size_t)n);
+    return r;
 }
 
 /* --- input dispatch --- */
