@@ -393,6 +393,9 @@ session_write(struct session *s, struct conn *c, const char *p, size_t n)
     return 0;
 }
 
+static int session_vwrite(struct session *s, struct conn *c, const char *fmt, va_list ap)
+    MOAT_PRINTF(3, 0);
+
 static int
 session_vwrite(struct session *s, struct conn *c, const char *fmt, va_list ap)
 {
