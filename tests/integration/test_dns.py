@@ -20,7 +20,7 @@ BL = "bl1.test=127.0.0.[2..11]*2, bl2.test*2, wl.test*-10"
 def start(moat, backends, certs, dns_servers):
     masq, odd = dns_servers
 
-    def go(dns, direct=False, workers=2, timeout="400ms", tries=2):
+    def go(dns, direct=False, workers=2, timeout="400ms", tries=2, metrics_port=None):
         port = rig.free_port()
         server = odd.port if direct else masq.port
         conf = rig.moat_conf(
@@ -32,7 +32,9 @@ def start(moat, backends, certs, dns_servers):
                               "max_errors": "20", "preauth_idle": "10s"}},
             extra="[dns]\nservers = 127.0.0.1:%d\ntimeout = %s\ntries = %d\n%s\n" % (
                 server, timeout, tries, dns))
-        m = moat(conf, wait_ports=[port])
+        if metrics_port is not None:
+            conf = conf.replace("[moat]\n", "[moat]\nmetrics = 127.0.0.1:%d\n" % metrics_port, 1)
+        m = moat(conf, wait_ports=[port] + ([metrics_port] if metrics_port else []))
         m.port = port
         return m
     return go
@@ -116,8 +118,9 @@ def test_fcrdns_verified_name_reaches_postfix(start, backends):
 
 
 def test_dnsbl_listed_over_threshold_refused(start, backends):
+    mport = rig.free_port()
     m = start("fcrdns = reject\ndnsbl = %s\ndnsbl_threshold = 3\ndnsbl_allowlist_threshold = -5"
-              % BL)
+              % BL, metrics_port=mport)
     c, r = mail(m, "127.0.53.6")
     assert r.startswith(b"554 5.7.1 Service unavailable; client [127.0.53.6] blocked using bl"), r
     c.cmd("QUIT")
@@ -125,6 +128,15 @@ def test_dnsbl_listed_over_threshold_refused(start, backends):
     time.sleep(0.2)
     assert postfix_lines(backends, "127.0.53.6") == []
     rig.wait_until(lambda: "dnsbl_score=4" in m.log(), 3, what="close line")
+    # the refusal moves its /metrics counter (parsed as Prometheus text, not grepped)
+    from prometheus_client.parser import text_string_to_metric_families
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=5) as r:
+        body = r.read().decode()
+    refusals = {tuple(sorted(s.labels.items())): s.value
+                for fam in text_string_to_metric_families(body) for s in fam.samples
+                if s.name == "moat_refusals_total"}
+    assert refusals.get((("control", "dnsbl"), ("listener", "mx"))) == 1, refusals
 
 
 @pytest.mark.parametrize("src", ["127.0.53.7", "127.0.53.8", "127.0.53.9"])
