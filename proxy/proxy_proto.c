@@ -40,7 +40,7 @@ size_t
 proxy_v1_build(char *out, size_t cap, const struct sockaddr *src, const struct sockaddr *dst)
 {
     unsigned char s[16], d[16];
-    uint16_t sp, dp;
+    uint16_t sp = 0, dp = 0;
     int fs = addr_raw(src, s, &sp), fd = addr_raw(dst, d, &dp);
     int n;
     if (fs < 0 || fs != fd) {
@@ -72,7 +72,7 @@ proxy_v2_build(unsigned char *out, size_t cap, const struct sockaddr *src,
                const struct sockaddr *dst, const struct proxy_tls_info *tls)
 {
     unsigned char s[16], d[16];
-    uint16_t sp, dp;
+    uint16_t sp = 0, dp = 0;
     int fs = addr_raw(src, s, &sp), fd = addr_raw(dst, d, &dp);
     if (cap < 16 + 36)
         return 0;
