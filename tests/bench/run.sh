@@ -4,7 +4,7 @@
 # Builds a release moat and the load generator in build-bench/ (-DMOAT_BENCH=ON), raises the
 # open-file limit, then runs tests/bench/bench.py: the integration rig's private Postfix + Dovecot
 # on loopback, moat in front, moat_loadgen from 127.0.0.2..250. Prints a summary table.
-# Needs root (the rig) and libssl-dev (the load generator's TLS client).
+# Needs root (the rig) and libssl-dev (the load generator's TLS client; scripts/deps installs it).
 #
 #   tests/bench/run.sh [--quick] [--only handshake,memory,throughput,smtp]
 # Environment: MOAT_BIN / MOAT_LOADGEN use prebuilt binaries; MOAT_KEEP=1 keeps the state dir.
