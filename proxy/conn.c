@@ -367,6 +367,8 @@ conn_on_writable(struct conn *c)
         conn_fail(c, c->error);
         return;
     }
+    if (c->out.len == 0 && c->shut_wr_pending)
+        conn_shutdown_write(c);
     if (c->out.len == 0 && c->write_blocked) {
         c->write_blocked = false;
         conn_update_io(c);
@@ -426,6 +428,16 @@ conn_on_io(struct ev_loop *loop, ev_io *w, int revents)
             conn_on_readable(c);
         return;
     }
+}
+
+void
+conn_shutdown_write(struct conn *c)
+{
+    c->shut_wr_pending = true;
+    if (c->state != CONN_PLAIN || c->out.len > 0)
+        return;
+    c->shut_wr_pending = false;
+    (void)shutdown(c->fd, SHUT_WR);
 }
 
 void

@@ -53,6 +53,7 @@ struct conn {
     bool eof;             /* peer closed its side */
     bool tls_wants_write; /* a TLS read needs the socket writable */
     bool write_blocked;   /* output waited for EV_WRITE; DRAINED is due when it empties */
+    bool shut_wr_pending; /* conn_shutdown_write(): send FIN once the output is flushed */
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t discarded_at_starttls;
@@ -76,6 +77,9 @@ void conn_pause_read(struct conn *c, bool pause);
  * Every input byte buffered at the switch is discarded. Returns -1 if TLS cannot start. */
 int conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *alpn, bool strict);
 bool conn_is_tls(const struct conn *c);
+/* Half-close: no more bytes will be queued; FIN goes out once the output is flushed (plaintext
+ * legs only: the backend side of a relay). */
+void conn_shutdown_write(struct conn *c);
 /* Idempotent. quiet: no TLS close_notify (error paths). */
 void conn_close(struct conn *c, bool quiet);
 

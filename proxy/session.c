@@ -455,11 +455,53 @@ relay_pump(struct conn *from, struct conn *to)
     }
 }
 
+/* Client to backend; once a half-closed client's last byte is queued, the backend gets FIN. */
+static void
+relay_from_client(struct session *s)
+{
+    relay_pump(&s->client, &s->backend);
+    if (s->client_eof && s->client.in.len == 0)
+        conn_shutdown_write(&s->backend);
+}
+
 static void
 session_relay_both(struct session *s)
 {
-    relay_pump(&s->client, &s->backend);
+    relay_from_client(s);
     relay_pump(&s->backend, &s->client);
+}
+
+/* Does the client still wait for something it asked for before closing its side? A backend
+ * reply on its way, input the protocol will read once resumed, a delayed reply, a backend being
+ * connected for it. */
+static bool
+session_owes_client(const struct session *s)
+{
+    return s->backend_wait_since > 0 || s->connect_deadline > 0 || s->kicked || s->hold_until > 0 ||
+           (s->input_paused && s->client.in.len > 0);
+}
+
+/* After a half-close, close as soon as nothing is owed. Bytes that never made a whole command
+ * are dropped with the connection. */
+static void
+session_close_if_done(struct session *s)
+{
+    if (s->client_eof && !s->closing && !s->relaying && !session_owes_client(s))
+        session_close(s, REASON_CLIENT_EOF);
+}
+
+/* The client closed its side. In the byte relay the backend is half-closed too and its answer
+ * still flows back; otherwise what the client already sent is answered first. */
+static void
+session_client_eof(struct session *s)
+{
+    s->client_eof = true;
+    if (s->relaying) {
+        relay_from_client(s);
+        return;
+    }
+    session_dispatch(s);
+    session_close_if_done(s);
 }
 
 void
@@ -520,6 +562,8 @@ session_dispatch(struct session *s)
         session_switch_tls(s);
     else if (s->relaying)
         session_relay_both(s);
+    else
+        session_close_if_done(s);
 }
 
 /* max_tls_handshakes protects moat's CPU: STARTTLS is refused for now while it is reached
@@ -631,7 +675,7 @@ on_client_event(struct conn *c, enum conn_event ev)
     switch (ev) {
     case CONN_EV_READABLE:
         if (s->relaying)
-            relay_pump(&s->client, &s->backend);
+            relay_from_client(s);
         else
             session_dispatch(s);
         return;
@@ -645,9 +689,7 @@ on_client_event(struct conn *c, enum conn_event ev)
     case CONN_EV_CONNECTED:
         return;
     case CONN_EV_EOF:
-        if (s->relaying)
-            relay_pump(&s->client, &s->backend);
-        session_close(s, REASON_CLIENT_EOF);
+        session_client_eof(s);
         return;
     case CONN_EV_ERROR:
         if (s->phase == PHASE_HANDSHAKE) {
@@ -688,6 +730,7 @@ on_backend_event(struct conn *c, enum conn_event ev)
             conn_consume(&s->backend, used);
         }
         s->in_backend_dispatch = false;
+        session_close_if_done(s);
         if (!s->closing && !s->relaying && buf_room(&s->backend.in) == 0)
             session_close(s, REASON_BACKEND_PROTOCOL);
         else if (!s->closing && s->relaying)
@@ -695,7 +738,7 @@ on_backend_event(struct conn *c, enum conn_event ev)
         return;
     case CONN_EV_DRAINED:
         if (s->relaying)
-            relay_pump(&s->client, &s->backend);
+            relay_from_client(s);
         else if (s->resume_on_backend_drain) {
             s->resume_on_backend_drain = false;
             session_input_resume(s);
@@ -706,7 +749,7 @@ on_backend_event(struct conn *c, enum conn_event ev)
     case CONN_EV_EOF:
         if (s->relaying) {
             relay_pump(&s->backend, &s->client);
-            session_close(s, REASON_BACKEND_EOF);
+            session_close(s, s->client_eof ? REASON_CLIENT_EOF : REASON_BACKEND_EOF);
             return;
         }
         conn_close(&s->backend, true);

@@ -62,6 +62,7 @@ struct session {
     bool in_backend_dispatch;
     bool redispatch;
     bool kicked;
+    bool client_eof;              /* the client closed its side: answer what it asked, then close */
     bool in_handshake;            /* counted in admission's TLS handshakes in progress */
     const char *timeout_name;     /* the timeout that ended the session, for the closing line */
     bool draining;                /* shutdown asked; close when idle */

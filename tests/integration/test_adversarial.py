@@ -428,7 +428,9 @@ def test_half_closed_sessions_end(adv):
         finally:
             s.close()
     lines = wait_closed(adv, ports, 5)
-    assert all(re.search(r"reason=(client_eof|handshake_failed) ", l) for l in lines.values()), \
+    # client_quit: a QUIT that came with the FIN is answered before closing (nothing lost)
+    assert all(re.search(r"reason=(client_eof|client_quit|handshake_failed) ", l)
+               for l in lines.values()), \
         list(lines.values())
     assert_serving(adv)
 
