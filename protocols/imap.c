@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "crossproto.h"
 #include "imap_internal.h"
 #include "log.h"
 
@@ -387,6 +388,12 @@ command_input(struct session *s, const char *p, size_t n)
 {
     struct imap_session *is = imap_session(s);
     struct imap_command cmd;
+    if (crossproto_http(p, n)) { /* never answer (and so reflect) another protocol's lines */
+        session_log(s, LOG_INFO, "refused", "reason=cross_protocol kind=http");
+        session_replyf(s, "* BYE This is an IMAP server\r\n");
+        session_close(s, REASON_PROTOCOL_ERROR);
+        return n;
+    }
     enum imap_parse_status r =
         imap_parse_command(p, n, is->cont_done, IMAP_LITERAL_MAX, line_max(s), &cmd);
     switch (r) {

@@ -7,6 +7,7 @@
  */
 #include <string.h>
 
+#include "crossproto.h"
 #include "log.h"
 #include "pop3.h"
 #include "pop3_parse.h"
@@ -336,6 +337,13 @@ pop3_input_command(struct session *s, struct pop3_session *ps, const char *p, si
     struct pop3_command c;
     size_t used = 0;
     const char *err = NULL;
+    if (crossproto_http(p, n)) { /* never answer (and so reflect) another protocol's lines */
+        session_log(s, LOG_INFO, "refused", "reason=cross_protocol kind=http");
+        pop3_send(s, "-ERR This is a POP3 server\r\n");
+        pop3_enter_state(s, POP3_STATE_DONE);
+        session_close(s, REASON_PROTOCOL_ERROR);
+        return n;
+    }
     switch (pop3_take_line(p, n, POP3_LINE_MAX, &line, &used, &err)) {
     case POP3_PARSE_MORE:
         return 0;
