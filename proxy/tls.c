@@ -49,6 +49,7 @@ struct tls_ctx {
     size_t ncerts;
     const char *group_names[8]; /* wolfSSL_get_curve_name() spelling of each configured group */
     size_t ngroups;
+    unsigned short ecdhe_size; /* octets of the first configured NIST curve, or 0 */
 };
 
 struct tls {
@@ -171,6 +172,8 @@ on_servername(WOLFSSL *ssl, int *alert, void *arg)
                 *alert = internal_error;
                 return fatal_return;
             }
+            if (tc->ecdhe_size != 0) /* the key just loaded reset it (ctx_set_groups) */
+                (void)wolfSSL_SetTmpEC_DHE_Sz(ssl, tc->ecdhe_size);
             return 0;
         }
     }
@@ -343,19 +346,21 @@ tls_spki_sha256(const char *cert_file, unsigned char out[32], const char **err_o
     return rc;
 }
 
-/* The groups moat knows: config spelling, TLS id, and wolfSSL_get_curve_name()'s spelling. */
+/* The groups moat knows: config spelling, TLS id, wolfSSL_get_curve_name()'s spelling, and the
+ * size in octets of a NIST curve (what wolfSSL's TLS 1.2 curve choice goes by). */
 static const struct {
     const char *name;
     int id;
     const char *curve_name;
+    unsigned short octets;
 } known_groups[] = {
-    {"X25519", WOLFSSL_ECC_X25519, "X25519"},
-    {"X448", WOLFSSL_ECC_X448, "X448"},
-    {"P-256", WOLFSSL_ECC_SECP256R1, "SECP256R1"},
-    {"P-384", WOLFSSL_ECC_SECP384R1, "SECP384R1"},
-    {"P-521", WOLFSSL_ECC_SECP521R1, "SECP521R1"},
-    {"secp256r1", WOLFSSL_ECC_SECP256R1, "SECP256R1"},
-    {"secp384r1", WOLFSSL_ECC_SECP384R1, "SECP384R1"},
+    {"X25519", WOLFSSL_ECC_X25519, "X25519", 0},
+    {"X448", WOLFSSL_ECC_X448, "X448", 0},
+    {"P-256", WOLFSSL_ECC_SECP256R1, "SECP256R1", 32},
+    {"P-384", WOLFSSL_ECC_SECP384R1, "SECP384R1", 48},
+    {"P-521", WOLFSSL_ECC_SECP521R1, "SECP521R1", 66},
+    {"secp256r1", WOLFSSL_ECC_SECP256R1, "SECP256R1", 32},
+    {"secp384r1", WOLFSSL_ECC_SECP384R1, "SECP384R1", 48},
 };
 
 /* Parses "X25519:P-256" into known_groups indexes; -1 on an unknown name or too many. */
@@ -386,8 +391,12 @@ parse_groups(const char *list, size_t *idx, size_t max)
 
 /* Accept exactly the configured groups. wolfSSL_CTX_set_groups orders and limits TLS 1.3 key
  * exchange only; a TLS 1.2 server picks its ECDHE curve from the client's list, restricted only
- * by the compatibility layer's curve mask (set1_curves_list). A build without that layer is
- * covered by tls_handshake's check of the negotiated group. */
+ * by the compatibility layer's curve mask (set1_curves_list), and when nothing is left it falls
+ * back to the NIST curve of the "temporary key size": that size is the first configured NIST
+ * curve's (set in tls_ctx_new, after the key), so the fallback is a configured curve the client did
+ * not offer and the client ends the handshake. What remains (a build without the compatibility
+ * layer, or only X25519/X448 configured) is caught by tls_handshake's check of the negotiated
+ * group. */
 static int
 ctx_set_groups(struct tls_ctx *tc, const char *list)
 {
@@ -400,6 +409,8 @@ ctx_set_groups(struct tls_ctx *tc, const char *list)
     for (int i = 0; i < n; i++) {
         ids[i] = known_groups[idx[i]].id;
         tc->group_names[i] = known_groups[idx[i]].curve_name;
+        if (tc->ecdhe_size == 0)
+            tc->ecdhe_size = known_groups[idx[i]].octets;
         if (i > 0)
             strcat(names, ":");
         strcat(names, known_groups[idx[i]].name); /* 8 names of at most 9 bytes each */
@@ -540,6 +551,12 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
                                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
         *cert_index_out = 0;
         *err_out = "cannot load certificate";
+        goto fail;
+    }
+    /* after the key: loading an ECDSA key sets the size to the key's curve */
+    if (tc->ecdhe_size != 0 &&
+        wolfSSL_CTX_SetTmpEC_DHE_Sz(tc->ctx, tc->ecdhe_size) != WOLFSSL_SUCCESS) {
+        *err_out = "groups: cannot set the TLS 1.2 curve size";
         goto fail;
     }
     wolfSSL_CTX_set_verify(tc->ctx, WOLFSSL_VERIFY_NONE, NULL);
