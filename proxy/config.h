@@ -48,6 +48,7 @@ struct config_limits {
 };
 
 struct config_timeouts {
+    uint32_t tls_first_byte_ms;  /* TLS phase until the client's first byte (a silent socket) */
     uint32_t handshake_ms;       /* TLS handshake, absolute: trickled bytes do not extend it */
     uint32_t preauth_idle_ms;    /* idle before login / hand-off */
     uint32_t preauth_total_ms;   /* whole pre-auth phase, absolute */

@@ -120,6 +120,7 @@ const struct key_def config_keys[] = {
     K(SEC_LIMITS, "limits_mode", KT_ENUM, struct config_limits, mode, "enforce", 0, 0, mode_names,
       0),
 
+    TMO("tls_first_byte", tls_first_byte_ms, "5s", 1),
     TMO("handshake", handshake_ms, "10s", 1),
     TMO("preauth_idle", preauth_idle_ms, "60s", 1),
     TMO("preauth_total", preauth_total_ms, "5m", 1),

@@ -185,13 +185,14 @@ session_set_phase(struct session *s, enum session_phase p)
     const struct config_timeouts *t = &s->listener->timeouts;
     double now = ev_now(worker_loop(s->worker));
     s->phase = p;
-    session_count_handshake(s, p == PHASE_HANDSHAKE);
+    /* a handshake counts once the client's first bytes arrived (session_tls_started) */
+    session_count_handshake(s, p == PHASE_HANDSHAKE && s->client.tls != NULL);
     s->phase_deadline = 0;
     s->idle_s = 0;
     switch (p) {
     case PHASE_HANDSHAKE:
-        /* absolute: trickled handshake bytes never extend it */
-        s->phase_deadline = now + t->handshake_ms / 1000.0;
+        /* until the first byte: a silent socket goes quickly */
+        s->phase_deadline = now + MOAT_MIN(t->tls_first_byte_ms, t->handshake_ms) / 1000.0;
         break;
     case PHASE_PREAUTH:
     case PHASE_AUTH:
@@ -215,6 +216,28 @@ session_set_phase(struct session *s, enum session_phase p)
     /* a fresh phase starts its idle clock now */
     s->client.last_read = now;
     session_timer_arm(s);
+}
+
+/* The client's first handshake bytes arrived: the handshake counts for max_tls_handshakes from
+ * now, and gets its whole (absolute) time from now on. */
+static void
+session_tls_started(struct session *s)
+{
+    if (s->phase != PHASE_HANDSHAKE)
+        return;
+    session_count_handshake(s, true);
+    s->phase_deadline =
+        ev_now(worker_loop(s->worker)) + s->listener->timeouts.handshake_ms / 1000.0;
+    session_timer_arm(s);
+}
+
+/* The name of the timeout that ends the handshake phase now. */
+static const char *
+handshake_timeout_name(const struct session *s)
+{
+    const struct config_timeouts *t = &s->listener->timeouts;
+    return s->client.tls == NULL && t->tls_first_byte_ms < t->handshake_ms ? "tls_first_byte"
+                                                                           : "handshake";
 }
 
 static bool
@@ -344,7 +367,7 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     if (s->phase_deadline > 0 && now >= s->phase_deadline) {
-        s->timeout_name = s->phase == PHASE_HANDSHAKE ? "handshake" : "preauth_total";
+        s->timeout_name = s->phase == PHASE_HANDSHAKE ? handshake_timeout_name(s) : "preauth_total";
         session_end(s,
                     s->phase == PHASE_HANDSHAKE ? REASON_HANDSHAKE_TIMEOUT : REASON_TOTAL_TIMEOUT);
         return;
@@ -401,7 +424,13 @@ session_vwrite(struct session *s, struct conn *c, const char *fmt, va_list ap)
 {
     char line[2048];
     int n = vsnprintf(line, sizeof(line), fmt, ap);
-    MOAT_ASSERT(n >= 0 && (size_t)n < sizeof(line));
+    if (n < 0 || (size_t)n >= sizeof(line)) {
+        /* never a cut line (it would lose its CRLF): end the session instead */
+        session_log(s, LOG_WARN, "reply_too_long", "leg=%s",
+                    c == &s->client ? "client" : "backend");
+        session_close(s, REASON_INTERNAL);
+        return -1;
+    }
     return session_write(s, c, line, (size_t)n);
 }
 
@@ -683,6 +712,9 @@ on_client_event(struct conn *c, enum conn_event ev)
         if (s->relaying)
             relay_pump(&s->backend, &s->client);
         return;
+    case CONN_EV_TLS_STARTED:
+        session_tls_started(s);
+        return;
     case CONN_EV_TLS_READY:
         client_tls_ready(s);
         return;
@@ -744,6 +776,7 @@ on_backend_event(struct conn *c, enum conn_event ev)
             session_input_resume(s);
         }
         return;
+    case CONN_EV_TLS_STARTED:
     case CONN_EV_TLS_READY:
         return;
     case CONN_EV_EOF:
