@@ -185,6 +185,8 @@ session_set_phase(struct session *s, enum session_phase p)
     const struct config_timeouts *t = &s->listener->timeouts;
     double now = ev_now(worker_loop(s->worker));
     s->phase = p;
+    if (p == PHASE_COMMAND || p == PHASE_DATA || p == PHASE_RELAY)
+        s->past_preauth = true;
     session_count_handshake(s, p == PHASE_HANDSHAKE);
     s->phase_deadline = 0;
     s->idle_s = 0;
@@ -217,9 +219,13 @@ session_set_phase(struct session *s, enum session_phase p)
     session_timer_arm(s);
 }
 
+/* The pre-auth phases, until the client logged in or its session was handed off: a backend leg
+ * re-opened later (PHASE_CONNECT, PHASE_HANDOFF) is not pre-auth any more. */
 static bool
 in_preauth(const struct session *s)
 {
+    if (s->past_preauth || s->user[0] != '\0')
+        return false;
     switch (s->phase) {
     case PHASE_ACCEPT:
     case PHASE_HANDSHAKE:
