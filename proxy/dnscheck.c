@@ -198,6 +198,7 @@ dc_spf_clear(struct dnscheck *d)
     d->nstore = 0;
     d->spf_bytes = 0;
     d->spf_too_big = false;
+    d->spf_answer_cut = false;
 }
 
 void

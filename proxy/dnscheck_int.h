@@ -73,8 +73,9 @@ struct dnscheck {
     struct spf_outcome spf_out;
     struct spf_stored store[SPF_STORE_MAX];
     size_t nstore;
-    size_t spf_bytes; /* fetched by this evaluation */
-    bool spf_too_big; /* over SPF_FETCH_MAX_BYTES, or an answer was cut */
+    size_t spf_bytes;    /* fetched by this evaluation */
+    bool spf_too_big;    /* over SPF_FETCH_MAX_BYTES, or an answer was cut */
+    bool spf_answer_cut; /* one answer over DNS_ANSWER_MAX_BYTES */
     char spf_header[1024];
     char reply[256];
     unsigned logged; /* findings already logged, one bit per check */

@@ -32,6 +32,8 @@ store_add(struct dnscheck *d, enum spf_qtype t, const char *name, const struct d
     if (d->nstore >= SPF_STORE_MAX)
         return;
     d->spf_bytes += dns_answer_bytes(a);
+    if (a->truncated)
+        d->spf_answer_cut = true;
     if (a->truncated || d->spf_bytes > SPF_FETCH_MAX_BYTES)
         d->spf_too_big = true;
     struct spf_stored *e = &d->store[d->nstore++];
@@ -114,8 +116,12 @@ spf_run(struct dnscheck *d)
     if (d->spf_too_big) {
         memset(&d->spf_out, 0, sizeof(d->spf_out));
         d->spf_out.result = SPF_PERMERROR;
-        snprintf(d->spf_out.why, sizeof(d->spf_out.why), "DNS data over the SPF limit of %u bytes",
-                 (unsigned)SPF_FETCH_MAX_BYTES);
+        if (d->spf_answer_cut)
+            snprintf(d->spf_out.why, sizeof(d->spf_out.why),
+                     "DNS answer over the SPF limit of %u bytes", (unsigned)DNS_ANSWER_MAX_BYTES);
+        else
+            snprintf(d->spf_out.why, sizeof(d->spf_out.why),
+                     "DNS data over the SPF limit of %u bytes", (unsigned)SPF_FETCH_MAX_BYTES);
         d->spf = CHK_OK;
         spf_header(d);
         spf_log(d);
