@@ -5,6 +5,7 @@ a session that was handed off long ago when its leg is re-opened; and on an MX l
 sender_login_match keeps a logged-in user to her own addresses. What reached Postfix is checked
 in its log and the maildir."""
 
+import subprocess
 import time
 import uuid
 
@@ -83,6 +84,38 @@ def test_preauth_total_not_applied_after_handoff(moat, backends, certs):
     assert c.cmd("DATA")[-1].startswith(b"354")
     subject = "second-leg-" + uuid.uuid4().hex
     c.send(message(subject) + ".\r\n")
+    assert c.reply()[-1].startswith(b"250")
+    c.cmd("QUIT")
+    c.close()
+    backends.wait_maildir(BOB, subject)
+    assert "preauth_total" not in m.log()
+
+
+def test_preauth_total_not_applied_after_login(moat, backends, certs, tmp_path):
+    # moat verifies the login itself (verifier = sasl): no backend leg until MAIL
+    db = str(tmp_path / "sasldb2")
+    name, realm = ALICE.split("@")
+    subprocess.run(["saslpasswd2", "-f", db, "-c", "-p", "-u", realm, name],
+                   input=backends.users[ALICE].encode(), check=True, timeout=10)
+    port = rig.free_port()
+    conf = rig.moat_conf(
+        certs, {"pf": {"address": "127.0.0.1:%d" % backends.ports["smtp_xclient"],
+                       "identity": "xclient"}},
+        {"sub": {"protocol": "submission", "tls": "starttls", "backend": "pf",
+                 "listen": "127.0.0.1:%d" % port, "preauth_total": "3s",
+                 "preauth_idle": "30s"}},
+        extra="[auth]\nverifier = sasl\nsasldb_path = %s\nrealm = example.test\n" % db)
+    m = moat(conf, wait_ports=[port])
+    began = time.monotonic()
+    c = session(port, "127.0.0.66", certs, starttls=True)
+    assert login(c, ALICE, backends=backends)[-1].startswith(b"235")
+    time.sleep(max(0.0, 3.5 - (time.monotonic() - began)))  # past preauth_total
+    r = c.cmd("MAIL FROM:<%s>" % ALICE)[-1]
+    assert r.startswith(b"250"), r
+    assert c.cmd("RCPT TO:<%s>" % BOB)[-1].startswith(b"250")
+    assert c.cmd("DATA")[-1].startswith(b"354")
+    subject = "after-login-" + uuid.uuid4().hex
+    c.send(message(subject, sender=ALICE) + ".\r\n")
     assert c.reply()[-1].startswith(b"250")
     c.cmd("QUIT")
     c.close()
