@@ -185,6 +185,8 @@ session_set_phase(struct session *s, enum session_phase p)
     const struct config_timeouts *t = &s->listener->timeouts;
     double now = ev_now(worker_loop(s->worker));
     s->phase = p;
+    if (p == PHASE_COMMAND || p == PHASE_DATA || p == PHASE_RELAY)
+        s->past_preauth = true;
     /* a handshake counts once the client's first bytes arrived (session_tls_started) */
     session_count_handshake(s, p == PHASE_HANDSHAKE && s->client.tls != NULL);
     s->phase_deadline = 0;
@@ -240,9 +242,13 @@ handshake_timeout_name(const struct session *s)
                                                                            : "handshake";
 }
 
+/* The pre-auth phases, until the client logged in or its session was handed off: a backend leg
+ * re-opened later (PHASE_CONNECT, PHASE_HANDOFF) is not pre-auth any more. */
 static bool
 in_preauth(const struct session *s)
 {
+    if (s->past_preauth || s->user[0] != '\0')
+        return false;
     switch (s->phase) {
     case PHASE_ACCEPT:
     case PHASE_HANDSHAKE:
