@@ -117,8 +117,12 @@ finish(struct conn *c, int ok)
     else
         st.fail++;
     st.active--;
-    if (c->ssl)
+    if (c->ssl) {
+        /* A close_notify: without it OpenSSL marks the session not resumable (-R). */
+        if (ok)
+            SSL_shutdown(c->ssl);
         SSL_free(c->ssl);
+    }
     c->ssl = NULL;
     close(c->fd);
     c->st = C_DEAD;
@@ -245,6 +249,10 @@ note_tls(struct conn *c)
         st.resumed++;
     if (opt.resume) {
         SSL_SESSION *s = SSL_get1_session(c->ssl);
+        if (opt.verbose)
+            fprintf(stderr, "session: reused=%d resumable=%d ticket=%d\n",
+                    SSL_session_reused(c->ssl), s ? SSL_SESSION_is_resumable(s) : -1,
+                    s ? SSL_SESSION_has_ticket(s) : -1);
         if (s && SSL_SESSION_is_resumable(s)) {
             SSL_SESSION_free(resume_session);
             resume_session = s;

@@ -161,6 +161,7 @@ on_imap_fetch(struct conn *c, const char *line)
             goto bad;
         st.t_last = now();
         sample(st.t_last - c->t_cmd);
+        st.msgs++;
         if (++c->fetches < opt.total) {
             c->t_cmd = now();
             sendf(c, "c FETCH 1 BODY.PEEK[]\r\n");
