@@ -168,9 +168,10 @@ class Bench:
                 self.add("handshakes/s, %s, %s (%s)" % (cert.upper(), label,
                                                         r.get("cipher", "?")),
                          r.get("rate", "?"), "/s",
-                         "moat CPU %.0f%%, %.0f per moat CPU-second; fail=%s; latency avg %s ms"
+                         "moat CPU %.0f%%, %.0f per moat CPU-second; fail=%s; latency p50 %s ms, "
+                         "p99 %s ms"
                          % (100 * cpu / secs, ok / cpu if cpu else 0, r.get("fail"),
-                            r.get("lat_avg_ms")))
+                            r.get("lat_p50_ms"), r.get("lat_p99_ms")))
             m.stop()
 
     # --- (2) memory per session -------------------------------------------------------------

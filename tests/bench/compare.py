@@ -16,6 +16,7 @@ between the "compare:begin" and "compare:end" markers. Every step is bounded in 
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,10 +71,10 @@ def operations(quick):
            "submissions", ["smtp-submit", "-t", "-n", 15 if quick else 40, "-c", 2, "-T", 60,
                            "-r", ALICE, "-b", 10240] + LOGIN + TLS),
         Op("mem_tls", "Idle IMAP session, implicit TLS, logged in", "imaps_ecdsa",
-           ["hold", "-t", "-n", 300 if quick else 1000, "-c", 32, "-T", 600] + LOGIN + TLS,
+           ["hold", "-t", "-n", 1000, "-c", 32, "-T", 600] + LOGIN + TLS,
            kind="mem"),
         Op("mem_plain", "Idle IMAP session, plaintext, greeted (pre-auth)", "imap_plain",
-           ["hold", "-n", 500 if quick else 2000, "-c", 64, "-T", 600], kind="mem"),
+           ["hold", "-n", 2000, "-c", 64, "-T", 600], kind="mem"),
     ]
 
 
@@ -223,7 +224,6 @@ class Compare:
             self.auth_http.close()
         self.backends.stop(remove=False)
         if not os.environ.get("MOAT_KEEP"):
-            import shutil
             shutil.rmtree(self.work, ignore_errors=True)
 
 

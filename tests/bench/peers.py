@@ -22,7 +22,6 @@ import http.server
 import os
 import subprocess
 import threading
-import time
 import urllib.parse
 
 import rig
@@ -259,7 +258,7 @@ class NginxFront(Front):
     name = "nginx"
 
     def start(self):
-        b, certs = self.bench.backends.ports, self.bench.certs
+        certs = self.bench.certs
         names = ("imaps_ecdsa", "imaps_rsa", "imap_plain", "submissions", "mx")
         self.ports = dict(zip(names, rig.free_ports(len(names))))
         self.ports["smtp_plain"] = self.ports["mx"]
@@ -397,7 +396,3 @@ def missing_tools():
     if not os.access(HAPROXY, os.X_OK):
         out.append("haproxy")
     return out
-
-
-def settle(seconds=0.3):
-    time.sleep(seconds)

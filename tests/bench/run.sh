@@ -27,7 +27,8 @@ if [ "${1:-}" = compare ]; then
     peers="nginx-light libnginx-mod-mail haproxy"
     missing=""
     for p in $peers; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+            missing="$missing $p"
     done
     if [ -n "$missing" ]; then
         echo "== installing:$missing" >&2
@@ -47,7 +48,8 @@ if [ "${1:-}" = compare ]; then
         [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
         [ $rc -eq 0 ] || { echo "tests/bench/run.sh: apt-get failed ($rc)" >&2; exit 1; }
         for svc in nginx haproxy; do
-            if command -v systemctl >/dev/null 2>&1 && systemctl is-active -q "$svc" 2>/dev/null; then
+            if command -v systemctl >/dev/null 2>&1 &&
+                systemctl is-active -q "$svc" 2>/dev/null; then
                 systemctl stop "$svc" || true
             fi
         done
