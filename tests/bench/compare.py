@@ -269,11 +269,33 @@ def versions(moat_bin):
         return out(["dpkg-query", "-W", "-f=${Version}", pkg])
 
     commit = out(["git", "-C", HERE, "rev-parse", "--short", "HEAD"])
-    return ("moat %s (Release; libwolfssl %s), nginx %s + libnginx-mod-mail (OpenSSL %s), "
+    root = os.path.realpath(os.path.join(HERE, "..", ".."))
+    if not os.path.realpath(moat_bin).startswith(root + os.sep):
+        commit += ", binary %s" % moat_bin  # MOAT_BIN from elsewhere
+    return ("moat %s (Release; %s), nginx %s + libnginx-mod-mail (OpenSSL %s), "
             "HAProxy %s, Dovecot %s, Postfix %s" % (
-                commit, deb("libwolfssl35") if deb("libwolfssl35") != "?" else deb(
-                    "libwolfssl-dev"), deb("nginx"), deb("libssl3"), deb("haproxy"),
+                commit, wolfssl(moat_bin), deb("nginx"), deb("libssl3"), deb("haproxy"),
                 deb("dovecot-core"), deb("postfix")))
+
+
+def wolfssl(moat_bin):
+    """Which wolfSSL the moat binary runs with: Debian's package, another shared library, or
+    one linked in statically."""
+    try:
+        r = subprocess.run(["ldd", moat_bin], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "wolfSSL ?"
+    for line in r.stdout.splitlines():
+        if "wolfssl" in line and "=>" in line:
+            path = os.path.realpath(line.split("=>")[1].split("(")[0].strip())
+            q = subprocess.run(["dpkg", "-S", path], capture_output=True, text=True, timeout=10)
+            if q.returncode == 0:
+                pkg = q.stdout.split(":")[0]
+                v = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+                return "Debian's %s %s" % (pkg, v)
+            return "wolfSSL from %s" % path
+    return "wolfSSL linked statically"
 
 
 def report(c):
