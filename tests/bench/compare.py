@@ -241,8 +241,13 @@ def fmt(v):
     return "%.2f" % v
 
 
+def counted(r):
+    """A run counts if it did something and at most 1% of its sessions failed."""
+    return r.get("cpu") is not None and r["fail"] <= 0.01 * max(r["ops"], 1)
+
+
 def summary(runs, field):
-    vals = [r[field] for r in runs if r.get(field) is not None and not r["fail"]]
+    vals = [r[field] for r in runs if r.get(field) is not None and counted(r)]
     if not vals:
         return None, None, None
     return statistics.median(vals), min(vals), max(vals)
@@ -346,8 +351,8 @@ def report(c):
             runs = res.get(n) or []
             fails = sum(r["fail"] for r in runs)
             if fails:
-                notes.append("%s, %s: %d failed sessions over the rounds (rounds with failures "
-                             "are left out of the figures)." % (op.title, n, fails))
+                notes.append("%s, %s: %d failed sessions over the rounds (a round with more "
+                             "than 1%% failed is left out of the figures)." % (op.title, n, fails))
             if op.kind == "cpu" and runs and runs[0].get("rate"):
                 rate = statistics.median(r["mb_per_s" if op.per == "GB" else "rate"]
                                          for r in runs)
@@ -357,7 +362,8 @@ def report(c):
                                                 / max(1, sum(r["ops"] for r in runs)))
                 notes.append("%s, %s: %.0f %s/s (%s %s%s)." % (
                     op.key, n, rate, "MB" if op.per == "GB" else "ops",
-                    runs[0]["version"], runs[0]["cipher"], extra))
+                    runs[0]["version"] if runs[0]["version"] != "-" else "plaintext",
+                    runs[0]["cipher"] if runs[0]["cipher"] != "-" else "", extra))
     lines.append("")
     lines.append("Rates reached and negotiated TLS (median over the rounds; the rates depend on "
                  "the load generator and the backends, see the method):")
