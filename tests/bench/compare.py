@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -306,17 +307,18 @@ def wolfssl(moat_bin):
 def report(c):
     names = [cls.name for cls in peers.FRONTS]
     lines = []
-    lines.append("Run %s on %d CPUs (load average %s over the run), %d rounds per operation "
-                 "(memory: %d), %s." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                                        os.cpu_count(), "–".join("%.1f" % x for x in c.load),
-                                        c.rounds, max(1, c.rounds - 1),
-                                        "quick" if c.args.quick else "full"))
+    para = lambda text: lines.append(textwrap.fill(text, 100, break_on_hyphens=False))  # noqa: E731
+    para("Run %s on %d CPUs (load average %s over the run), %d rounds per operation "
+         "(memory: %d), %s." % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                os.cpu_count(), "–".join("%.1f" % x for x in c.load),
+                                c.rounds, max(1, c.rounds - 1),
+                                "quick" if c.args.quick else "full"))
     lines.append("")
-    lines.append(versions(c.args.moat) + ".")
+    para(versions(c.args.moat) + ".")
     lines.append("")
-    lines.append("Each cell: median over the rounds (min in brackets). Ratios: medians, "
-                 "moat / peer (below 1: moat uses less). Spread: the largest (max - min) / "
-                 "median of the three fronts over the rounds.")
+    para("Each cell: median over the rounds (min in brackets). Ratios: medians, moat / peer "
+         "(below 1: moat uses less). Spread: the largest (max - min) / median of the three "
+         "fronts over the rounds.")
     lines.append("")
     lines.append("| operation | figure | moat | nginx | HAProxy | moat/nginx | moat/HAProxy | "
                  "spread |")
@@ -360,15 +362,16 @@ def report(c):
                 if "-R" in op.argv:
                     extra = ", %d%% resumed" % (100 * sum(r["resumed"] for r in runs)
                                                 / max(1, sum(r["ops"] for r in runs)))
-                notes.append("%s, %s: %.0f %s/s (%s %s%s)." % (
-                    op.key, n, rate, "MB" if op.per == "GB" else "ops",
-                    runs[0]["version"] if runs[0]["version"] != "-" else "plaintext",
-                    runs[0]["cipher"] if runs[0]["cipher"] != "-" else "", extra))
+                tls = ("%s %s" % (runs[0]["version"], runs[0]["cipher"])
+                       if runs[0]["version"] != "-" else "plaintext")
+                notes.append("%s, %s: %.0f %s/s (%s%s)." % (
+                    op.key, n, rate, "MB" if op.per == "GB" else "ops", tls, extra))
     lines.append("")
-    lines.append("Rates reached and negotiated TLS (median over the rounds; the rates depend on "
+    para("Rates reached and negotiated TLS (median over the rounds; the rates depend on "
                  "the load generator and the backends, see the method):")
     lines.append("")
-    lines += ["- " + n for n in notes]
+    lines += [textwrap.fill(n, 100, initial_indent="- ", subsequent_indent="  ",
+                           break_on_hyphens=False) for n in notes]
     return "\n".join(lines) + "\n"
 
 
