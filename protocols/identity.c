@@ -40,7 +40,9 @@ identity_smtp_xclient(const struct identity_xclient *x, enum identity_xclient_pa
         if (values[i] == NULL || (part == XCLIENT_PART_HELO && i >= 2) ||
             (part == XCLIENT_PART_REST && i < 2))
             continue;
-        const char *prefix = i == 2 && strchr(values[i], ':') != NULL ? "IPV6:" : "";
+        /* Postfix wants IPv6 addresses as "IPV6:addr" in ADDR and DESTADDR alike */
+        bool addr = i == 2 || i == 5;
+        const char *prefix = addr && strchr(values[i], ':') != NULL ? "IPV6:" : "";
         int n = xclient_attr(out + len, cap - len, names[i], prefix, values[i]);
         if (n < 0)
             return -1;

@@ -12,8 +12,8 @@
 #define IDENTITY_XCLIENT_LINE_MAX 510 /* 512 with CRLF: Postfix's line length for XCLIENT */
 #define IDENTITY_LINE_MAX 512         /* IMAP ID and POP3 XCLIENT lines, CRLF included */
 
-/* SMTP XCLIENT attributes; NULL values are left out. addr is a bare address: an IPv6 one is
- * sent as "IPV6:addr". */
+/* SMTP XCLIENT attributes; NULL values are left out. addr and destaddr are bare addresses: an
+ * IPv6 one is sent as "IPV6:addr" (Postfix answers a bare one with 501 Bad ... syntax). */
 struct identity_xclient {
     const char *helo;
     const char *proto; /* "ESMTP" or "SMTP" */

@@ -22,13 +22,15 @@ test_smtp_xclient(void)
     CHECK(n > 0 && (size_t)n == strlen(out));
     CHECK_STR(out, "XCLIENT HELO=client.example PROTO=ESMTP ADDR=192.0.2.7 PORT=40000 "
                    "NAME=[UNAVAILABLE] DESTADDR=198.51.100.1 DESTPORT=25");
-    /* an IPv6 client address carries Postfix's IPV6: prefix; '+', '=' and spaces are xtext */
+    /* IPv6 addresses (client and moat's own) carry Postfix's IPV6: prefix; '+', '=' and
+     * spaces are xtext */
     x.addr = "2001:db8::1";
+    x.destaddr = "2001:db8::2";
     x.login = "a+b=c d";
     n = identity_smtp_xclient(&x, XCLIENT_PART_REST, out, sizeof(out));
     CHECK(n > 0);
     CHECK_STR(out, "XCLIENT ADDR=IPV6:2001:db8::1 PORT=40000 NAME=[UNAVAILABLE] "
-                   "DESTADDR=198.51.100.1 DESTPORT=25 LOGIN=a+2Bb+3Dc+20d");
+                   "DESTADDR=IPV6:2001:db8::2 DESTPORT=25 LOGIN=a+2Bb+3Dc+20d");
     n = identity_smtp_xclient(&x, XCLIENT_PART_HELO, out, sizeof(out));
     CHECK_STR(out, "XCLIENT HELO=client.example PROTO=ESMTP");
     /* absent values are left out */
