@@ -115,11 +115,11 @@ smtp_try_relay(struct bc_link *k, char *text, size_t cap)
 {
     struct smtp_reply r;
     if (smtp_command(k, &r, "MAIL FROM:<>") != 0 || r.code / 100 != 2) {
-        snprintf(text, cap, "MAIL FROM:<> got %s", r.code ? r.text : k->error);
+        snprintf(text, cap, "MAIL FROM:<> got %.400s", r.code ? r.text : k->error);
         return RELAY_UNCLEAR;
     }
     if (smtp_command(k, &r, "RCPT TO:<" BC_RELAY_RCPT ">") != 0) {
-        snprintf(text, cap, "RCPT TO got %s", k->error);
+        snprintf(text, cap, "RCPT TO got %.400s", k->error);
         return RELAY_UNCLEAR;
     }
     text_copy(text, cap, r.text);
