@@ -67,6 +67,12 @@ void bc_close(struct bc_link *k);
 void bc_keep_error(struct bc_link *k, const char *text);
 int bc_send(struct bc_link *k, const char *fmt, ...) MOAT_PRINTF(2, 3);
 int bc_send_raw(struct bc_link *k, const char *p, size_t n);
+/* Why the link failed, for a report; never NULL. */
+static inline const char *
+bc_error(const struct bc_link *k)
+{
+    return k->error != NULL ? k->error : "no reply";
+}
 /* One line without CRLF into out (NUL-terminated, cut to printable ASCII); its length or -1. */
 int bc_line(struct bc_link *k, char *out, size_t cap);
 

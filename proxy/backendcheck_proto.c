@@ -102,6 +102,7 @@ smtp_read(struct bc_link *k, struct smtp_reply *r)
 static int
 smtp_command(struct bc_link *k, struct smtp_reply *r, const char *line)
 {
+    memset(r, 0, sizeof(*r));
     if (bc_send(k, "%s\r\n", line) != 0)
         return -1;
     return smtp_read(k, r);
@@ -115,11 +116,11 @@ smtp_try_relay(struct bc_link *k, char *text, size_t cap)
 {
     struct smtp_reply r;
     if (smtp_command(k, &r, "MAIL FROM:<>") != 0 || r.code / 100 != 2) {
-        snprintf(text, cap, "MAIL FROM:<> got %.400s", r.code ? r.text : k->error);
+        snprintf(text, cap, "MAIL FROM:<> got %.400s", r.code ? r.text : bc_error(k));
         return RELAY_UNCLEAR;
     }
     if (smtp_command(k, &r, "RCPT TO:<" BC_RELAY_RCPT ">") != 0) {
-        snprintf(text, cap, "RCPT TO got %.400s", k->error);
+        snprintf(text, cap, "RCPT TO got %.400s", bc_error(k));
         return RELAY_UNCLEAR;
     }
     text_copy(text, cap, r.text);
@@ -175,11 +176,11 @@ smtp_start(struct bc_target *t, struct bc_link *k, const struct bc_family *f, in
         bc_report(t, "greeting", BCHECK_FAIL,
                   "no 220 after the PROXY header (%s): does the backend expect one? (Postfix: "
                   "smtpd_upstream_proxy_protocol = haproxy)",
-                  r.code ? r.text : k->error);
+                  r.code ? r.text : bc_error(k));
     else if (first)
-        bc_report(t, "greeting", BCHECK_FAIL, "no 220 greeting: %s", r.code ? r.text : k->error);
+        bc_report(t, "greeting", BCHECK_FAIL, "no 220 greeting: %s", r.code ? r.text : bc_error(k));
     else
-        bc_keep_error(k, r.code ? r.text : k->error);
+        bc_keep_error(k, r.code ? r.text : bc_error(k));
     bc_close(k);
     return -1;
 }
@@ -200,9 +201,11 @@ smtp_xclient(struct bc_link *k, struct smtp_reply *r, const char *addr)
                                  .destaddr = v6 ? "2001:db8::2" : "192.0.2.2",
                                  .destport = "25"};
     char line[IDENTITY_XCLIENT_LINE_MAX + 1];
-    int n = identity_smtp_xclient(&x, XCLIENT_PART_ALL, line, sizeof(line));
-    if (n < 0)
+    memset(r, 0, sizeof(*r));
+    if (identity_smtp_xclient(&x, XCLIENT_PART_ALL, line, sizeof(line)) < 0) {
+        k->error = "XCLIENT line too long";
         return -1;
+    }
     return smtp_command(k, r, line);
 }
 
@@ -240,13 +243,13 @@ smtp_check_xclient(struct bc_target *t, struct bc_link *k, const struct smtp_rep
     struct smtp_reply r;
     if (smtp_xclient(k, &r, BC_CLIENT_V4) != 0 || r.code != 220) {
         bc_report(t, "identity", BCHECK_FAIL, "XCLIENT ADDR=%s refused: %s", BC_CLIENT_V4,
-                  r.code ? r.text : k->error);
+                  r.code ? r.text : bc_error(k));
         return -1;
     }
     bc_report(t, "identity", BCHECK_OK, "XCLIENT ADDR=%s accepted (%s)", BC_CLIENT_V4, r.text);
     if (smtp_command(k, after, "EHLO [" BC_CLIENT_V4 "]") != 0 || after->code != 250) {
         bc_report(t, "honoured", BCHECK_WARN, "EHLO after XCLIENT got %s",
-                  after->code ? after->text : k->error);
+                  after->code ? after->text : bc_error(k));
         return -1;
     }
     smtp_check_honoured(t, k, "XCLIENT");
@@ -255,24 +258,24 @@ smtp_check_xclient(struct bc_target *t, struct bc_link *k, const struct smtp_rep
 
 /* A second connection for an IPv6 client: XCLIENT ADDR=IPV6:..., or a PROXY header. */
 static void
-smtp_check_ipv6(struct bc_target *t, const struct bc_family *f)
+smtp_check_ipv6(struct bc_target *t, const struct bc_family *f, const char *ehlo)
 {
     struct bc_link k;
     struct smtp_reply r;
     bool proxy = is_proxy(t->backend);
     if (smtp_start(t, &k, f, AF_INET6, false) != 0) {
         bc_report(t, "ipv6", BCHECK_WARN, "%s for the IPv6 client %s (%s): %s",
-                  proxy ? "no 220 after a PROXY header" : "no greeting", BC_CLIENT_V6, k.error,
+                  proxy ? "no 220 after a PROXY header" : "no greeting", BC_CLIENT_V6, bc_error(&k),
                   ipv6_fix);
         return;
     }
     if (proxy) {
         bc_report(t, "ipv6", BCHECK_OK, "a PROXY header for the IPv6 client %s was accepted",
                   BC_CLIENT_V6);
-    } else if (smtp_command(&k, &r, "EHLO check.moat.invalid") != 0 ||
-               smtp_xclient(&k, &r, BC_CLIENT_V6) != 0 || r.code != 220) {
+    } else if (smtp_command(&k, &r, ehlo) != 0 || smtp_xclient(&k, &r, BC_CLIENT_V6) != 0 ||
+               r.code != 220) {
         bc_report(t, "ipv6", BCHECK_WARN, "XCLIENT ADDR=IPV6:%s refused (%s): %s", BC_CLIENT_V6,
-                  r.code ? r.text : k.error, ipv6_fix);
+                  r.code ? r.text : bc_error(&k), ipv6_fix);
     } else {
         bc_report(t, "ipv6", BCHECK_OK, "XCLIENT ADDR=IPV6:%s accepted", BC_CLIENT_V6);
     }
@@ -292,7 +295,7 @@ bc_check_smtp(struct bc_target *t, const struct bc_family *f)
     snprintf(line, sizeof(line), "EHLO %s", b->helo_name ? b->helo_name : t->conf->hostname);
     if (smtp_command(&k, &ehlo, line) != 0 || ehlo.code != 250) {
         bc_report(t, "greeting", BCHECK_FAIL, "%s refused: %s", line,
-                  ehlo.code ? ehlo.text : k.error);
+                  ehlo.code ? ehlo.text : bc_error(&k));
         bc_close(&k);
         return;
     }
@@ -318,7 +321,7 @@ bc_check_smtp(struct bc_target *t, const struct bc_family *f)
     (void)bc_send(&k, "QUIT\r\n");
     bc_close(&k);
     if (v6)
-        smtp_check_ipv6(t, f);
+        smtp_check_ipv6(t, f, line);
 }
 
 /* --- IMAP --- */
@@ -379,9 +382,10 @@ imap_start(struct bc_target *t, struct bc_link *k, const struct bc_family *f, in
         return 0;
     }
     if (first)
-        bc_report(t, "greeting", BCHECK_FAIL, "no \"* OK\" greeting: %s", n >= 0 ? line : k->error);
+        bc_report(t, "greeting", BCHECK_FAIL, "no \"* OK\" greeting: %s",
+                  n >= 0 ? line : bc_error(k));
     else
-        bc_keep_error(k, n >= 0 ? line : k->error);
+        bc_keep_error(k, n >= 0 ? line : bc_error(k));
     bc_close(k);
     return -1;
 }
@@ -406,7 +410,7 @@ imap_check_ipv6(struct bc_target *t, const struct bc_family *f)
     bool proxy = is_proxy(t->backend);
     if (imap_start(t, &k, f, AF_INET6, false, caps, sizeof(caps)) != 0) {
         bc_report(t, "ipv6", BCHECK_WARN, "no greeting for the IPv6 client %s: %s", BC_CLIENT_V6,
-                  k.error);
+                  bc_error(&k));
         return;
     }
     int r = proxy ? 'O' : imap_send_id(&k, BC_CLIENT_V6, text, sizeof(text));
@@ -415,7 +419,7 @@ imap_check_ipv6(struct bc_target *t, const struct bc_family *f)
                   proxy ? "a PROXY header" : "ID", BC_CLIENT_V6);
     else
         bc_report(t, "ipv6", BCHECK_WARN, "ID for the IPv6 client %s refused: %s", BC_CLIENT_V6,
-                  r > 0 ? text : k.error);
+                  r > 0 ? text : bc_error(&k));
     (void)bc_send(&k, "c9 LOGOUT\r\n");
     bc_close(&k);
 }
@@ -429,7 +433,8 @@ bc_check_imap(struct bc_target *t, const struct bc_family *f)
         return;
     if (caps[0] == '\0' && (bc_send(&k, "c1 CAPABILITY\r\n") != 0 ||
                             imap_tagged(&k, "c1", caps, sizeof(caps), text, sizeof(text)) != 'O'))
-        bc_report(t, "greeting", BCHECK_WARN, "CAPABILITY failed: %s", text[0] ? text : k.error);
+        bc_report(t, "greeting", BCHECK_WARN, "CAPABILITY failed: %s",
+                  text[0] ? text : bc_error(&k));
     enum backend_identity id = t->backend->identity;
     bool v6 = is_proxy(t->backend);
     if (v6) {
@@ -443,7 +448,7 @@ bc_check_imap(struct bc_target *t, const struct bc_family *f)
         v6 = r == 'O';
         bc_report(t, "identity", v6 ? BCHECK_OK : BCHECK_FAIL,
                   "ID with x-originating-ip %s %s: %s%s", BC_CLIENT_V4, v6 ? "accepted" : "refused",
-                  r > 0 ? text : k.error,
+                  r > 0 ? text : bc_error(&k),
                   v6 ? " (Dovecot uses it when moat's address is in login_trusted_networks)" : "");
     } else {
         bc_report(t, "identity", BCHECK_OK,
@@ -476,9 +481,10 @@ pop3_start(struct bc_target *t, struct bc_link *k, const struct bc_family *f, in
         return 0;
     }
     if (first)
-        bc_report(t, "greeting", BCHECK_FAIL, "no +OK greeting: %s", n >= 0 ? greeting : k->error);
+        bc_report(t, "greeting", BCHECK_FAIL, "no +OK greeting: %s",
+                  n >= 0 ? greeting : bc_error(k));
     else
-        bc_keep_error(k, n >= 0 ? greeting : k->error);
+        bc_keep_error(k, n >= 0 ? greeting : bc_error(k));
     bc_close(k);
     return -1;
 }
@@ -524,7 +530,7 @@ pop3_check_ipv6(struct bc_target *t, const struct bc_family *f)
     bool proxy = is_proxy(t->backend);
     if (pop3_start(t, &k, f, AF_INET6, false, text, sizeof(text)) != 0) {
         bc_report(t, "ipv6", BCHECK_WARN, "no greeting for the IPv6 client %s: %s", BC_CLIENT_V6,
-                  k.error);
+                  bc_error(&k));
         return;
     }
     if (proxy || pop3_xclient(&k, BC_CLIENT_V6, text, sizeof(text)) == 0)
@@ -532,7 +538,7 @@ pop3_check_ipv6(struct bc_target *t, const struct bc_family *f)
                   proxy ? "a PROXY header" : "XCLIENT", BC_CLIENT_V6);
     else
         bc_report(t, "ipv6", BCHECK_WARN, "XCLIENT ADDR=%s refused: %s", BC_CLIENT_V6,
-                  text[0] ? text : k.error);
+                  text[0] ? text : bc_error(&k));
     (void)bc_send(&k, "QUIT\r\n");
     bc_close(&k);
 }
@@ -545,7 +551,8 @@ bc_check_pop3(struct bc_target *t, const struct bc_family *f)
     if (pop3_start(t, &k, f, AF_INET, true, greeting, sizeof(greeting)) != 0)
         return;
     if (pop3_capa(&k, mechs, sizeof(mechs)) != 0)
-        bc_report(t, "greeting", BCHECK_WARN, "CAPA failed: %s", k.error ? k.error : "-ERR");
+        bc_report(t, "greeting", BCHECK_WARN, "CAPA failed: %s",
+                  bc_error(&k) ? bc_error(&k) : "-ERR");
     enum backend_identity id = t->backend->identity;
     bool v6 = is_proxy(t->backend);
     if (v6) {
@@ -560,7 +567,7 @@ bc_check_pop3(struct bc_target *t, const struct bc_family *f)
             bc_report(t, "identity", BCHECK_FAIL,
                       "XCLIENT ADDR=%s refused (%s): Dovecot takes XCLIENT only from "
                       "login_trusted_networks (moat's address is %s)",
-                      BC_CLIENT_V4, text[0] ? text : k.error, k.local);
+                      BC_CLIENT_V4, text[0] ? text : bc_error(&k), k.local);
     } else {
         bc_report(t, "identity", BCHECK_OK,
                   "identity = %s: the backend sees every client as moat's address %s",
