@@ -10,10 +10,11 @@
 #include <string.h>
 
 #include "buf.h"
+#include "identity.h"
 #include "log.h"
 #include "smtp_int.h"
 
-#define XCLIENT_LINE_MAX 510 /* 512 with CRLF */
+#define XCLIENT_LINE_MAX IDENTITY_XCLIENT_LINE_MAX
 
 bool
 smtp_fifo_empty(const struct smtp_session *st)
@@ -99,51 +100,25 @@ handoff_fail(struct session *s, bool unavailable, const char *why)
     smtp_resume(s);
 }
 
+/* "XCLIENT" plus the attributes of one half (identity.h builds the line). */
 static int
-xclient_value(char *out, size_t cap, const char *name, const char *v)
-{
-    size_t k = strlen(name);
-    if (k + 2 >= cap)
-        return -1;
-    out[0] = ' ';
-    memcpy(out + 1, name, k);
-    out[k + 1] = '=';
-    int n = smtp_xtext_encode(v, strlen(v), out + k + 2, cap - k - 2);
-    return n < 0 ? -1 : (int)k + 2 + n;
-}
-
-/* "XCLIENT" plus the attributes of one half: part 0 = all, 1 = HELO/PROTO, 2 = the rest. */
-static int
-xclient_build(struct session *s, int part, char *out, size_t cap)
+xclient_build(struct session *s, enum identity_xclient_part part, char *out, size_t cap)
 {
     const struct smtp_session *st = smtp_st(s);
-    char addr[80], port[16], dport[16];
-    const char *a = session_client_addr(s);
-    snprintf(addr, sizeof(addr), "%s%s", strchr(a, ':') ? "IPV6:" : "", a);
+    char port[16], dport[16];
     snprintf(port, sizeof(port), "%u", session_client_port(s));
     snprintf(dport, sizeof(dport), "%u", session_local_port(s));
-    const char *names[] = {"HELO", "PROTO",    "ADDR",     "PORT",
-                           "NAME", "DESTADDR", "DESTPORT", "LOGIN"};
-    const char *values[] = {
-        st->helo,
-        st->ehlo ? "ESMTP" : "SMTP",
-        addr,
-        port,
-        session_client_name(s) /* a verified LDH name or [UNAVAILABLE]/[TEMPUNAVAIL] */,
-        session_local_addr(s),
-        dport,
-        st->authenticated ? st->login : NULL};
-    size_t len = 7;
-    memcpy(out, "XCLIENT", 7);
-    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-        if (values[i] == NULL || (part == 1 && i >= 2) || (part == 2 && i < 2))
-            continue;
-        int n = xclient_value(out + len, cap - len, names[i], values[i]);
-        if (n < 0)
-            return -1;
-        len += (size_t)n;
-    }
-    return len <= XCLIENT_LINE_MAX ? (int)len : -1;
+    struct identity_xclient x = {
+        .helo = st->helo,
+        .proto = st->ehlo ? "ESMTP" : "SMTP",
+        .addr = session_client_addr(s),
+        .port = port,
+        .name = session_client_name(s), /* a verified LDH name or [UNAVAILABLE]/[TEMPUNAVAIL] */
+        .destaddr = session_local_addr(s),
+        .destport = dport,
+        .login = st->authenticated ? st->login : NULL,
+    };
+    return identity_smtp_xclient(&x, part, out, cap);
 }
 
 static void
@@ -151,10 +126,10 @@ handoff_xclient(struct session *s)
 {
     struct smtp_session *st = smtp_st(s);
     char line[XCLIENT_LINE_MAX * 4];
-    int n = xclient_build(s, 0, line, sizeof(line));
+    int n = xclient_build(s, XCLIENT_PART_ALL, line, sizeof(line));
     st->ho = HO_XCLIENT;
     if (n < 0) {
-        n = xclient_build(s, 1, line, sizeof(line));
+        n = xclient_build(s, XCLIENT_PART_HELO, line, sizeof(line));
         st->ho = HO_XCLIENT1;
     }
     if (n < 0) {
@@ -169,7 +144,7 @@ static void
 handoff_xclient2(struct session *s)
 {
     char line[XCLIENT_LINE_MAX * 4];
-    int n = xclient_build(s, 2, line, sizeof(line));
+    int n = xclient_build(s, XCLIENT_PART_REST, line, sizeof(line));
     if (n < 0) {
         handoff_fail(s, false, "XCLIENT too long");
         return;

@@ -880,7 +880,9 @@ session_finish(struct session *s)
     log_kv(&l, "sid", "%s", s->sid);
     log_kv(&l, "listener", "%s", s->listener->name);
     log_kv(&l, "proto", "%s", s->proto->name);
-    log_kv(&l, "client", "%s:%u", s->client_addr, s->client_port);
+    /* an IPv6 address in brackets, so that address and port can be split */
+    bool v6 = strchr(s->client_addr, ':') != NULL;
+    log_kv(&l, "client", v6 ? "[%s]:%u" : "%s:%u", s->client_addr, s->client_port);
     log_kv(&l, "tls", "%s", s->tls_version ? s->tls_version : "none");
     if (s->tls_cipher != NULL)
         log_kv(&l, "cipher", "%s", s->tls_cipher);
