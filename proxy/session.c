@@ -396,19 +396,45 @@ session_write(struct session *s, struct conn *c, const char *p, size_t n)
 static int session_vwrite(struct session *s, struct conn *c, const char *fmt, va_list ap)
     MOAT_PRINTF(3, 0);
 
+/* Formatted on the stack when it fits, else on the heap: a line carrying a peer-sized
+ * argument is never cut short nor fatal. */
 static int
 session_vwrite(struct session *s, struct conn *c, const char *fmt, va_list ap)
 {
     char line[2048];
+    va_list again;
+    va_copy(again, ap);
     int n = vsnprintf(line, sizeof(line), fmt, ap);
-    MOAT_ASSERT(n >= 0 && (size_t)n < sizeof(line));
-    return session_write(s, c, line, (size_t)n);
+    if (n < 0) {
+        va_end(again);
+        session_close(s, REASON_INTERNAL);
+        return -1;
+    }
+    if ((size_t)n < sizeof(line)) {
+        va_end(again);
+        return session_write(s, c, line, (size_t)n);
+    }
+    char *big = xcalloc((size_t)n + 1, 1);
+    vsnprintf(big, (size_t)n + 1, fmt, again);
+    va_end(again);
+    int r = session_write(s, c, big, (size_t)n);
+    free(big);
+    return r;
 }
 
 int
 session_reply(struct session *s, const char *p, size_t n)
 {
     return session_write(s, &s->client, p, n);
+}
+
+int
+session_reply_line(struct session *s, const char *prefix, const char *text, size_t n)
+{
+    if (session_write(s, &s->client, prefix, strlen(prefix)) != 0 ||
+        session_write(s, &s->client, text, n) != 0)
+        return -1;
+    return session_write(s, &s->client, "\r\n", 2);
 }
 
 int

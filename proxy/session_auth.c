@@ -108,7 +108,10 @@ on_job_posted(struct worker_msg *m)
         auth_job_dispose(&sj->job);
         return;
     }
-    MOAT_ASSERT(s->auth_job == &sj->job);
+    if (s->auth_job != &sj->job) { /* not the session's job any more: never its result */
+        auth_job_dispose(&sj->job);
+        return;
+    }
     struct log_line l;
     log_begin(&l, sj->job.status == AUTH_TEMPFAIL ? LOG_WARN : LOG_DEBUG, "sasl_result");
     if (!l.skip) {
@@ -184,10 +187,26 @@ session_job_new(struct session *s, const struct credentials *c)
     return sj;
 }
 
+/* A new check or exchange while one is running: the protocols pause input until the result,
+ * so only a defect gets here; the session ends rather than the process. A job parked between
+ * steps of an exchange the protocol abandoned is dropped first. */
+static bool
+auth_busy(struct session *s)
+{
+    session_auth_abort(s);
+    if (s->auth_job == NULL && s->auth_deadline == 0 && s->hold_until == 0)
+        return false;
+    session_log(s, LOG_WARN, "auth_busy", "state=%s",
+                s->proto->state_name != NULL ? s->proto->state_name(s) : "?");
+    session_close(s, REASON_PROTOCOL_ERROR);
+    return true;
+}
+
 void
 session_auth_verify(struct session *s, const struct credentials *c, enum sasl_mech m)
 {
-    MOAT_ASSERT(s->auth_job == NULL && s->auth_deadline == 0);
+    if (auth_busy(s))
+        return;
     session_input_pause(s);
     if (session_auth_banned(s, c->user, c->user_len)) {
         deliver_later(s, AUTH_FAILED);
@@ -210,22 +229,29 @@ session_auth_verify(struct session *s, const struct credentials *c, enum sasl_me
 void
 session_auth_step(struct session *s, struct sasl_exchange *x)
 {
-    MOAT_ASSERT(s->auth_deadline == 0 && sasl_mech_is_server(x->mech));
-    session_input_pause(s);
     struct session_job *sj = NULL;
-    if (s->auth_job != NULL) {
-        sj = session_job_of(s->auth_job);
-        MOAT_ASSERT(!sj->in_pool);
+    bool parked = s->auth_job != NULL && !session_job_of(s->auth_job)->in_pool;
+    if (x->server_started && parked && s->auth_deadline == 0 && s->hold_until == 0) {
+        sj = session_job_of(s->auth_job); /* the next step of this exchange */
         sj->job.kind = AUTH_JOB_STEP;
-    } else if (session_auth_banned(s, NULL, 0)) {
-        explicit_bzero(x->resp, sizeof(x->resp));
-        deliver_later(s, AUTH_FAILED);
-        return;
+        session_input_pause(s);
     } else {
+        if (auth_busy(s)) { /* drops the job of an abandoned exchange */
+            explicit_bzero(x->resp, sizeof(x->resp));
+            return;
+        }
+        session_input_pause(s);
+        if (x->server_started || !sasl_mech_is_server(x->mech) ||
+            session_auth_banned(s, NULL, 0)) { /* its job is gone, or not ours to run */
+            explicit_bzero(x->resp, sizeof(x->resp));
+            deliver_later(s, AUTH_FAILED);
+            return;
+        }
         sj = session_job_new(s, NULL);
         sj->job.kind = AUTH_JOB_START;
         sj->job.mech = x->mech;
         sj->job.has_in = x->has_resp;
+        x->server_started = true;
     }
     size_t n = MOAT_MIN(x->resp_len, sizeof(sj->job.in));
     memcpy(sj->job.in, x->resp, n);

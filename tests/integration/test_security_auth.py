@@ -1,0 +1,194 @@
+"""Security of authentication (issue: nothing from the internet can stop moat or lock a user
+out): SASL exchanges abandoned in every way, peer-sized SCRAM challenges, over-long SASL lines,
+refused literals before TLS. Every attack is followed by a check that moat is still up and
+serves the next client; the fixtures fail the test on any sanitizer report or MOAT_ASSERT.
+"""
+
+import base64
+import socket
+import ssl
+
+import pytest
+
+import rig
+from test_auth import ALICE, BOB, POP3_FAILED, Raw, plain_b64
+from test_auth_mechs import MECHS, Front, b64, imap_exchange, pop3_exchange, smtp_exchange
+
+SMTP_OK = b"235 2.7.0 Authentication successful\r\n"
+
+
+@pytest.fixture
+def front(moat, backends, certs, tmp_path):
+    return Front(moat, backends, certs, tmp_path)
+
+
+def served(front, src="127.0.0.40"):
+    """moat is alive and logs alice in over IMAP with SCRAM (the auth pool works)."""
+    assert front.moat.alive(), front.moat.log()[-3000:]
+    c = front.raw("imaps", src)
+    reply = imap_exchange(c, "SCRAM-SHA-256", *ALICE, tag="z1")
+    assert reply.startswith(b"z1 OK"), reply
+    c.close()
+
+
+# --- 1: an exchange abandoned on a bad or over-long line drops its parked job ----------------
+
+
+def test_pop3_sasl_abandoned_on_bad_line_then_user_pass(front):
+    c = front.raw("pop3s", "127.0.0.41")
+    c.send("AUTH CRAM-MD5")
+    assert c.line().startswith(b"+ ")
+    c.sock.sendall(b"\x00\r\n")  # a bad line: the exchange is abandoned, its job parked
+    assert c.line() == b"-ERR [AUTH] Invalid authentication data\r\n"
+    c.send("USER a")
+    assert c.line() == b"+OK\r\n"
+    c.send("PASS b")
+    assert c.line() == POP3_FAILED
+    c.send("USER " + ALICE[0])
+    assert c.line() == b"+OK\r\n"
+    c.send("PASS " + ALICE[1])
+    assert c.line().startswith(b"+OK")
+    c.close()
+    served(front)
+
+
+def test_pop3_sasl_abandoned_on_long_line_then_new_exchange(front):
+    c = front.raw("pop3s", "127.0.0.42")
+    c.send("AUTH SCRAM-SHA-256")
+    assert c.line() == b"+ \r\n"
+    c.send("A" * 3000)  # over POP3's SASL line limit
+    assert c.line() == b"-ERR Line too long\r\n"
+    c.send("AUTH CRAM-MD5")  # a new exchange must not step the old one's job
+    assert c.line().startswith(b"+ ")
+    c.send("*")
+    assert c.line() == b"-ERR Authentication cancelled\r\n"
+    assert pop3_exchange(c, "SCRAM-SHA-256", *ALICE).startswith(b"+OK")
+    c.close()
+    served(front)
+
+
+def test_every_protocol_abandons_then_logs_in(front):
+    """SMTP and IMAP: a bad line mid-exchange, then PLAIN (moat's own check) and a new
+    server-run exchange both work in the same session."""
+    c, _ = front.smtp("127.0.0.43")
+    c.send("AUTH CRAM-MD5")
+    assert c.line().startswith(b"334 ")
+    c.send("!!!")
+    assert c.line().startswith(b"501 ")
+    c.send("AUTH PLAIN " + plain_b64(*ALICE))
+    assert c.line() == SMTP_OK
+    c.close()
+    c = front.raw("imaps", "127.0.0.43")
+    c.send("a1 AUTHENTICATE SCRAM-SHA-256")
+    assert c.line() == b"+ \r\n"
+    c.send("!!!")
+    assert c.line() == b"a1 BAD Invalid SASL response.\r\n"
+    c.send("a2 LOGIN %s %s" % ALICE)
+    assert c.line().startswith(b"a2 OK")
+    c.close()
+    served(front)
+
+
+# --- 2: a SCRAM nonce sized so the challenge line would overflow a 2 KB formatter ------------
+
+
+def scram_overhead(front):
+    """len(server-first) - len(client nonce), measured on a real exchange for alice."""
+    c = front.raw("imaps", "127.0.0.44")
+    nonce = "n" * 24
+    c.send("a1 AUTHENTICATE SCRAM-SHA-256 " + b64("n,,n=%s,r=%s" % (ALICE[0], nonce)))
+    line = c.line()
+    assert line.startswith(b"+ "), line
+    server_first = base64.b64decode(line[2:].strip())
+    c.send("*")
+    c.close()
+    return len(server_first) - len(nonce)
+
+
+def test_scram_huge_nonce_refused_not_fatal(front):
+    # a server-first of 1533 bytes is 2044 base64 chars: it fits the 2 KB challenge buffer, but
+    # "334 " / "+ " + challenge + CRLF does not fit a 2048-byte line
+    nonce = "N" * (1533 - scram_overhead(front))
+    first = b64("n,,n=%s,r=%s" % (ALICE[0], nonce))
+    c, _ = front.smtp("127.0.0.45")
+    c.send("AUTH SCRAM-SHA-256 " + first)
+    assert c.line() == b"501 5.5.2 Error: cannot decode response\r\n"
+    c.send("AUTH PLAIN " + plain_b64(*ALICE))
+    assert c.line() == SMTP_OK
+    c.close()
+    c = front.raw("imaps", "127.0.0.45")
+    c.send("a1 AUTHENTICATE SCRAM-SHA-256 " + first)
+    assert c.line() == b"a1 BAD Invalid SASL response.\r\n"
+    c.close()
+    c = front.raw("pop3s", "127.0.0.45")
+    c.send("AUTH SCRAM-SHA-256")
+    assert c.line() == b"+ \r\n"
+    c.send(first)
+    assert c.line() == b"-ERR [AUTH] Invalid authentication data\r\n"
+    c.close()
+    served(front)
+
+
+# --- 17: an over-long AUTHENTICATE line must not swallow the next command --------------------
+
+
+def test_imap_long_sasl_line_next_command_answered(front):
+    c = front.raw("imaps", "127.0.0.46")
+    c.send("a1 AUTHENTICATE PLAIN")
+    assert c.line() == b"+ \r\n"
+    c.send("A" * 10000)  # over IMAP's 8 KB line, its LF in the same TLS record
+    assert c.line() == b"a1 BAD Invalid SASL response.\r\n"
+    c.sock.settimeout(5.0)
+    c.send("a2 NOOP")
+    try:
+        assert c.line() == b"a2 OK NOOP completed.\r\n"
+    except socket.timeout:
+        pytest.fail("the command after the over-long SASL line was swallowed")
+    c.send("a3 LOGIN %s %s" % BOB)
+    assert c.line().startswith(b"a3 OK")
+    c.close()
+    served(front)
+
+
+# --- 12: LOGIN with a literal before TLS is a counted command and error ----------------------
+
+
+def test_imap_login_literal_before_tls_is_counted(moat, backends, certs, tmp_path):
+    port = rig.free_port()
+    listeners = {"imap": {"protocol": "imap", "tls": "starttls", "backend": "dv",
+                          "listen": "127.0.0.1:%d" % port}}
+    backend = {"dv": {"address": "127.0.0.1:%d" % backends.ports["imap"], "identity": "id"}}
+    extra = "[limits]\nmax_preauth_commands = 8\nmax_errors = 50\n"
+    m = moat(rig.moat_conf(certs, backend, listeners, extra=extra), wait_ports=[port])
+    c = Raw(port, src="127.0.0.47")
+    c.line()
+    replies = []
+    for i in range(12):
+        try:
+            c.send("a%d LOGIN {1}" % i)
+            replies.append(c.line())
+        except (EOFError, OSError):
+            break
+    assert b"* BYE Too many commands\r\n" in replies, replies
+    assert len(replies) <= 10
+    assert c.closed()
+    c.close()
+    # the errors count too: max_errors ends it before max_preauth_commands
+    m.stop()
+    extra = "[limits]\nmax_preauth_commands = 50\nmax_errors = 3\n"
+    moat(rig.moat_conf(certs, backend, listeners, extra=extra), wait_ports=[port])
+    c = Raw(port, src="127.0.0.47")
+    c.line()
+    replies = []
+    for i in range(12):
+        try:
+            c.send("a%d LOGIN {1}" % i)
+            replies.append(c.line())
+        except (EOFError, OSError):
+            break
+    assert b"* BYE Too many errors\r\n" in replies, replies
+    assert len(replies) <= 5
+    c.close()
+    c = Raw(port, src="127.0.0.47")
+    assert c.line().startswith(b"* OK")
+    c.close()
