@@ -32,6 +32,10 @@ static struct {
     char pwcheck[32];
     char sasldb[1024];
     char saslauthd[1024];
+    struct {
+        struct ratetable_key key;
+        uint32_t jobs;
+    } clients[AUTH_CLIENTS_MAX]; /* guarded by lock; jobs 0: a free slot */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* --- libsasl2's mutexes: its defaults are no-ops --- */
@@ -275,6 +279,40 @@ job_drop(struct auth_job *j)
     auth_job_free(j);
 }
 
+/* The client's count of jobs in the pool: its slot, else a free one (taken for it), else NULL.
+ * Under the lock. */
+static uint32_t *
+client_slot(const struct ratetable_key *k)
+{
+    size_t free_slot = AUTH_CLIENTS_MAX;
+    for (size_t i = 0; i < AUTH_CLIENTS_MAX; i++) {
+        if (pool.clients[i].jobs == 0) {
+            if (free_slot == AUTH_CLIENTS_MAX)
+                free_slot = i;
+        } else if (pool.clients[i].key.len == k->len &&
+                   memcmp(pool.clients[i].key.bytes, k->bytes, k->len) == 0) {
+            return &pool.clients[i].jobs;
+        }
+    }
+    if (free_slot == AUTH_CLIENTS_MAX)
+        return NULL;
+    pool.clients[free_slot].key = *k;
+    return &pool.clients[free_slot].jobs;
+}
+
+/* The job left the pool's hands (done, or dropped): its client may submit again. Under the
+ * lock. */
+static void
+client_release(struct auth_job *j)
+{
+    if (!j->counted)
+        return;
+    j->counted = false;
+    uint32_t *n = client_slot(&j->client);
+    if (n != NULL && *n > 0)
+        (*n)--;
+}
+
 static void *
 pool_main(void *arg)
 {
@@ -293,6 +331,7 @@ pool_main(void *arg)
 
         /* under the lock: auth_stop() waits for a post in progress and prevents later ones */
         pthread_mutex_lock(&pool.lock);
+        client_release(j);
         if (pool.stopping || j->kind == AUTH_JOB_DISPOSE)
             job_drop(j);
         else
@@ -367,7 +406,17 @@ auth_submit(struct auth_job *j)
     pthread_mutex_lock(&pool.lock);
     if (!pool.ready || pool.stopping || pool.queued >= AUTH_QUEUE_MAX) {
         pthread_mutex_unlock(&pool.lock);
-        return -1;
+        return AUTH_SUBMIT_UNAVAILABLE;
+    }
+    uint32_t max = j->auth != NULL ? j->auth->max_checks_per_client : 0;
+    if (j->kind != AUTH_JOB_DISPOSE && j->client.len > 0 && max > 0) {
+        uint32_t *n = client_slot(&j->client);
+        if (n == NULL || *n >= max) {
+            pthread_mutex_unlock(&pool.lock);
+            return AUTH_SUBMIT_CLIENT_BUSY;
+        }
+        (*n)++;
+        j->counted = true;
     }
     j->next = NULL;
     if (pool.tail != NULL)
@@ -378,7 +427,7 @@ auth_submit(struct auth_job *j)
     pool.queued++;
     pthread_cond_signal(&pool.cond);
     pthread_mutex_unlock(&pool.lock);
-    return 0;
+    return AUTH_SUBMIT_OK;
 }
 
 void
@@ -391,7 +440,7 @@ auth_job_dispose(struct auth_job *j)
         return;
     }
     j->kind = AUTH_JOB_DISPOSE;
-    if (auth_submit(j) != 0)
+    if (auth_submit(j) != AUTH_SUBMIT_OK)
         job_drop(j); /* the pool is gone or full: dispose of it here, it does no I/O */
 }
 

@@ -175,6 +175,21 @@ job_fill(struct session *s, struct auth_job *j, const struct credentials *c)
         j->cred = *c;
     j->on_done = on_job_done;
     j->owner = s;
+    admission_client_key(&j->client, s->listener, session_client_sockaddr(s));
+}
+
+/* Hand a job to the pool; false: refused (logged), answer a temporary failure. */
+static bool
+submit(struct session *s, struct auth_job *j)
+{
+    int r = auth_submit(j);
+    if (r == AUTH_SUBMIT_OK)
+        return true;
+    const char *why = !auth_ready()                  ? "no_pool"
+                      : r == AUTH_SUBMIT_CLIENT_BUSY ? "client_busy"
+                                                     : "queue_full";
+    session_log(s, LOG_WARN, "auth_unavailable", "why=%s", why);
+    return false;
 }
 
 static struct session_job *
@@ -213,9 +228,7 @@ session_auth_verify(struct session *s, const struct credentials *c, enum sasl_me
         return;
     }
     struct session_job *sj = session_job_new(s, c);
-    if (auth_submit(&sj->job) != 0) {
-        session_log(s, LOG_WARN, "auth_unavailable", "why=%s",
-                    auth_ready() ? "queue_full" : "no_pool");
+    if (!submit(s, &sj->job)) {
         auth_job_free(&sj->job);
         deliver_later(s, AUTH_TEMPFAIL);
         return;
@@ -260,9 +273,7 @@ session_auth_step(struct session *s, struct sasl_exchange *x)
     x->resp_len = 0;
     x->has_resp = false;
     s->auth_job = NULL;
-    if (auth_submit(&sj->job) != 0) {
-        session_log(s, LOG_WARN, "auth_unavailable", "why=%s",
-                    auth_ready() ? "queue_full" : "no_pool");
+    if (!submit(s, &sj->job)) {
         explicit_bzero(sj->job.in, sizeof(sj->job.in));
         auth_job_dispose(&sj->job);
         deliver_later(s, AUTH_TEMPFAIL);

@@ -6,12 +6,13 @@ serves the next client; the fixtures fail the test on any sanitizer report or MO
 
 import base64
 import socket
-import ssl
+import threading
 
 import pytest
 
 import rig
 from test_auth import ALICE, BOB, POP3_FAILED, Raw, plain_b64
+from test_auth import Front as AuthFront
 from test_auth_mechs import MECHS, Front, b64, imap_exchange, pop3_exchange, smtp_exchange
 
 SMTP_OK = b"235 2.7.0 Authentication successful\r\n"
@@ -192,3 +193,103 @@ def test_imap_login_literal_before_tls_is_counted(moat, backends, certs, tmp_pat
     c = Raw(port, src="127.0.0.47")
     assert c.line().startswith(b"* OK")
     c.close()
+
+
+# --- 15: a few clients with hung checks do not starve every login -----------------------------
+
+
+class Saslauthd:
+    """A saslauthd stand-in on a unix socket: holds every request for a user whose name starts
+    with "slow" forever (a hung verifier), answers the others (OK for alice's password)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(32)
+        self.srv.settimeout(0.2)
+        self.held = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def field(conn):
+        n = int.from_bytes(Saslauthd.exactly(conn, 2), "big")
+        return Saslauthd.exactly(conn, n)
+
+    @staticmethod
+    def exactly(conn, n):
+        out = b""
+        for _ in range(100):
+            if len(out) == n:
+                return out
+            chunk = conn.recv(n - len(out))
+            if not chunk:
+                raise EOFError
+            out += chunk
+        raise EOFError
+
+    def serve(self, conn):
+        conn.settimeout(5.0)
+        try:
+            login, password, _service, _realm = (self.field(conn) for _ in range(4))
+        except (EOFError, OSError):
+            conn.close()
+            return
+        if login.startswith(b"slow"):
+            self.held.append(conn)
+            return
+        answer = b"OK" if password == ALICE[1].encode() else b"NO"
+        conn.sendall(len(answer).to_bytes(2, "big") + answer)
+        conn.close()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                conn = self.srv.accept()[0]
+            except OSError:
+                continue
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=2)
+        for c in self.held:
+            c.close()
+        self.srv.close()
+
+
+def test_hung_checks_of_one_client_do_not_starve_others(moat, backends, certs, tmp_path):
+    sasld = Saslauthd(str(tmp_path / "mux"))
+    try:
+        f = AuthFront(moat, backends, certs, tmp_path,
+                      auth={"pwcheck_method": "saslauthd", "saslauthd_path": sasld.path,
+                            "verify_timeout": "3s", "ban_ip": "0"})
+        first = f.raw("imaps", src="127.0.0.50")
+        first.until(b"* OK")
+        first.send('a1 LOGIN "slow1@example.test" "x"')
+        rig.wait_until(lambda: len(sasld.held) >= 1, timeout=5.0, what="a held check")
+        # more hung checks from the same address: refused at once, never holding a thread
+        replies = []
+        for i in range(2, 7):
+            c = f.raw("imaps", src="127.0.0.50")
+            c.until(b"* OK")
+            c.sock.settimeout(1.5)
+            c.send('a1 LOGIN "slow%d@example.test" "x"' % i)
+            try:
+                replies.append(c.line())
+            except socket.timeout:
+                replies.append(None)
+        assert replies == [b"a1 NO [UNAVAILABLE] Service temporarily unavailable.\r\n"] * 5
+        assert len(sasld.held) == 1
+        # another client still gets a thread and its answer
+        c = f.raw("imaps", src="127.0.0.51")
+        c.until(b"* OK")
+        c.send('a1 LOGIN "%s" "%s"' % ALICE)
+        assert c.line().startswith(b"a1 OK"), "a login starved behind another client's checks"
+        c.close()
+        assert "why=client_busy" in f.moat.log()
+        assert f.moat.alive()
+    finally:
+        sasld.close()
