@@ -293,3 +293,75 @@ def test_hung_checks_of_one_client_do_not_starve_others(moat, backends, certs, t
         assert f.moat.alive()
     finally:
         sasld.close()
+
+
+# --- 13: smart lockout: failures from elsewhere never lock the user out ----------------------
+
+LOCKOUT = {"ban_user": "3/1m", "ban_ip": "0", "ban_time": "1m", "failure_delay": "20ms",
+           "failure_delay_max": "50ms", "max_failures": "3"}
+
+
+def imap_login(f, src, user, password):
+    c = f.raw("imaps", src=src)
+    c.until(b"* OK")
+    c.send('a1 LOGIN "%s" "%s"' % (user, password))
+    return c, c.line()
+
+
+def test_failures_from_elsewhere_do_not_lock_the_user_out(moat, backends, certs, tmp_path):
+    f = AuthFront(moat, backends, certs, tmp_path, auth=LOCKOUT)
+    home, attacker, fresh = "127.0.0.3", "127.0.0.5", "127.0.0.4"
+    c, reply = imap_login(f, home, *ALICE)
+    assert reply.startswith(b"a1 OK"), reply
+    c.close()
+    # the attacker fails as alice until the name is banned
+    c, reply = imap_login(f, attacker, ALICE[0], "wrong-1")
+    assert reply == b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    for i in (2, 3):
+        c.send('a%d LOGIN "%s" "wrong-%d"' % (i, ALICE[0], i))
+        c.line()
+    c.close()
+    rig.wait_until(lambda: "ban_user=yes" in f.moat.log(), timeout=5.0, what="the user ban")
+    # a new address for alice is refused while the name is banned, even with the password
+    c, reply = imap_login(f, fresh, *ALICE)
+    assert reply == b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    c.close()
+    c, reply = imap_login(f, attacker, *ALICE)
+    assert reply == b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+    c.close()
+    # alice at home still reads and sends mail
+    c, reply = imap_login(f, home, *ALICE)
+    assert reply.startswith(b"a1 OK"), "alice locked out of her mailbox by someone else"
+    c.send("a2 SELECT INBOX")
+    assert c.until(b"a2 ").startswith(b"a2 OK")
+    c.close()
+    s = f.submission(src=home)
+    s.login(*ALICE)
+    assert s.sendmail(ALICE[0], [BOB[0]], "Subject: from home\r\n\r\nstill works\r\n") == {}
+    s.quit()
+    assert f.moat.alive()
+
+
+def test_user_bans_do_not_fill_the_client_table(moat, backends, certs, tmp_path):
+    f = AuthFront(moat, backends, certs, tmp_path,
+                  auth=dict(LOCKOUT, ban_user="1/1m"), moat_keys="max_tracked_clients = 16\n")
+    for batch in range(8):  # 24 user names banned, from one address
+        c = f.raw("imaps", src="127.0.0.5")
+        c.until(b"* OK")
+        for i in range(3):
+            c.send('a%d LOGIN "victim%d-%d@example.test" "x"' % (i, batch, i))
+            c.line()
+        c.close()
+    greeted = []
+    for i in range(20):  # new clients, more than the table holds
+        c = Raw(f.ports["sub"], src="127.0.0.%d" % (100 + i))
+        try:
+            greeted.append(c.line().startswith(b"220 "))
+        except (EOFError, OSError):
+            greeted.append(False)
+        c.close()
+    assert all(greeted), greeted
+    assert f.moat.log().count("ban_user=yes") == 24  # every reply came after its count
+    c, reply = imap_login(f, "127.0.0.99", *BOB)
+    assert reply.startswith(b"a1 OK"), reply
+    c.close()
