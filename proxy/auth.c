@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "auth.h"
 #include "log.h"
+#include "scramfake.h"
 
 /* libsasl2 stores every callback as int (*)(void); the detour through void (*)(void) is the
  * cast GCC accepts without -Wcast-function-type. */
@@ -32,6 +34,7 @@ static struct {
     char pwcheck[32];
     char sasldb[1024];
     char saslauthd[1024];
+    uint8_t fake_key[SCRAM_FAKE_KEY_LEN]; /* random per process: the salts of unknown users */
     struct {
         struct ratetable_key key;
         uint32_t jobs;
@@ -218,6 +221,34 @@ job_checkpass(struct auth_job *j)
     job_finish(j, conn, r, j->cred.user);
 }
 
+/* Cyrus SASL's SCRAM fails at once for a user it does not know, a known one only after its
+ * challenge: instead of the failure, a synthetic challenge (scramfake.h) that fails at the next
+ * step, as a wrong password does. Before j->in is wiped; false: no such luck, keep r. */
+static bool
+fake_scram_first(struct auth_job *j, int r)
+{
+    if (r != SASL_NOUSER || j->fake || j->in_len == 0 ||
+        (j->mech != SASL_MECH_SCRAM_SHA_1 && j->mech != SASL_MECH_SCRAM_SHA_256))
+        return false;
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char rnd[SCRAM_FAKE_NONCE_LEN];
+    char nonce[SCRAM_FAKE_NONCE_LEN + 1];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        return false;
+    for (size_t i = 0; i < SCRAM_FAKE_NONCE_LEN; i++)
+        nonce[i] = b64[rnd[i] & 63];
+    nonce[SCRAM_FAKE_NONCE_LEN] = '\0';
+    char first[AUTH_CHALLENGE_MAX];
+    int n = scram_fake_first(j->mech, j->in, j->in_len, pool.fake_key, nonce, first, sizeof(first),
+                             j->fake_user, sizeof(j->fake_user));
+    unsigned b64_len = 0;
+    if (n <= 0 ||
+        sasl_encode64(first, (unsigned)n, j->challenge, sizeof(j->challenge), &b64_len) != SASL_OK)
+        return false;
+    j->fake = true;
+    return true;
+}
+
 /* One step of a mechanism libsasl2 runs: a challenge to send (AUTH_CONTINUE), or the end. */
 static void
 job_step(struct auth_job *j)
@@ -235,10 +266,18 @@ job_step(struct auth_job *j)
     } else if (conn != NULL) {
         r = sasl_server_step(conn, (const char *)j->in, (unsigned)j->in_len, &out, &out_len);
     } else {
-        r = SASL_BADPROT;
+        r = j->fake ? SASL_NOUSER : SASL_BADPROT; /* the end of a synthetic exchange */
     }
+    bool fake = conn != NULL && fake_scram_first(j, r);
     explicit_bzero(j->in, sizeof(j->in));
     j->in_len = 0;
+    if (fake) {
+        conn_dispose(j, conn);
+        j->sasl_code = SASL_CONTINUE;
+        j->status = AUTH_CONTINUE;
+        copy_opt(j->detail, sizeof(j->detail), "continue");
+        return;
+    }
     if (r == SASL_CONTINUE) {
         unsigned b64_len = 0;
         r = sasl_encode64(out != NULL ? out : "", out_len, j->challenge, sizeof(j->challenge),
@@ -251,7 +290,7 @@ job_step(struct auth_job *j)
             return;
         }
     }
-    job_finish(j, conn, r, "");
+    job_finish(j, conn, r, j->fake ? j->fake_user : "");
 }
 
 static void
@@ -365,6 +404,10 @@ auth_init(const struct config *conf, const char **err_out)
     copy_opt(pool.pwcheck, sizeof(pool.pwcheck), pwcheck_name(a));
     copy_opt(pool.sasldb, sizeof(pool.sasldb), a->sasldb_path);
     copy_opt(pool.saslauthd, sizeof(pool.saslauthd), a->saslauthd_path);
+    if (getrandom(pool.fake_key, sizeof(pool.fake_key), 0) != (ssize_t)sizeof(pool.fake_key)) {
+        *err_out = "no random bytes for the SCRAM key";
+        return -1;
+    }
     sasl_set_mutex(mutex_alloc, mutex_lock, mutex_unlock, mutex_free);
     int r = sasl_server_init(global_callbacks, "moat");
     if (r != SASL_OK) {

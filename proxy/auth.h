@@ -40,8 +40,10 @@ struct auth_job {
     unsigned ssf;                        /* of the client's TLS, for SSF_EXTERNAL */
     struct credentials cred;             /* wiped by the pool as soon as it is checked */
     void (*on_done)(struct auth_job *j); /* on a pool thread, unless auth is stopping */
-    struct ratetable_key client;         /* for [auth] max_checks_per_client (len 0: none) */
-    bool counted;                        /* counted against client until the pool is done */
+    bool fake; /* SCRAM for an unknown user: a synthetic challenge was sent */
+    char fake_user[SASL_USER_MAX + 1]; /* its user name, for the failure's log and count */
+    struct ratetable_key client;       /* for [auth] max_checks_per_client (len 0: none) */
+    bool counted;                      /* counted against client until the pool is done */
     void *owner;
     /* filled by the pool */
     void *sasl_conn;      /* sasl_conn_t between steps, owned by the job */

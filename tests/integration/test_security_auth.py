@@ -365,3 +365,58 @@ def test_user_bans_do_not_fill_the_client_table(moat, backends, certs, tmp_path)
     c, reply = imap_login(f, "127.0.0.99", *BOB)
     assert reply.startswith(b"a1 OK"), reply
     c.close()
+
+
+# --- 4: SCRAM does not tell known from unknown user names -------------------------------------
+
+
+def server_first(front, proto, mech, user, src):
+    """The decoded server-first-message for user's client-first, and the session."""
+    first = b64("n,,n=%s,r=%s" % (user, "c" * 24))
+    if proto == "smtp":
+        c, _ = front.smtp(src)
+        c.send("AUTH %s %s" % (mech, first))
+        line, prefix = c.line(), b"334 "
+    else:
+        c = front.raw(proto, src)
+        c.send(("a1 AUTHENTICATE %s %s" if proto == "imaps" else "AUTH %s %s") % (mech, first))
+        line, prefix = c.line(), b"+ "
+    assert line.startswith(prefix), (proto, mech, user, line)
+    attrs = dict(kv.split("=", 1) for kv in base64.b64decode(line[len(prefix):]).decode()
+                 .split(","))
+    return attrs, c
+
+
+def test_scram_unknown_user_gets_a_challenge_like_a_known_one(front):
+    for mech in ("SCRAM-SHA-256", "SCRAM-SHA-1"):
+        real, c = server_first(front, "smtp", mech, ALICE[0], "127.0.0.60")
+        c.close()
+        fakes = []
+        for proto in ("smtp", "imaps", "pop3s"):
+            fake, c = server_first(front, proto, mech, "nobody@example.test", "127.0.0.61")
+            c.close()
+            fakes.append(fake)
+        for fake in fakes:
+            assert sorted(fake) == sorted(real) == ["i", "r", "s"]
+            assert fake["i"] == real["i"]
+            assert len(fake["r"]) == len(real["r"]) and fake["r"].startswith("c" * 24)
+            assert len(base64.b64decode(fake["s"])) == len(base64.b64decode(real["s"]))
+            assert fake["s"] == fakes[0]["s"]  # the same salt for the same name every time
+            assert fake["r"] != fakes[0]["r"] or fake is fakes[0]
+        other, c = server_first(front, "smtp", mech, "someone-else@example.test", "127.0.0.61")
+        c.close()
+        assert other["s"] != fakes[0]["s"]
+    # the whole exchange fails exactly as a wrong password does, at the last step, delayed
+    for user in (ALICE[0], "nobody@example.test"):
+        c, _ = front.smtp("127.0.0.62")
+        assert smtp_exchange(c, "SCRAM-SHA-256", user, "wrong-pw-7f3a") == \
+            b"535 5.7.8 Authentication credentials invalid\r\n"
+        c.close()
+        c = front.raw("imaps", "127.0.0.62")
+        assert imap_exchange(c, "SCRAM-SHA-256", user, "wrong-pw-7f3a") == \
+            b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n"
+        c.close()
+    log = front.moat.log()
+    assert 'user=nobody@example.test mech=SCRAM-SHA-256' in log or \
+        'user="nobody@example.test" mech=SCRAM-SHA-256' in log
+    served(front)
