@@ -420,3 +420,27 @@ def test_scram_unknown_user_gets_a_challenge_like_a_known_one(front):
     assert 'user=nobody@example.test mech=SCRAM-SHA-256' in log or \
         'user="nobody@example.test" mech=SCRAM-SHA-256' in log
     served(front)
+
+
+# --- 7: verifier = backend: moat knows only the name the client typed -------------------------
+
+
+def test_backend_verifier_login_is_the_typed_name(moat, backends, certs):
+    """The backend may accept a name that is not the account's own (here a Dovecot master-user
+    login, "alice*master", which Dovecot logs in as alice): moat cannot observe what the
+    backend authenticated, so its sender check and XCLIENT LOGIN= use the typed name. The
+    check then fails closed: the typed name owns no address."""
+    from smtp_helpers import login, session, start_smtp_moat
+    m = start_smtp_moat(moat, backends, certs)
+    typed = "%s*%s" % (ALICE[0], rig.MASTER_USER)
+    c = session(m.smtp_ports["submissions"], "127.0.0.70", certs, implicit=True)
+    reply = login(c, typed, rig.MASTER_PASSWORD)[-1]
+    if not reply.startswith(b"235"):
+        c.close()
+        pytest.skip("the rig's Postfix does not accept master-user logins: %r" % reply)
+    assert c.cmd("MAIL FROM:<%s>" % ALICE[0])[-1].startswith(b"553 5.7.1")
+    assert c.cmd("MAIL FROM:<%s>" % BOB[0])[-1].startswith(b"553 5.7.1")
+    c.cmd("QUIT")
+    c.close()
+    log = m.log()
+    assert ('user="%s"' % typed in log or "user=%s " % typed in log) and "verifier=backend" in log
