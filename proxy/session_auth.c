@@ -469,7 +469,11 @@ session_auth_failed(struct session *s, const char *user, size_t user_len, const 
     bool last = a->max_failures > 0 && s->auth_failures >= a->max_failures;
     log_failure(s, user, user_len, mech, &v, last);
     int n = snprintf(s->hold_reply, sizeof(s->hold_reply), "%s", last ? final_reply : reply);
-    MOAT_ASSERT(n > 0 && (size_t)n < sizeof(s->hold_reply));
+    if (n <= 0 || (size_t)n >= sizeof(s->hold_reply)) { /* a hostname too long for the reply */
+        explicit_bzero(s->hold_reply, sizeof(s->hold_reply));
+        session_close(s, REASON_INTERNAL);
+        return;
+    }
     s->hold_len = (size_t)n;
     s->hold_close = last;
     s->hold_until = loop_now(s) + v.delay_ms / 1000.0;
