@@ -164,8 +164,6 @@ authguard_failure(const struct authguard *g, const struct config_auth *a,
                 ratetable_ban(g->users, &k, now_ms + a->ban_time_ms, now_ms);
                 out->user_banned = true;
             }
-            if (u > n)
-                n = u; /* unfamiliar addresses are throttled per user name too */
         }
     }
     out->delay_ms = authguard_delay_ms(a, n);

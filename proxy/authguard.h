@@ -48,7 +48,7 @@ uint32_t authguard_delay_ms(const struct config_auth *a, uint32_t n);
 /* Count one failed login of user (may be NULL/empty) from the client with key client (the
  * admission table's key, so a ban refuses the client at connect); session_failures counts this
  * one. Failures from a client familiar for the user are not counted against the user name. The
- * delay grows with the largest of the session's, the client's and the user name's failures. */
+ * delay grows with the larger of the session's and the client's failures. */
 void authguard_failure(const struct authguard *g, const struct config_auth *a,
                        const struct ratetable_key *client, const char *user, size_t user_len,
                        uint32_t session_failures, uint64_t now_ms, struct authguard_verdict *out);
