@@ -151,6 +151,20 @@ def test_imap_long_sasl_line_next_command_answered(front):
     served(front)
 
 
+def test_imap_long_command_line_next_command_answered(front):
+    """The same for an over-long command line before login."""
+    c = front.raw("imaps", "127.0.0.48")
+    c.send("a1 LOGIN " + "A" * 10000)
+    assert c.line() == b"* BAD Command line too long.\r\n"
+    c.sock.settimeout(5.0)
+    c.send("a2 NOOP")
+    try:
+        assert c.line() == b"a2 OK NOOP completed.\r\n"
+    except socket.timeout:
+        pytest.fail("the command after the over-long line was swallowed")
+    c.close()
+
+
 # --- 12: LOGIN with a literal before TLS is a counted command and error ----------------------
 
 
