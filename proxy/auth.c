@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "auth.h"
 #include "log.h"
@@ -34,7 +35,8 @@ static struct {
     char pwcheck[32];
     char sasldb[1024];
     char saslauthd[1024];
-    uint8_t fake_key[SCRAM_FAKE_KEY_LEN]; /* random per process: the salts of unknown users */
+    uint8_t fake_key[SCRAM_FAKE_KEY_LEN];     /* random per process: the salts of unknown users */
+    uint64_t scram_first_ns[SASL_MECH_COUNT]; /* guarded by lock: a known user's first step */
     struct {
         struct ratetable_key key;
         uint32_t jobs;
@@ -249,10 +251,42 @@ fake_scram_first(struct auth_job *j, int r)
     return true;
 }
 
+static uint64_t
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A SCRAM first step takes Cyrus a while for a known user (the salted password), next to no
+ * time for an unknown one: how long the known ones take is learnt (a moving average), and a
+ * synthetic answer waits until as long has passed. */
+static void
+scram_first_timing(struct auth_job *j, uint64_t start_ns, bool known)
+{
+    if (j->mech != SASL_MECH_SCRAM_SHA_1 && j->mech != SASL_MECH_SCRAM_SHA_256)
+        return;
+    uint64_t took = mono_ns() - start_ns;
+    pthread_mutex_lock(&pool.lock);
+    uint64_t *avg = &pool.scram_first_ns[j->mech];
+    uint64_t want = *avg;
+    if (known && took < 1000000000u)
+        *avg = *avg == 0 ? took : (*avg * 7 + took) / 8;
+    pthread_mutex_unlock(&pool.lock);
+    if (known || want <= took)
+        return;
+    uint64_t wait = MOAT_MIN(want - took, (uint64_t)500000000u);
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait};
+    nanosleep(&ts, NULL);
+}
+
 /* One step of a mechanism libsasl2 runs: a challenge to send (AUTH_CONTINUE), or the end. */
 static void
 job_step(struct auth_job *j)
 {
+    uint64_t start_ns = mono_ns();
+    bool first = j->in_len > 0 && !j->fake; /* a client-first, unless the exchange is past it */
     sasl_conn_t *conn = j->sasl_conn;
     const char *out = NULL;
     unsigned out_len = 0;
@@ -272,12 +306,15 @@ job_step(struct auth_job *j)
     explicit_bzero(j->in, sizeof(j->in));
     j->in_len = 0;
     if (fake) {
+        scram_first_timing(j, start_ns, false);
         conn_dispose(j, conn);
         j->sasl_code = SASL_CONTINUE;
         j->status = AUTH_CONTINUE;
         copy_opt(j->detail, sizeof(j->detail), "continue");
         return;
     }
+    if (r == SASL_CONTINUE && first && out_len > 0)
+        scram_first_timing(j, start_ns, true);
     if (r == SASL_CONTINUE) {
         unsigned b64_len = 0;
         r = sasl_encode64(out != NULL ? out : "", out_len, j->challenge, sizeof(j->challenge),
