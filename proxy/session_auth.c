@@ -1,11 +1,12 @@
 /*
  * session_auth.c: the auth services a session offers its protocol (protocol.h): a `sasl`
  * verification (a password check, or the steps of CRAM-MD5 / SCRAM-*, whose sasl_conn_t waits
- * in a parked job between steps) handed to the auth pool and its result brought back on the
- * worker's loop, the
- * job deadline, the brute-force control (delayed failure replies, per-session limit, bans) and
- * the login / failure log lines. A job that outlives its session never touches it; no password
- * is ever logged, and every copy is wiped.
+ * in a parked job between steps, dropped when the exchange is abandoned) handed to the auth pool
+ * and its result brought back on the worker's loop, the job deadline, the brute-force control
+ * (delayed failure replies, per-session limit, bans, smart lockout over the user-name and
+ * familiar-address tables) and the login / failure log lines. A job that outlives its session
+ * never touches it; no password is ever logged, and every copy is wiped. Nothing a client sends
+ * can trip an assertion here: a state it should not reach ends the session.
  */
 #include <pthread.h>
 #include <stdio.h>
