@@ -341,6 +341,15 @@ smtp_on_backend(struct session *s, enum backend_event ev)
     }
 }
 
+/* A backend 5xx to MAIL or RCPT counts toward max_errors like moat's own refusals: a client
+ * cannot probe addresses through the backend without end. */
+static void
+backend_refusal_count(struct session *s, int code)
+{
+    if (code / 100 == 5 && session_count_error(s))
+        smtp_close_421(s, "4.7.0", "Error: too many errors", REASON_TOO_MANY_ERRORS);
+}
+
 /* The effect of a complete backend reply on the transaction we track. */
 static void
 relay_reply_done(struct session *s, enum smtp_pending what, int code)
@@ -352,12 +361,14 @@ relay_reply_done(struct session *s, enum smtp_pending what, int code)
         st->in_mail = ok;
         if (!ok)
             st->rcpt_count = 0;
+        backend_refusal_count(s, code);
         return;
     case PEND_RCPT:
         if (!ok && st->rcpt_count > 0)
             st->rcpt_count--;
         if (ok)
             session_rate_count(s, CLIENT_RATE_RECIPIENTS);
+        backend_refusal_count(s, code);
         return;
     case PEND_RSET:
     case PEND_EHLO:
@@ -414,7 +425,17 @@ relay_line(struct session *s, const char *line, size_t n, int code, bool last)
     if (!last)
         return;
     fifo_pop(st);
+    if (code == 421) {
+        /* the backend is closing: so does the session (a fresh leg would reset the backend's
+         * per-connection limits) */
+        session_log(s, LOG_INFO, "backend_421", "backend=%s", session_backend_addr(s));
+        smtp_enter_state(s, SMTP_CLOSING);
+        session_close(s, REASON_BACKEND_EOF);
+        return;
+    }
     relay_reply_done(s, what, code);
+    if (st->state == SMTP_CLOSING)
+        return;
     if (smtp_fifo_empty(st))
         session_backend_wait(s, false);
     smtp_resume(s);
@@ -460,6 +481,10 @@ int
 smtp_relay_command(struct session *s, const char *line, size_t n, enum smtp_pending what)
 {
     struct smtp_session *st = smtp_st(s);
+    if (st->fifo_len >= SMTP_FIFO_MAX) { /* smtp.c stops reading first: never a peer's doing */
+        smtp_close_421(s, "4.3.0", "Error: too many pending commands", REASON_PROTOCOL_ERROR);
+        return -1;
+    }
     if (session_backend_send(s, line, n) != 0 || session_backend_send(s, "\r\n", 2) != 0)
         return -1;
     fifo_push(st, what);

@@ -5,6 +5,7 @@
  * report ends into them. Never blocks on I/O and never refuses a client in dry-run mode.
  */
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -192,6 +193,19 @@ refusal_text(enum admission_verdict v)
     return "Too many connections, try again later";
 }
 
+/* One formatted line, or nothing when it does not fit whole (never a length beyond the text). */
+static int refusal_line(char *out, size_t cap, const char *fmt, ...) MOAT_PRINTF(3, 4);
+
+static int
+refusal_line(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    return n > 0 && (size_t)n < cap ? n : 0;
+}
+
 int
 admission_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
                   enum admission_verdict v)
@@ -203,16 +217,16 @@ admission_refusal(char *out, size_t cap, const struct config *conf, const struct
     case LPROTO_SMTP:
     case LPROTO_SUBMISSION:
         if (denied)
-            return snprintf(out, cap, "554 5.7.1 %s Access denied\r\n", conf->hostname);
-        return snprintf(out, cap, "421 4.7.0 %s %s\r\n", conf->hostname, refusal_text(v));
+            return refusal_line(out, cap, "554 5.7.1 %s Access denied\r\n", conf->hostname);
+        return refusal_line(out, cap, "421 4.7.0 %s %s\r\n", conf->hostname, refusal_text(v));
     case LPROTO_IMAP:
         if (denied)
-            return snprintf(out, cap, "* BYE Access denied\r\n");
-        return snprintf(out, cap, "* BYE [UNAVAILABLE] %s\r\n", refusal_text(v));
+            return refusal_line(out, cap, "* BYE Access denied\r\n");
+        return refusal_line(out, cap, "* BYE [UNAVAILABLE] %s\r\n", refusal_text(v));
     case LPROTO_POP3:
         if (denied)
-            return snprintf(out, cap, "-ERR Access denied\r\n");
-        return snprintf(out, cap, "-ERR [SYS/TEMP] %s\r\n", refusal_text(v));
+            return refusal_line(out, cap, "-ERR Access denied\r\n");
+        return refusal_line(out, cap, "-ERR [SYS/TEMP] %s\r\n", refusal_text(v));
     }
     return 0;
 }

@@ -120,6 +120,7 @@ const struct key_def config_keys[] = {
     K(SEC_LIMITS, "limits_mode", KT_ENUM, struct config_limits, mode, "enforce", 0, 0, mode_names,
       0),
 
+    TMO("tls_first_byte", tls_first_byte_ms, "5s", 1),
     TMO("handshake", handshake_ms, "10s", 1),
     TMO("preauth_idle", preauth_idle_ms, "60s", 1),
     TMO("preauth_total", preauth_total_ms, "5m", 1),
@@ -154,6 +155,7 @@ const struct key_def config_keys[] = {
     DNS("timeout", KT_DURATION, timeout_ms, "1500ms", 1, 0, NULL),
     DNS("tries", KT_UINT, tries, "2", 1, 10, NULL),
     DNS("cache_size", KT_UINT, cache_size, "10000", 16, 10000000, NULL),
+    DNS("cache_bytes", KT_SIZE, cache_bytes, "4M", 65536, 1ull << 32, NULL),
     DNS("cache_max_ttl", KT_DURATION, cache_max_ttl_ms, "1h", 0, 0, NULL),
     DNS("negative_ttl", KT_DURATION, negative_ttl_ms, "5m", 0, 0, NULL),
     DNS("tempfail_ttl", KT_DURATION, tempfail_ttl_ms, "30s", 0, 0, NULL),

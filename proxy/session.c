@@ -185,13 +185,16 @@ session_set_phase(struct session *s, enum session_phase p)
     const struct config_timeouts *t = &s->listener->timeouts;
     double now = ev_now(worker_loop(s->worker));
     s->phase = p;
-    session_count_handshake(s, p == PHASE_HANDSHAKE);
+    if (p == PHASE_COMMAND || p == PHASE_DATA || p == PHASE_RELAY)
+        s->past_preauth = true;
+    /* a handshake counts once the client's first bytes arrived (session_tls_started) */
+    session_count_handshake(s, p == PHASE_HANDSHAKE && s->client.tls != NULL);
     s->phase_deadline = 0;
     s->idle_s = 0;
     switch (p) {
     case PHASE_HANDSHAKE:
-        /* absolute: trickled handshake bytes never extend it */
-        s->phase_deadline = now + t->handshake_ms / 1000.0;
+        /* until the first byte: a silent socket goes quickly */
+        s->phase_deadline = now + MOAT_MIN(t->tls_first_byte_ms, t->handshake_ms) / 1000.0;
         break;
     case PHASE_PREAUTH:
     case PHASE_AUTH:
@@ -217,9 +220,35 @@ session_set_phase(struct session *s, enum session_phase p)
     session_timer_arm(s);
 }
 
+/* The client's first handshake bytes arrived: the handshake counts for max_tls_handshakes from
+ * now, and gets its whole (absolute) time from now on. */
+static void
+session_tls_started(struct session *s)
+{
+    if (s->phase != PHASE_HANDSHAKE)
+        return;
+    session_count_handshake(s, true);
+    s->phase_deadline =
+        ev_now(worker_loop(s->worker)) + s->listener->timeouts.handshake_ms / 1000.0;
+    session_timer_arm(s);
+}
+
+/* The name of the timeout that ends the handshake phase now. */
+static const char *
+handshake_timeout_name(const struct session *s)
+{
+    const struct config_timeouts *t = &s->listener->timeouts;
+    return s->client.tls == NULL && t->tls_first_byte_ms < t->handshake_ms ? "tls_first_byte"
+                                                                           : "handshake";
+}
+
+/* The pre-auth phases, until the client logged in or its session was handed off: a backend leg
+ * re-opened later (PHASE_CONNECT, PHASE_HANDOFF) is not pre-auth any more. */
 static bool
 in_preauth(const struct session *s)
 {
+    if (s->past_preauth || s->user[0] != '\0')
+        return false;
     switch (s->phase) {
     case PHASE_ACCEPT:
     case PHASE_HANDSHAKE:
@@ -344,7 +373,7 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     if (s->phase_deadline > 0 && now >= s->phase_deadline) {
-        s->timeout_name = s->phase == PHASE_HANDSHAKE ? "handshake" : "preauth_total";
+        s->timeout_name = s->phase == PHASE_HANDSHAKE ? handshake_timeout_name(s) : "preauth_total";
         session_end(s,
                     s->phase == PHASE_HANDSHAKE ? REASON_HANDSHAKE_TIMEOUT : REASON_TOTAL_TIMEOUT);
         return;
@@ -396,30 +425,19 @@ session_write(struct session *s, struct conn *c, const char *p, size_t n)
 static int session_vwrite(struct session *s, struct conn *c, const char *fmt, va_list ap)
     MOAT_PRINTF(3, 0);
 
-/* Formatted on the stack when it fits, else on the heap: a line carrying a peer-sized
- * argument is never cut short nor fatal. */
 static int
 session_vwrite(struct session *s, struct conn *c, const char *fmt, va_list ap)
 {
     char line[2048];
-    va_list again;
-    va_copy(again, ap);
     int n = vsnprintf(line, sizeof(line), fmt, ap);
-    if (n < 0) {
-        va_end(again);
+    if (n < 0 || (size_t)n >= sizeof(line)) {
+        /* never a cut line (it would lose its CRLF): end the session instead */
+        session_log(s, LOG_WARN, "reply_too_long", "leg=%s",
+                    c == &s->client ? "client" : "backend");
         session_close(s, REASON_INTERNAL);
         return -1;
     }
-    if ((size_t)n < sizeof(line)) {
-        va_end(again);
-        return session_write(s, c, line, (size_t)n);
-    }
-    char *big = xcalloc((size_t)n + 1, 1);
-    vsnprintf(big, (size_t)n + 1, fmt, again);
-    va_end(again);
-    int r = session_write(s, c, big, (size_t)n);
-    free(big);
-    return r;
+    return session_write(s, c, line, (size_t)n);
 }
 
 int
@@ -709,6 +727,9 @@ on_client_event(struct conn *c, enum conn_event ev)
         if (s->relaying)
             relay_pump(&s->backend, &s->client);
         return;
+    case CONN_EV_TLS_STARTED:
+        session_tls_started(s);
+        return;
     case CONN_EV_TLS_READY:
         client_tls_ready(s);
         return;
@@ -770,6 +791,7 @@ on_backend_event(struct conn *c, enum conn_event ev)
             session_input_resume(s);
         }
         return;
+    case CONN_EV_TLS_STARTED:
     case CONN_EV_TLS_READY:
         return;
     case CONN_EV_EOF:

@@ -62,10 +62,11 @@ struct session {
     bool in_backend_dispatch;
     bool redispatch;
     bool kicked;
-    bool client_eof;              /* the client closed its side: answer what it asked, then close */
-    bool in_handshake;            /* counted in admission's TLS handshakes in progress */
-    const char *timeout_name;     /* the timeout that ended the session, for the closing line */
-    bool draining;                /* shutdown asked; close when idle */
+    bool client_eof;          /* the client closed its side: answer what it asked, then close */
+    bool in_handshake;        /* counted in admission's TLS handshakes in progress */
+    bool past_preauth;        /* reached a post-auth phase once: preauth_total no longer applies */
+    const char *timeout_name; /* the timeout that ended the session, for the closing line */
+    bool draining;            /* shutdown asked; close when idle */
     bool resume_on_backend_drain; /* session_input_pause_until_backend_drained() */
     struct session *prev, *next;  /* worker's list */
     struct session *kick_next;    /* worker's list of sessions to re-dispatch */
