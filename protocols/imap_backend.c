@@ -121,7 +121,8 @@ imap_on_auth_done(struct session *s, const struct auth_result *r)
         return;
     case AUTH_CONTINUE:
         session_set_phase(s, PHASE_PREAUTH);
-        session_replyf(s, "+ %s\r\n", r->challenge != NULL ? r->challenge : "");
+        session_reply_line(s, "+ ", r->challenge != NULL ? r->challenge : "",
+                           r->challenge != NULL ? strlen(r->challenge) : 0);
         imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
         session_input_resume(s);
         return;

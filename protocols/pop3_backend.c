@@ -185,7 +185,8 @@ pop3_on_auth_done(struct session *s, const struct auth_result *r)
         return;
     case AUTH_CONTINUE:
         session_set_phase(s, PHASE_PREAUTH);
-        session_replyf(s, "+ %s\r\n", r->challenge != NULL ? r->challenge : "");
+        session_reply_line(s, "+ ", r->challenge != NULL ? r->challenge : "",
+                           r->challenge != NULL ? strlen(r->challenge) : 0);
         pop3_enter_state(s, POP3_STATE_SASL);
         return;
     case AUTH_TEMPFAIL:

@@ -73,6 +73,8 @@ struct config_auth {
     enum pwcheck_method pwcheck_method; /* sasl: auxprop (sasldb) or saslauthd */
     char *realm;                        /* sasl: user_realm for sasl_server_new; NULL = none */
     uint32_t verify_timeout_ms;         /* sasl: a job not done by then is a temporary failure */
+    uint32_t max_checks_per_client;     /* sasl: checks one client may have in the pool */
+    uint32_t familiar_window_ms;        /* a login from here keeps it usable under a user ban */
 };
 
 struct config_access {

@@ -143,6 +143,8 @@ const struct key_def config_keys[] = {
     AUTH("pwcheck_method", KT_ENUM, pwcheck_method, "auxprop", 0, 0, pwcheck_names),
     AUTH("realm", KT_STR, realm, NULL, 0, 0, NULL),
     AUTH("verify_timeout", KT_DURATION, verify_timeout_ms, "15s", 0, 0, NULL),
+    AUTH("max_checks_per_client", KT_UINT, max_checks_per_client, "1", 0, 64, NULL),
+    AUTH("familiar_window", KT_DURATION, familiar_window_ms, "30d", 0, 0, NULL),
 
     ACC("allow", KT_CIDRS, allow, NULL, NULL, KF_REPEAT),
     ACC("deny", KT_CIDRS, deny, NULL, NULL, KF_REPEAT),

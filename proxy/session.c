@@ -447,6 +447,15 @@ session_reply(struct session *s, const char *p, size_t n)
 }
 
 int
+session_reply_line(struct session *s, const char *prefix, const char *text, size_t n)
+{
+    if (session_write(s, &s->client, prefix, strlen(prefix)) != 0 ||
+        session_write(s, &s->client, text, n) != 0)
+        return -1;
+    return session_write(s, &s->client, "\r\n", 2);
+}
+
+int
 session_replyf(struct session *s, const char *fmt, ...)
 {
     va_list ap;
