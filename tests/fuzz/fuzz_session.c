@@ -84,14 +84,12 @@ static struct {
     const struct config_listener *listeners[32]; /* by setting bits 0-3 */
     int client;                                  /* the harness's end of the client leg */
     bool trace;                                  /* MOAT_FUZZ_TRACE: replies to stderr */
-    int front_fd;                                /* listening: where client legs come from */
-    struct sockaddr_in front;
-} h = {.client = -1, .front_fd = -1};
+} h = {.client = -1};
 
 static void
 die(const char *what)
 {
-    fprintf(stderr, "fuzz_session: %s\n", what);
+    fprintf(stderr, "fuzz_session: %s (%s)\n", what, strerror(errno));
     abort();
 }
 
@@ -180,7 +178,6 @@ harness_stop(void)
     for (int i = 0; i < 100 && !worker_local_idle(h.worker); i++)
         ev_run(h.loop, EVRUN_NOWAIT);
     fake_backend_stop();
-    close(h.front_fd);
     worker_local_free(h.worker);
     tls_ctx_unref(h.tls);
     config_unref(h.conf);
@@ -238,14 +235,6 @@ harness_start(void)
         if (h.listeners[i] == NULL)
             die("a listener is missing");
     }
-    h.front_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    h.front =
-        (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t flen = sizeof(h.front);
-    if (h.front_fd < 0 || bind(h.front_fd, (struct sockaddr *)&h.front, sizeof(h.front)) != 0 ||
-        listen(h.front_fd, 8) != 0 ||
-        getsockname(h.front_fd, (struct sockaddr *)&h.front, &flen) != 0)
-        die("cannot listen on 127.0.0.1");
     h.worker = worker_local_new(h.loop);
     h.ready = true;
     atexit(harness_stop);
@@ -354,24 +343,29 @@ flush_chunk(unsigned char *chunk, size_t *len, bool half_closed)
     run_until_rest(STEP_WALL_S);
 }
 
-/* The client leg is a loopback TCP connection (moat's side has a real local address, which
- * libsasl2 insists on); the peer address moat is told is 192.0.2.1:40000. */
+/* The client leg is a socketpair (no port, no TIME_WAIT); moat is told the peer is
+ * 192.0.2.1:40000 and, before the client sends anything, that its own end is the listener's
+ * address (libsasl2 insists on an IP address there). */
 static void
 start_session(const struct config_listener *l)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&h.front, sizeof(h.front)) != 0)
-        die("cannot connect the client leg");
-    int moat_fd = accept4(h.front_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (moat_fd < 0)
-        die("cannot accept the client leg");
-    if (fcntl(fd, F_SETFL, O_NONBLOCK) != 0)
-        die("fcntl");
-    h.client = fd;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
+        die("socketpair");
+    h.client = sv[1];
     struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
     peer.sin_addr.s_addr = htonl(0xC0000201); /* 192.0.2.1 */
-    workers_dispatch(&h.worker, 1, moat_fd, (struct sockaddr *)&peer, sizeof(peer), h.conf, l,
+    workers_dispatch(&h.worker, 1, sv[0], (struct sockaddr *)&peer, sizeof(peer), h.conf, l,
                      l->tls != LTLS_NONE ? h.tls : NULL);
+    ev_run(h.loop, EVRUN_NOWAIT); /* on_wake starts the session and queues its greeting */
+    struct session *s = worker_local_sessions(h.worker);
+    if (s == NULL)
+        die("no session");
+    memcpy(&s->local, &l->addr, l->addr_len);
+    s->local_len = l->addr_len;
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&l->addr;
+    inet_ntop(AF_INET, &a->sin_addr, s->local_addr, sizeof(s->local_addr));
+    s->local_port = ntohs(a->sin_port);
     run_until_rest(STEP_WALL_S); /* on_wake starts the session; greeting */
 }
 

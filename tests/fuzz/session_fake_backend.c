@@ -47,7 +47,7 @@ static struct {
     struct fconn *conns;
 } fb = {.lfd = -1};
 
-static void fconn_close(struct fconn *c);
+static void fconn_close(struct fconn *c, bool reset);
 
 static void
 fconn_flush(struct fconn *c)
@@ -59,7 +59,7 @@ fconn_flush(struct fconn *c)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             break;
         if (n <= 0) {
-            fconn_close(c);
+            fconn_close(c, true);
             return;
         }
         memmove(c->out, c->out + n, c->out_len - (size_t)n);
@@ -71,7 +71,7 @@ fconn_flush(struct fconn *c)
     }
     ev_io_stop(fb.loop, &c->wr);
     if (c->close_after_flush)
-        fconn_close(c);
+        fconn_close(c, false);
 }
 
 static void
@@ -381,7 +381,7 @@ on_read(struct ev_loop *loop, ev_io *w, int revents)
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
-        fconn_close(c);
+        fconn_close(c, true); /* moat closed first: a reset spares its socket the TIME_WAIT */
         return;
     }
     c->in_len += (size_t)n;
@@ -396,8 +396,12 @@ on_write(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 static void
-fconn_close(struct fconn *c)
+fconn_close(struct fconn *c, bool reset)
 {
+    if (reset) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
     for (struct fconn **pp = &fb.conns; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == c) {
             *pp = c->next;
@@ -479,7 +483,7 @@ void
 fake_backend_close_all(void)
 {
     while (fb.conns != NULL)
-        fconn_close(fb.conns);
+        fconn_close(fb.conns, false);
 }
 
 static bool
