@@ -73,6 +73,7 @@ static const char *const users[][2] = {{"alice", "secret"}, {"bob", "hunter2"}};
 #define STEP_ITERATIONS 4000 /* loop turns to reach rest after one chunk */
 #define STEP_WALL_S 1.0      /* and wall time: a bound for a stuck pool, never a path choice */
 #define END_WALL_S 1.0
+#define INPUT_WALL_S 3.0 /* a whole input: the rest of a slower one is dropped */
 
 static struct {
     bool ready;
@@ -84,6 +85,7 @@ static struct {
     const struct config_listener *listeners[32]; /* by setting bits 0-3 */
     int client;                                  /* the harness's end of the client leg */
     bool trace;                                  /* MOAT_FUZZ_TRACE: replies to stderr */
+    double input_end;                            /* wall clock: INPUT_WALL_S after the start */
 } h = {.client = -1};
 
 static void
@@ -300,6 +302,8 @@ static void
 run_until_rest(double wall_s)
 {
     double end = wall_now() + wall_s;
+    if (end > h.input_end)
+        end = h.input_end;
     int rest = 0;
     for (int i = 0; i < STEP_ITERATIONS && wall_now() < end; i++) {
         ev_run(h.loop, EVRUN_NOWAIT);
@@ -315,6 +319,8 @@ run_until_rest(double wall_s)
         if (++rest >= 2)
             return;
     }
+    if (h.trace)
+        fprintf(stderr, "\n[fuzz_session: not at rest after %.2f s]\n", wall_s);
 }
 
 /* Write a whole chunk, letting moat read between partial writes. */
@@ -376,7 +382,8 @@ end_session(bool half_closed)
 {
     if (h.client >= 0 && !half_closed)
         shutdown(h.client, SHUT_WR);
-    double end = wall_now() + END_WALL_S;
+    h.input_end = wall_now() + END_WALL_S; /* the end has its own budget */
+    double end = h.input_end;
     while (wall_now() < end && worker_local_sessions(h.worker) != NULL) {
         run_until_rest(0.05);
         if (at_rest())
@@ -414,6 +421,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
                                .close_on_accept = (setting & 0x80) != 0};
     fake_backend_set(&b);
     session_test_assume_tls = (setting & 0x10) != 0;
+    h.input_end = wall_now() + INPUT_WALL_S;
     start_session(l);
 
     unsigned char *chunk = malloc(size);
@@ -421,7 +429,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
         die("malloc");
     size_t len = 0;
     bool half_closed = false;
-    for (size_t i = 1; i < size; i++) {
+    for (size_t i = 1; i < size && wall_now() < h.input_end; i++) {
         if (data[i] != 0xFF) {
             chunk[len++] = data[i];
             continue;
