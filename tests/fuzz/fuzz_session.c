@@ -17,8 +17,9 @@
  *   bit  7    the backend closes every connection as soon as it accepts it
  * The script is client bytes cut into chunks by 0xFF followed by an op byte:
  *   'h' the client half-closes (later bytes are dropped), 'k' the backend closes its
- *   connections, 'e' the backend answers the next command with a temporary error, 'f' a literal
- *   0xFF byte in the chunk, anything else only ends the chunk.
+ *   connections, 'e' the backend answers the next command with a temporary error, 'j' / 'J' the
+ *   backend sends a line nobody asked for / 9000 bytes without a line end, 'f' a literal 0xFF
+ *   byte in the chunk, anything else only ends the chunk.
  * Each chunk is written whole, then the loop runs until the session is at rest: no auth job in
  * the pool, no delayed reply, no backend connect or reply pending, no byte in flight on any
  * socket. At the end the client half-closes and the session must end by itself; then the
@@ -449,6 +450,9 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             run_until_rest(STEP_WALL_S);
         } else if (op == 'e') {
             fake_backend_fail_next();
+        } else if (op == 'j' || op == 'J') {
+            fake_backend_inject(op == 'J');
+            run_until_rest(STEP_WALL_S);
         }
     }
     flush_chunk(chunk, &len, half_closed);

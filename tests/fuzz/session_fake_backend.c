@@ -486,6 +486,19 @@ fake_backend_close_all(void)
         fconn_close(fb.conns, false);
 }
 
+void
+fake_backend_inject(bool long_line)
+{
+    static char junk[9001];
+    if (junk[0] == '\0')
+        memset(junk, 'x', sizeof(junk) - 1);
+    for (struct fconn *c = fb.conns; c != NULL; c = c->next) {
+        say(c, long_line ? junk : "junk the client did not ask for\r\n");
+        fconn_flush(c);
+        break; /* one connection at most: the list may change under fconn_flush */
+    }
+}
+
 static bool
 fd_readable(int fd)
 {

@@ -25,6 +25,8 @@ unsigned fake_backend_start(struct ev_loop *loop);
 void fake_backend_set(const struct fake_behaviour *b);
 /* The next command gets a temporary error (4xx / NO / -ERR). */
 void fake_backend_fail_next(void);
+/* Unsolicited bytes from the backend: a junk line, or 9000 bytes without a line end. */
+void fake_backend_inject(bool long_line);
 /* Close every accepted connection now (moat sees EOF). */
 void fake_backend_close_all(void);
 /* Nothing to accept, to read or to write: the backend side is at rest. */

@@ -15,6 +15,8 @@ CUT = b"\xff."  # ends a chunk
 HALF_CLOSE = b"\xffh"
 BACKEND_CLOSE = b"\xffk"
 BACKEND_ERROR = b"\xffe"
+BACKEND_JUNK = b"\xffj"
+BACKEND_LONG_LINE = b"\xffJ"
 
 
 def b64(b):
@@ -153,6 +155,14 @@ SEEDS = {
     "pop3_backend_refuses": script(
         POP3 | SASL | ASSUME_TLS | REFUSE_GREETING, lines("USER alice"), lines("PASS secret"),
         lines("QUIT")),
+    "smtp_backend_junk_in_relay": script(
+        SMTP, lines("EHLO c"), lines("MAIL FROM:<a@b.example>"), BACKEND_JUNK,
+        lines("RCPT TO:<bob@fuzz.test>"), BACKEND_LONG_LINE, lines("QUIT")),
+    "imap_backend_junk_during_login": script(
+        IMAP | ASSUME_TLS, lines("a1 LOGIN alice secret"), BACKEND_JUNK, lines("a2 NOOP"),
+        BACKEND_LONG_LINE, lines("a3 LOGOUT")),
+    "pop3_backend_long_line": script(
+        POP3 | ASSUME_TLS, lines("USER alice", "PASS secret"), BACKEND_LONG_LINE, lines("STAT")),
     "pop3_halfclose_after_pass": script(
         POP3 | ASSUME_TLS, lines("USER alice", "PASS secret"), HALF_CLOSE),
 }
