@@ -73,8 +73,9 @@ static const char *const users[][2] = {{"alice", "secret"}, {"bob", "hunter2"}};
 
 #define STEP_ITERATIONS 4000 /* loop turns to reach rest after one chunk */
 #define STEP_WALL_S 1.0      /* and wall time: a bound for a stuck pool, never a path choice */
-#define END_WALL_S 1.0
-#define INPUT_WALL_S 3.0 /* a whole input: the rest of a slower one is dropped */
+#define END_WALL_S 1.0       /* after the half-close, to end by itself */
+#define TEARDOWN_WALL_S 10.0 /* after the harness closed everything (then it is a bug) */
+#define INPUT_WALL_S 3.0     /* a whole input: the rest of a slower one is dropped */
 
 static struct {
     bool ready;
@@ -396,7 +397,7 @@ end_session(bool half_closed)
     close(h.client);
     h.client = -1;
     fake_backend_close_all();
-    end = wall_now() + END_WALL_S;
+    end = wall_now() + TEARDOWN_WALL_S;
     while (wall_now() < end && !worker_local_idle(h.worker)) {
         ev_run(h.loop, EVRUN_NOWAIT);
         if (!worker_local_idle(h.worker))
