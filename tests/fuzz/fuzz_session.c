@@ -396,7 +396,7 @@ end_session(bool half_closed)
         session_close(s, REASON_SHUTDOWN);
     close(h.client);
     h.client = -1;
-    fake_backend_close_all();
+    fake_backend_close_all(true);
     end = wall_now() + TEARDOWN_WALL_S;
     while (wall_now() < end && !worker_local_idle(h.worker)) {
         ev_run(h.loop, EVRUN_NOWAIT);
@@ -447,7 +447,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             half_closed = true;
             run_until_rest(STEP_WALL_S);
         } else if (op == 'k') {
-            fake_backend_close_all();
+            fake_backend_close_all(false);
             run_until_rest(STEP_WALL_S);
         } else if (op == 'e') {
             fake_backend_fail_next();

@@ -480,10 +480,10 @@ fake_backend_fail_next(void)
 }
 
 void
-fake_backend_close_all(void)
+fake_backend_close_all(bool reset)
 {
     while (fb.conns != NULL)
-        fconn_close(fb.conns, false);
+        fconn_close(fb.conns, reset);
 }
 
 void
@@ -530,7 +530,7 @@ fake_backend_conns(void)
 void
 fake_backend_stop(void)
 {
-    fake_backend_close_all();
+    fake_backend_close_all(true);
     if (fb.lfd >= 0) {
         ev_io_stop(fb.loop, &fb.accept_w);
         close(fb.lfd);

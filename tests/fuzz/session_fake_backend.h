@@ -27,8 +27,9 @@ void fake_backend_set(const struct fake_behaviour *b);
 void fake_backend_fail_next(void);
 /* Unsolicited bytes from the backend: a junk line, or 9000 bytes without a line end. */
 void fake_backend_inject(bool long_line);
-/* Close every accepted connection now (moat sees EOF). */
-void fake_backend_close_all(void);
+/* Close every accepted connection now: moat sees EOF, or with reset a connection reset (which
+ * also spares moat's socket the TIME_WAIT when it had closed its side already). */
+void fake_backend_close_all(bool reset);
 /* Nothing to accept, to read or to write: the backend side is at rest. */
 bool fake_backend_quiet(void);
 /* Open connections (for the per-input check that everything was closed). */
