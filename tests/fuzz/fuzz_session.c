@@ -27,6 +27,7 @@
  * that everything is freed). Timeouts are long and delays zero, so which path an input takes
  * does not depend on the machine's load.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -107,16 +108,39 @@ write_file(const char *name, const char *text)
         die("cannot write a temporary file");
 }
 
+static const char *const temp_files[] = {"cert.pem", "key.pem", "master", "sasldb2", "moat.conf"};
+
 static void
-remove_dir(void)
+remove_dir(const char *dir)
 {
-    static const char *const names[] = {"cert.pem", "key.pem", "master", "sasldb2", "moat.conf"};
-    char path[128];
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-        snprintf(path, sizeof(path), "%s/%s", h.dir, names[i]);
+    char path[320];
+    for (size_t i = 0; i < sizeof(temp_files) / sizeof(temp_files[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, temp_files[i]);
         unlink(path);
     }
-    rmdir(h.dir);
+    rmdir(dir);
+}
+
+/* An input that crashed (or a killed fuzzer) leaves its directory: remove those of processes
+ * that are gone. The directory is /tmp/moat-fuzz-session.PID.XXXXXX. */
+static void
+remove_stale_dirs(void)
+{
+    DIR *d = opendir("/tmp");
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long pid;
+        char rest[16];
+        if (sscanf(e->d_name, "moat-fuzz-session.%ld.%15s", &pid, rest) != 2 || pid <= 0 ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char dir[300];
+        snprintf(dir, sizeof(dir), "/tmp/%s", e->d_name);
+        remove_dir(dir);
+    }
+    closedir(d);
 }
 
 static const char *const proto_names[] = {"smtp", "submission", "imap", "pop3"};
@@ -187,7 +211,7 @@ harness_stop(void)
     config_unref(h.conf);
     ev_loop_destroy(h.loop);
     tls_library_cleanup();
-    remove_dir();
+    remove_dir(h.dir);
     h.ready = false;
 }
 
@@ -195,7 +219,8 @@ static void
 harness_start(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    snprintf(h.dir, sizeof(h.dir), "/tmp/moat-fuzz-session.XXXXXX");
+    remove_stale_dirs();
+    snprintf(h.dir, sizeof(h.dir), "/tmp/moat-fuzz-session.%ld.XXXXXX", (long)getpid());
     if (mkdtemp(h.dir) == NULL)
         die("mkdtemp");
     write_file("cert.pem", test_cert);
