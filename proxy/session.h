@@ -109,4 +109,9 @@ void session_auth_cancel(struct session *s);
 
 void backend_attempt_failed(struct session *s, const char *why);
 
+/* In-process tests only (tests/fuzz/fuzz_session.c): session_is_tls() is true for every
+ * session, so the auth state machines are reachable without a TLS handshake. moat never sets
+ * it. */
+extern bool session_test_assume_tls;
+
 #endif

@@ -46,4 +46,13 @@ void worker_kick(struct worker *w, struct session *s);
 void worker_defer_finish(struct worker *w, struct session *s);
 void worker_session_done(struct worker *w, struct session *s);
 
+/* In-process tests only (tests/fuzz/fuzz_session.c): a worker without a thread on the caller's
+ * loop (which the caller runs); workers_dispatch() on it starts sessions. Its open sessions
+ * (list head), whether nothing is queued, posted, open or waiting to be freed, and its end (only
+ * when idle; the loop stays the caller's). */
+struct worker *worker_local_new(struct ev_loop *loop);
+struct session *worker_local_sessions(const struct worker *w);
+bool worker_local_idle(struct worker *w);
+void worker_local_free(struct worker *w);
+
 #endif
