@@ -24,6 +24,8 @@ static const char *const verdict_names[] = {
     [ADMIT_TLS_HANDSHAKES] = "max_tls_handshakes",
     [ADMIT_TABLE_FULL] = "max_tracked_clients",
     [ADMIT_BANNED] = "banned",
+    [ADMIT_PROXY_UNTRUSTED] = "proxy_untrusted",
+    [ADMIT_PROXY_HEADER] = "proxy_header",
 };
 
 /* Written once by the main thread before the first hand-off to a worker (the worker queue's
@@ -65,8 +67,8 @@ admission_client_key(struct ratetable_key *k, const struct config_listener *l,
 }
 
 /* allow-listed clients are exempt from deny and from the per-client limits. */
-static bool
-exempt(const struct config_listener *l, const struct sockaddr *peer)
+bool
+admission_exempt(const struct config_listener *l, const struct sockaddr *peer)
 {
     return l->access.allow.n > 0 && cidr_list_match(&l->access.allow, peer);
 }
@@ -125,23 +127,44 @@ check_client(const struct config *conf, const struct config_listener *l,
 }
 
 enum admission_verdict
-admission_check(const struct config *conf, const struct config_listener *l,
-                const struct sockaddr *peer, socklen_t len)
+admission_check_accept(const struct config *conf, const struct config_listener *l)
 {
-    bool allowed = exempt(l, peer);
-    if (!allowed && l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer)) {
-        if (l->access.mode == MODE_ENFORCE)
-            return ADMIT_DENIED;
-        log_verdict("would_refuse", l, peer, ADMIT_DENIED);
-    }
     if (conf->max_sessions > 0 && workers_session_count() >= conf->max_sessions)
         return ADMIT_MAX_SESSIONS;
     if (l->tls == LTLS_IMPLICIT && conf->max_tls_handshakes > 0 &&
         atomic_load(&handshakes) >= conf->max_tls_handshakes)
         return ADMIT_TLS_HANDSHAKES;
+    return ADMIT_OK;
+}
+
+enum admission_verdict
+admission_check_client(const struct config *conf, const struct config_listener *l,
+                       const struct sockaddr *peer)
+{
+    bool allowed = admission_exempt(l, peer);
+    if (!allowed && l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer)) {
+        if (l->access.mode == MODE_ENFORCE)
+            return ADMIT_DENIED;
+        log_verdict("would_refuse", l, peer, ADMIT_DENIED);
+    }
     if (allowed)
         return ADMIT_OK;
     return check_client(conf, l, peer);
+}
+
+enum admission_verdict
+admission_check(const struct config *conf, const struct config_listener *l,
+                const struct sockaddr *peer, socklen_t len)
+{
+    /* access lists first: a denied client is told so even when moat is busy */
+    bool denied = !admission_exempt(l, peer) && l->access.mode == MODE_ENFORCE &&
+                  l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer);
+    if (denied)
+        return ADMIT_DENIED;
+    enum admission_verdict v = admission_check_accept(conf, l);
+    if (v != ADMIT_OK)
+        return v;
+    return admission_check_client(conf, l, peer);
 }
 
 void
@@ -149,7 +172,7 @@ admission_session_end(const struct config_listener *l, const struct sockaddr *pe
 {
     struct ratetable *t = atomic_load(&table);
     /* counted exactly when admitted and not allow-listed (see admission_check) */
-    if (t == NULL || exempt(l, peer))
+    if (t == NULL || admission_exempt(l, peer))
         return;
     struct ratetable_key k;
     admission_client_key(&k, l, peer);
@@ -188,6 +211,8 @@ refusal_text(enum admission_verdict v)
     case ADMIT_DENIED:
     case ADMIT_TLS_HANDSHAKES:
     case ADMIT_TABLE_FULL:
+    case ADMIT_PROXY_UNTRUSTED:
+    case ADMIT_PROXY_HEADER:
         break;
     }
     return "Too many connections, try again later";
@@ -210,7 +235,8 @@ int
 admission_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
                   enum admission_verdict v)
 {
-    if (l->tls == LTLS_IMPLICIT)
+    /* a balancer that is not trusted or did not speak PROXY is not told anything */
+    if (l->tls == LTLS_IMPLICIT || v == ADMIT_PROXY_UNTRUSTED || v == ADMIT_PROXY_HEADER)
         return 0;
     bool denied = v == ADMIT_DENIED;
     switch (l->proto) {

@@ -14,13 +14,15 @@
 
 enum admission_verdict {
     ADMIT_OK = 0,
-    ADMIT_MAX_SESSIONS,   /* global max_sessions */
-    ADMIT_DENIED,         /* [access] deny */
-    ADMIT_PER_IP,         /* max_sessions_per_ip */
-    ADMIT_RATE,           /* connection_rate_per_ip */
-    ADMIT_TLS_HANDSHAKES, /* max_tls_handshakes in progress (implicit-TLS listeners) */
-    ADMIT_TABLE_FULL,     /* every tracked client has live sessions */
-    ADMIT_BANNED          /* a ban from the auth service */
+    ADMIT_MAX_SESSIONS,    /* global max_sessions */
+    ADMIT_DENIED,          /* [access] deny */
+    ADMIT_PER_IP,          /* max_sessions_per_ip */
+    ADMIT_RATE,            /* connection_rate_per_ip */
+    ADMIT_TLS_HANDSHAKES,  /* max_tls_handshakes in progress (implicit-TLS listeners) */
+    ADMIT_TABLE_FULL,      /* every tracked client has live sessions */
+    ADMIT_BANNED,          /* a ban from the auth service */
+    ADMIT_PROXY_UNTRUSTED, /* a proxy_protocol listener: the peer is not in proxy_trusted */
+    ADMIT_PROXY_HEADER     /* a proxy_protocol listener: no valid header in time */
 };
 
 /* Main thread, at accept. Refusals are returned (the caller logs and refuses); in dry-run mode
@@ -28,6 +30,14 @@ enum admission_verdict {
  * An admitted client is counted until admission_session_end(). */
 enum admission_verdict admission_check(const struct config *conf, const struct config_listener *l,
                                        const struct sockaddr *peer, socklen_t len);
+/* The same in two steps, for listeners that learn the client's address after accept (intake.c):
+ * what does not depend on the client (max_sessions, max_tls_handshakes) at accept, then access
+ * lists and the per-client table once the address is known (counted as admission_check does). */
+enum admission_verdict admission_check_accept(const struct config *conf,
+                                              const struct config_listener *l);
+enum admission_verdict admission_check_client(const struct config *conf,
+                                              const struct config_listener *l,
+                                              const struct sockaddr *peer);
 /* The protocol's refusal line for v into out; 0 on implicit-TLS listeners (plain close). */
 int admission_refusal(char *out, size_t cap, const struct config *conf,
                       const struct config_listener *l, enum admission_verdict v);
@@ -45,6 +55,8 @@ unsigned admission_handshakes(void);
 /* Any thread: the per-client table (NULL before the first accept); for the auth service's bans.
  * Its keys for client addresses come from admission_client_key(). */
 struct ratetable *admission_table(void);
+/* Allow-listed ([access] allow): exempt from deny and from every per-client limit. */
+bool admission_exempt(const struct config_listener *l, const struct sockaddr *peer);
 void admission_client_key(struct ratetable_key *k, const struct config_listener *l,
                           const struct sockaddr *peer);
 

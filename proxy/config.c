@@ -29,7 +29,7 @@ static const struct {
     {"limits", SEC_LIMITS, false},  {"timeouts", SEC_TIMEOUTS, false},
     {"auth", SEC_AUTH, false},      {"access", SEC_ACCESS, false},
     {"backend", SEC_BACKEND, true}, {"listener", SEC_LISTENER, true},
-    {"dns", SEC_DNS, false},
+    {"dns", SEC_DNS, false},        {"cluster", SEC_CLUSTER, false},
 };
 
 static bool
@@ -243,6 +243,8 @@ config_section_base(struct config *c, struct section_rec *sec)
         return sec->listener;
     case SEC_DNS:
         return &c->dns;
+    case SEC_CLUSTER:
+        return &c->cluster;
     case SEC_UNKNOWN:
         break;
     }
@@ -402,6 +404,7 @@ config_load_text(const char *name, const char *text, size_t len, struct config_e
     config_apply_defaults(&ld, SEC_AUTH, &c->auth);
     config_apply_defaults(&ld, SEC_ACCESS, &c->access);
     config_apply_defaults(&ld, SEC_DNS, &c->dns);
+    config_apply_defaults(&ld, SEC_CLUSTER, &c->cluster);
     config_parse(&ld);
     config_check(&ld);
     if (ld.nerrors > 0) {
@@ -506,6 +509,7 @@ config_listener_free(struct config_listener *l)
     sender_map_free(l->sender_map);
     config_auth_free(&l->auth_conf);
     config_access_free(&l->access);
+    cidr_list_free(&l->proxy_trusted);
     free(l);
 }
 
@@ -528,6 +532,11 @@ config_free(struct config *c)
     config_auth_free(&c->auth);
     config_access_free(&c->access);
     config_dns_free(&c->dns);
+    free(c->cluster.username);
+    free(c->cluster.prefix);
+    if (c->cluster.password != NULL)
+        explicit_bzero(c->cluster.password, strlen(c->cluster.password));
+    free(c->cluster.password);
     while (c->backends != NULL) {
         struct config_backend *b = c->backends;
         c->backends = b->next;
@@ -617,6 +626,22 @@ backend_identity_name(enum backend_identity i)
         return "proxy-v2";
     case IDENT_ID:
         return "id";
+    }
+    return "?";
+}
+
+const char *
+proxy_accept_name(enum proxy_accept p)
+{
+    switch (p) {
+    case PROXY_ACCEPT_OFF:
+        return "off";
+    case PROXY_ACCEPT_V1:
+        return "v1";
+    case PROXY_ACCEPT_V2:
+        return "v2";
+    case PROXY_ACCEPT_ANY:
+        return "any";
     }
     return "?";
 }

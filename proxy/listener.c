@@ -2,8 +2,10 @@
  * listener.c: listening sockets and accept, on the main thread's loop. Admission control runs
  * here, once per connection and before any TLS work: a refused client gets its protocol's
  * cheap refusal (or a plain close on implicit-TLS ports) and never reaches a worker. Handles
- * EMFILE by pausing accept briefly instead of spinning. On reload, sockets whose address is
- * unchanged are kept (no connection is refused meanwhile), new ones bound, removed ones closed.
+ * EMFILE by pausing accept briefly instead of spinning. Listeners behind a balancer (PROXY
+ * protocol) or in a fleet admit in two steps: the client-independent part here, the rest in
+ * intake.c. On reload, sockets whose address is unchanged are kept (no connection is refused
+ * meanwhile), new ones bound, removed ones closed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +18,7 @@
 
 #include "admission.h"
 #include "config.h"
+#include "intake.h"
 #include "listener.h"
 #include "log.h"
 #include "stats.h"
@@ -114,6 +117,7 @@ admission_control(enum admission_verdict v)
 {
     switch (v) {
     case ADMIT_DENIED:
+    case ADMIT_PROXY_UNTRUSTED:
         return STAT_REFUSED_ACCESS;
     case ADMIT_OK:
     case ADMIT_MAX_SESSIONS:
@@ -122,6 +126,7 @@ admission_control(enum admission_verdict v)
     case ADMIT_TLS_HANDSHAKES:
     case ADMIT_TABLE_FULL:
     case ADMIT_BANNED:
+    case ADMIT_PROXY_HEADER:
         return STAT_REFUSED_LIMIT;
     }
     return STAT_REFUSED_LIMIT;
@@ -175,8 +180,10 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
                 pause_accepting(ls);
             return;
         }
+        bool later = intake_wanted(ls->conf, k->conf);
         enum admission_verdict v =
-            admission_check(ls->conf, k->conf, (struct sockaddr *)&peer, len);
+            later ? intake_check_accept(ls->conf, k->conf, (struct sockaddr *)&peer)
+                  : admission_check(ls->conf, k->conf, (struct sockaddr *)&peer, len);
         if (v != ADMIT_OK) {
             admission_log(k->conf, (struct sockaddr *)&peer, v);
             stats_refusal(k->stats, admission_control(v));
@@ -184,8 +191,12 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         struct tls_ctx *tls = k->conf->tls != LTLS_NONE ? ls->tls : NULL;
-        workers_dispatch(ls->workers, ls->nworkers, fd, (struct sockaddr *)&peer, len, ls->conf,
-                         k->conf, tls);
+        if (later)
+            workers_dispatch_intake(ls->workers, ls->nworkers, fd, (struct sockaddr *)&peer, len,
+                                    ls->conf, k->conf, tls);
+        else
+            workers_dispatch(ls->workers, ls->nworkers, fd, (struct sockaddr *)&peer, len, ls->conf,
+                             k->conf, tls);
     }
 }
 

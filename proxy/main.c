@@ -19,6 +19,7 @@
 
 #include <ev.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "auth.h"
 #include "backendcheck.h"
@@ -167,6 +168,10 @@ reload_warn_restart(const struct config *old, const struct config *conf)
              (old->log_file == NULL) != (conf->log_file == NULL) ||
              (old->log_file != NULL && strcmp(old->log_file, conf->log_file) != 0))
         key = "log_format/log_level/log_file";
+    else if (old->cluster.redis_addr_len != conf->cluster.redis_addr_len ||
+             memcmp(&old->cluster.redis_addr, &conf->cluster.redis_addr,
+                    conf->cluster.redis_addr_len) != 0)
+        key = "cluster";
     if (key != NULL)
         log_msg(LOG_WARN, "reload_partial", "key=%s error=\"changes only with a restart\"", key);
 }
@@ -286,6 +291,7 @@ run(struct config *conf, struct tls_ctx *tls)
         return 1;
     rt.nworkers = worker_count(conf);
     rt.workers = workers_start(rt.nworkers);
+    cluster_start(rt.workers, rt.nworkers, conf);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;

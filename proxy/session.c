@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "admission.h"
+#include "cluster.h"
 #include "dnscheck.h"
 #include "log.h"
 #include "session.h"
@@ -908,6 +909,8 @@ session_finish(struct session *s)
     dnscheck_log_close(s->dns, &l);
     log_end(&l);
     admission_session_end(s->listener, (const struct sockaddr *)&s->peer);
+    cluster_lease_end(s->lease);
+    s->lease = NULL;
     session_stats_close(s, (uint64_t)((ev_now(loop) - s->start) * 1000));
     worker_session_done(s->worker, s);
 }

@@ -81,7 +81,8 @@ struct session {
     char hold_reply[384];
     struct session *dead_next; /* worker's list of sessions to finish and free */
     bool on_dead_list;
-    struct dnscheck *dns; /* dnscheck.c: this session's DNS checks, or NULL */
+    struct dnscheck *dns;        /* dnscheck.c: this session's DNS checks, or NULL */
+    struct cluster_lease *lease; /* cluster.c: this session's count in the fleet, or NULL */
 };
 
 struct session *session_new(struct worker *w, int fd, const struct sockaddr *peer,

@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cluster.h"
 #include "dns.h"
+#include "intake.h"
 #include "log.h"
 #include "session.h"
 #include "tls.h"
@@ -24,6 +26,7 @@ struct pending {
     struct config *conf;
     const struct config_listener *listener;
     struct tls_ctx *tls;
+    bool intake; /* admission continues on the worker (intake.c) */
     struct pending *next;
 };
 
@@ -45,6 +48,8 @@ struct worker {
     struct session *kick_list;
     struct session *dead_list;
     struct dns_resolver *dns; /* dns.c: this worker's c-ares channel and cache, made on first use */
+    struct intake *intakes;   /* intake.c: connections not admitted yet */
+    struct cluster_link *cluster; /* cluster.c: this worker's Redis link, made on first use */
 };
 
 static atomic_uint total_sessions;
@@ -65,6 +70,34 @@ struct dns_resolver **
 worker_dns_slot(struct worker *w)
 {
     return &w->dns;
+}
+
+struct intake **
+worker_intake_slot(struct worker *w)
+{
+    return &w->intakes;
+}
+
+struct cluster_link **
+worker_cluster_slot(struct worker *w)
+{
+    return &w->cluster;
+}
+
+void
+worker_session_adopt(struct worker *w, struct session *s)
+{
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+}
+
+void
+worker_intake_dropped(struct worker *w)
+{
+    atomic_fetch_sub(&w->nsessions, 1);
+    atomic_fetch_sub(&total_sessions, 1);
 }
 
 static void
@@ -150,6 +183,7 @@ worker_start_drain(struct worker *w, double grace_s)
     if (w->draining)
         return;
     w->draining = true;
+    intake_drop_all(w);
     for (struct session *s = w->sessions, *next; s != NULL; s = next) {
         next = s->next;
         session_shutdown(s);
@@ -222,12 +256,23 @@ on_wake(struct ev_loop *loop, ev_async *a, int revents)
     while (ordered != NULL) {
         struct pending *p = ordered;
         ordered = p->next;
+        if (p->intake) {
+            if (drain) { /* never admitted: nothing to say goodbye to */
+                close(p->fd);
+                config_unref(p->conf);
+                if (p->tls != NULL)
+                    tls_ctx_unref(p->tls);
+                worker_intake_dropped(w);
+            } else {
+                intake_start(w, p->fd, (struct sockaddr *)&p->peer, p->peer_len, p->conf,
+                             p->listener, p->tls);
+            }
+            free(p);
+            continue;
+        }
         struct session *s = session_new(w, p->fd, (struct sockaddr *)&p->peer, p->peer_len, p->conf,
                                         p->listener, p->tls);
-        s->next = w->sessions;
-        if (w->sessions != NULL)
-            w->sessions->prev = s;
-        w->sessions = s;
+        worker_session_adopt(w, s);
         free(p);
         if (drain)
             session_shutdown(s);
@@ -241,6 +286,9 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
     ev_run(w->loop, 0);
+    intake_drop_all(w);
+    cluster_link_free(w->cluster);
+    w->cluster = NULL;
     dns_resolver_free(w->dns);
     w->dns = NULL;
     tls_thread_cleanup();
@@ -286,10 +334,9 @@ workers_start(unsigned n)
     return ws;
 }
 
-void
-workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
-                 socklen_t peer_len, struct config *conf, const struct config_listener *l,
-                 struct tls_ctx *tls)
+static void
+dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer, socklen_t peer_len,
+         struct config *conf, const struct config_listener *l, struct tls_ctx *tls, bool intake)
 {
     struct worker *best = ws[0];
     for (unsigned i = 1; i < n; i++) {
@@ -303,6 +350,7 @@ workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *
     p->conf = config_ref(conf);
     p->listener = l;
     p->tls = tls ? tls_ctx_ref(tls) : NULL;
+    p->intake = intake;
     atomic_fetch_add(&best->nsessions, 1);
     atomic_fetch_add(&total_sessions, 1);
     pthread_mutex_lock(&best->lock);
@@ -310,6 +358,22 @@ workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *
     best->queue = p;
     pthread_mutex_unlock(&best->lock);
     ev_async_send(best->loop, &best->wake);
+}
+
+void
+workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
+                 socklen_t peer_len, struct config *conf, const struct config_listener *l,
+                 struct tls_ctx *tls)
+{
+    dispatch(ws, n, fd, peer, peer_len, conf, l, tls, false);
+}
+
+void
+workers_dispatch_intake(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
+                        socklen_t peer_len, struct config *conf, const struct config_listener *l,
+                        struct tls_ctx *tls)
+{
+    dispatch(ws, n, fd, peer, peer_len, conf, l, tls, true);
 }
 
 void
@@ -366,6 +430,8 @@ worker_local_free(struct worker *w)
     ev_async_stop(w->loop, &w->wake);
     ev_idle_stop(w->loop, &w->idle);
     ev_timer_stop(w->loop, &w->drain_timer);
+    intake_drop_all(w);
+    cluster_link_free(w->cluster);
     dns_resolver_free(w->dns);
     pthread_mutex_destroy(&w->lock);
     free(w);

@@ -23,6 +23,20 @@ struct worker **workers_start(unsigned n);
 void workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
                       socklen_t peer_len, struct config *conf, const struct config_listener *l,
                       struct tls_ctx *tls);
+/* The same for a connection whose admission is not finished (intake.c: a PROXY header to read,
+ * or shared counters to consult); it becomes a session only if admitted. */
+void workers_dispatch_intake(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
+                             socklen_t peer_len, struct config *conf,
+                             const struct config_listener *l, struct tls_ctx *tls);
+/* intake.c: a connection handed over by workers_dispatch_intake() was admitted (s is its new
+ * session), or was refused (it is no longer counted). The worker's list of intakes and its
+ * Redis link (cluster.c), kept here like the resolver. */
+void worker_session_adopt(struct worker *w, struct session *s);
+void worker_intake_dropped(struct worker *w);
+struct intake;
+struct intake **worker_intake_slot(struct worker *w);
+struct cluster_link;
+struct cluster_link **worker_cluster_slot(struct worker *w);
 /* Drain: each worker says goodbye to idle sessions and exits once empty or at the deadline. */
 void workers_drain(struct worker **ws, unsigned n, double grace_s);
 void workers_join(struct worker **ws, unsigned n);
