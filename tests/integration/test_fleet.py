@@ -7,6 +7,7 @@ they share again once it is back. Clients use 127.0.0.2 and up; every wait is bo
 
 import re
 import socket
+import subprocess
 import ssl
 import time
 
@@ -325,3 +326,44 @@ def test_redis_down_local_limits_then_shared_again(fleet):
     s.close()
     for s in held:
         s.close()
+
+
+# --- configuration and the examples ---------------------------------------------------------------
+
+def moat_check(text, tmp_path):
+    binary = rig.os.environ.get("MOAT_BIN") or rig.os.path.join(rig.ROOT, "build", "moat")
+    if not rig.os.access(binary, rig.os.X_OK):
+        pytest.skip("moat binary missing")
+    conf = tmp_path / "check.conf"
+    conf.write_text(rig.allow_root_for_tests(text))
+    return subprocess.run([binary, "-t", "-c", str(conf)], capture_output=True, text=True,
+                          timeout=10)
+
+
+def test_proxy_protocol_without_a_trusted_balancer_is_refused(certs, tmp_path):
+    text = rig.moat_conf(certs, backends={"pf": {"address": "127.0.0.1:10025"}}, listeners={
+        "mx": {"protocol": "smtp", "listen": "127.0.0.1:2525", "backend": "pf",
+               "proxy_protocol": "v2"}})
+    r = moat_check(text, tmp_path)
+    assert r.returncode != 0
+    assert "proxy_trusted: [listener mx] uses proxy_protocol = v2 but trusts no balancer" in (
+        r.stdout + r.stderr)
+    r = moat_check(text.replace("proxy_protocol = v2", "proxy_protocol = v3"), tmp_path)
+    assert r.returncode != 0 and "expected one of off, v1, v2, any" in r.stdout + r.stderr
+
+
+def test_fleet_examples_check(certs, tmp_path):
+    d = rig.os.path.join(rig.ROOT, "docker", "fleet")
+    text = rig.read_text(rig.os.path.join(d, "moat.conf"))
+    text = text.replace("/etc/moat/tls/fullchain.pem", certs.ecdsa)
+    text = text.replace("/etc/moat/tls/privkey.pem", certs.ecdsa_key)
+    r = moat_check(text, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([fleet_rig.tool("haproxy"), "-c", "-f", rig.os.path.join(d, "haproxy.cfg")],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stdout + r.stderr
+    if fleet_rig.tool("docker-compose"):
+        r = subprocess.run(["docker-compose", "-f", rig.os.path.join(d, "compose.yaml"), "config"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "send-proxy-v2" in rig.read_text(rig.os.path.join(d, "haproxy.cfg"))
