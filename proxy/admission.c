@@ -28,8 +28,7 @@ static const char *const verdict_names[] = {
     [ADMIT_PROXY_HEADER] = "proxy_header",
 };
 
-/* Written once by the main thread before the first hand-off to a worker (the worker queue's
- * lock orders it before any worker reads it). */
+/* Made on the first admission, by the main thread or a worker (intake.c), once. */
 static _Atomic(struct ratetable *) table;
 static atomic_uint handshakes;
 
@@ -55,8 +54,12 @@ table_get(const struct config *conf)
     if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
         seed = moat_now_ms() ^ (uint64_t)(uintptr_t)&seed;
     t = ratetable_new(conf->max_tracked_clients ? conf->max_tracked_clients : 65536, seed);
-    atomic_store(&table, t);
-    return t;
+    /* workers admit too (intake.c): the first table made wins */
+    struct ratetable *none = NULL;
+    if (atomic_compare_exchange_strong(&table, &none, t))
+        return t;
+    ratetable_free(t);
+    return none;
 }
 
 void

@@ -33,7 +33,8 @@ def fleet(moat, backends, certs, tmp_path):
     class Fleet:
         pass
 
-    def start(limits=None, auth=None, cluster=True, extra=""):
+    def start(limits=None, auth=None, cluster=True, extra="",
+              cluster_keys="timeout = 2s\nconnect_timeout = 2s\n"):
         f = Fleet()
         f.redis = fleet_rig.Redis(str(tmp_path / "redis"))
         made.append(f.redis)
@@ -44,13 +45,15 @@ def fleet(moat, backends, certs, tmp_path):
         au.update(auth or {})
         f.moats, f.ports = [], []
         for i in range(2):
-            ports = dict(zip(("smtp", "imap", "metrics"), rig.free_ports(3)))
+            ports = dict(zip(("smtp", "imap", "imaps", "metrics"), rig.free_ports(4)))
             common = {"proxy_protocol": "v2", "proxy_trusted": "127.0.0.1/32"}
             listeners = {
                 "mx": dict(common, protocol="smtp", tls="starttls", backend="postfix",
                            local_domains="example.test", listen="127.0.0.1:%d" % ports["smtp"]),
                 "imap": dict(common, protocol="imap", tls="starttls", backend="imap",
                              listen="127.0.0.1:%d" % ports["imap"]),
+                "imaps": dict(common, protocol="imap", tls="implicit", backend="imap",
+                              listen="127.0.0.1:%d" % ports["imaps"]),
             }
             conf = rig.moat_conf(certs, backends={
                 "postfix": {"address": "127.0.0.1:%d" % backends.ports["smtp_xclient"],
@@ -59,15 +62,16 @@ def fleet(moat, backends, certs, tmp_path):
             }, listeners=listeners, extra=(
                 "[limits]\n" + "".join("%s = %s\n" % kv for kv in lim.items()) +
                 "[auth]\n" + "".join("%s = %s\n" % kv for kv in au.items()) +
-                ("[cluster]\nredis = 127.0.0.1:%d\ntimeout = 500ms\nlease = 3s\n"
-                 "connect_timeout = 500ms\n" % f.redis.port if cluster else "") + extra))
+                ("[cluster]\nredis = 127.0.0.1:%d\nlease = 3s\n%s" % (f.redis.port, cluster_keys)
+                 if cluster else "") + extra))
             conf = conf.replace("[moat]\n", "[moat]\nmetrics = 127.0.0.1:%d\n"
                                 % ports["metrics"], 1)
-            f.moats.append(moat(conf, wait_ports=[ports["smtp"], ports["imap"]]))
+            f.moats.append(moat(conf, wait_ports=[ports["smtp"], ports["imap"], ports["imaps"]]))
             f.ports.append(ports)
         hp = fleet_rig.HAProxy(str(tmp_path / "haproxy"), {
             "smtp": [f.ports[0]["smtp"], f.ports[1]["smtp"]],
-            "imap": [f.ports[0]["imap"], f.ports[1]["imap"]]})
+            "imap": [f.ports[0]["imap"], f.ports[1]["imap"]],
+            "imaps": [f.ports[0]["imaps"], f.ports[1]["imaps"]]})
         made.append(hp)
         f.front = hp.ports
         if cluster:
@@ -192,6 +196,12 @@ def test_backend_sees_the_real_client_through_the_balancer(fleet, backends, cert
     c.login(*ALICE)
     c.logout()
     assert login_lines(backends, ALICE[0], "127.0.0.7", wait=5.0)
+    # implicit TLS: the header is read before the handshake, on both replicas
+    for src in ("127.0.0.15", "127.0.0.16"):
+        c = rig.IMAPS(f.front["imaps"], certs=certs, src=src)
+        c.login(*ALICE)
+        c.logout()
+        assert login_lines(backends, ALICE[0], src, wait=5.0)
 
 
 # --- shared limits -------------------------------------------------------------------------------
@@ -324,6 +334,30 @@ def test_redis_down_local_limits_then_shared_again(fleet):
     s, line = greet(f.front["smtp"], src)
     assert line.startswith(SMTP_BUSY), line
     s.close()
+    for s in held:
+        s.close()
+
+
+def test_redis_slow_sessions_do_not_wait(fleet):
+    """A Redis that stops answering (SIGSTOP): admissions fall back to local counters after the
+    short timeout, the link is declared down, and it comes back when Redis answers again."""
+    f = fleet(limits={"max_sessions_per_ip": "2"},
+              cluster_keys="timeout = 200ms\nconnect_timeout = 500ms\n")
+    src = "127.0.0.17"
+    f.redis.proc.send_signal(rig.signal.SIGSTOP)
+    try:
+        held = []
+        for i in range(4):  # two per replica: each replica's own limit
+            s, line = greet(f.front["smtp"], src)
+            assert line.startswith(SMTP_OK), (i, line)
+            held.append(s)
+        for m in f.moats:
+            rig.wait_until(lambda: "event=cluster_down" in m.log(), 10.0, what="cluster_down")
+    finally:
+        f.redis.proc.send_signal(rig.signal.SIGCONT)
+    for m in f.moats:
+        rig.wait_until(lambda: "event=cluster_up" in m.log().split("event=cluster_down")[-1],
+                       10.0, what="cluster_up")
     for s in held:
         s.close()
 
