@@ -20,6 +20,7 @@
 #include "admission.h"
 #include "cluster.h"
 #include "log.h"
+#include "session.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -52,18 +53,21 @@ static const char admit_lua[] =
     "end "
     "return {v, ban, m, r}";
 /* KEYS: client failures, client ban, user failures, user ban. ARGV: ip limit, ip window, ban
- * ms, user limit, user window, count the user. Returns {ip failures, ip banned, user, banned}. */
+ * ms, user limit, user window, count the user, the bans channel, client key, user key (hex).
+ * A ban is published to every moat. Returns {ip failures, ip banned, user, banned}. */
 static const char fail_lua[] =
     "local n = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
     "local ban = tonumber(ARGV[3]) "
     "local ipb, u, ub = 0, 0, 0 "
     "if tonumber(ARGV[1]) > 0 and n >= tonumber(ARGV[1]) and ban > 0 then "
     " if redis.call('PTTL', KEYS[2]) < ban then redis.call('SET', KEYS[2], '1', 'PX', ban) end "
+    " redis.call('PUBLISH', ARGV[7], 'c ' .. ARGV[8] .. ' ' .. ban) "
     " ipb = 1 end "
     "if ARGV[6] == '1' then "
     " u = redis.call('INCR', KEYS[3]) redis.call('PEXPIRE', KEYS[3], ARGV[5]) "
     " if tonumber(ARGV[4]) > 0 and u >= tonumber(ARGV[4]) and ban > 0 then "
-    "  redis.call('SET', KEYS[4], '1', 'PX', ban) ub = 1 end "
+    "  redis.call('SET', KEYS[4], '1', 'PX', ban) "
+    "  redis.call('PUBLISH', ARGV[7], 'u ' .. ARGV[9] .. ' ' .. ban) ub = 1 end "
     "end "
     "return {n, ipb, u, ub}";
 /* KEYS: counter. ARGV: n, ttl. */
@@ -95,6 +99,9 @@ struct cluster_link {
     char *username, *password, *prefix;
     double timeout_s, connect_timeout_s, lease_s;
     redisAsyncContext *ac;
+    redisAsyncContext *sub; /* the process's one subscriber to the bans channel, or NULL */
+    bool subscriber;        /* this link holds it */
+    char channel[KEY_MAX];
     bool up;
     double connect_started;
     double backoff_s;
@@ -125,6 +132,7 @@ struct cluster_req {
 };
 
 static atomic_bool logged_down = true; /* "cluster_up" is logged on the first connection */
+static atomic_bool subscriber_claimed; /* one link per process listens to the bans channel */
 static atomic_uint_fast64_t lease_seq;
 static char replica[17];
 static pthread_once_t replica_once = PTHREAD_ONCE_INIT;
@@ -150,6 +158,150 @@ now_s(const struct cluster_link *c)
     return ev_now(c->loop);
 }
 
+/* --- bans and familiar addresses, published to every moat --- */
+
+/* A ratetable key as hex: its length, then its bytes. */
+static void
+key_hex(const struct ratetable_key *k, char *out, size_t cap)
+{
+    static const char digits[] = "0123456789abcdef";
+    size_t n = 0;
+    MOAT_ASSERT(cap >= 2 * (1 + (size_t)RATETABLE_KEY_MAX) + 1);
+    out[n++] = digits[k->len >> 4];
+    out[n++] = digits[k->len & 15];
+    for (size_t i = 0; i < k->len && i < RATETABLE_KEY_MAX; i++) {
+        out[n++] = digits[k->bytes[i] >> 4];
+        out[n++] = digits[k->bytes[i] & 15];
+    }
+    out[n] = '\0';
+}
+
+static int
+hex_nibble(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    return -1;
+}
+
+/* Parse key_hex()'s form at *pp (advanced past it); 0 or -1. */
+static int
+key_unhex(const char **pp, const char *end, struct ratetable_key *k)
+{
+    const char *p = *pp;
+    uint8_t raw[1 + RATETABLE_KEY_MAX];
+    size_t n = 0;
+    while (p + 1 < end && p[0] != ' ' && n < sizeof(raw)) {
+        int hi = hex_nibble(p[0]), lo = hex_nibble(p[1]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        raw[n++] = (uint8_t)(hi << 4 | lo);
+        p += 2;
+    }
+    if (n == 0 || raw[0] != n - 1 || (p < end && *p != ' '))
+        return -1;
+    memset(k, 0, sizeof(*k));
+    k->len = raw[0];
+    memcpy(k->bytes, raw + 1, k->len);
+    *pp = p < end ? p + 1 : p;
+    return 0;
+}
+
+/* "c KEY MS" (client ban), "u KEY MS" (user ban), "f USER CLIENT" (a login). */
+static void
+apply_message(const char *p, size_t len)
+{
+    const char *end = p + len;
+    if (len < 4 || p[1] != ' ')
+        return;
+    char kind = p[0];
+    p += 2;
+    struct ratetable_key k, k2;
+    if (key_unhex(&p, end, &k) != 0)
+        return;
+    struct authguard g = session_auth_guard();
+    uint64_t now = moat_now_ms();
+    if (kind == 'f') {
+        if (key_unhex(&p, end, &k2) == 0)
+            familiar_note(g.familiar, &k, &k2, now);
+        return;
+    }
+    uint64_t ms = 0;
+    for (; p < end && *p >= '0' && *p <= '9' && ms < (1ull << 40); p++)
+        ms = ms * 10 + (uint64_t)(*p - '0');
+    if (ms == 0)
+        return;
+    struct ratetable *t = kind == 'c' ? g.clients : kind == 'u' ? g.users : NULL;
+    if (t != NULL)
+        ratetable_ban(t, &k, now + ms, now);
+}
+
+static void
+on_message(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    const redisReply *r = reply;
+    if (ac->data == NULL || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 3)
+        return;
+    const redisReply *what = r->element[0], *payload = r->element[2];
+    if (what->type == REDIS_REPLY_STRING && strcmp(what->str, "message") == 0 &&
+        payload->type == REDIS_REPLY_STRING)
+        apply_message(payload->str, payload->len);
+}
+
+static void
+on_sub_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct cluster_link *c = ac->data;
+    if (c != NULL && c->sub == ac)
+        c->sub = NULL; /* hiredis frees it; the tick opens another */
+}
+
+static void
+on_sub_connect(const redisAsyncContext *ac, int status)
+{
+    struct cluster_link *c = ac->data;
+    if (c != NULL && c->sub == ac && status != REDIS_OK)
+        c->sub = NULL; /* hiredis frees it */
+}
+
+static void
+sub_drop(struct cluster_link *c)
+{
+    redisAsyncContext *ac = c->sub;
+    c->sub = NULL;
+    if (ac != NULL) {
+        ac->data = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+static void
+sub_connect(struct cluster_link *c)
+{
+    redisAsyncContext *ac = redisAsyncConnect(c->host, c->port);
+    if (ac == NULL)
+        return;
+    if (ac->err) {
+        redisAsyncFree(ac);
+        return;
+    }
+    ac->data = c;
+    c->sub = ac;
+    redisLibevAttach(c->loop, ac);
+    redisAsyncSetConnectCallback(ac, on_sub_connect);
+    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
+    if (c->password != NULL) {
+        const char *argv[3] = {"AUTH", c->username ? c->username : c->password, c->password};
+        size_t lens[3] = {strlen(argv[0]), strlen(argv[1]), strlen(argv[2])};
+        redisAsyncCommandArgv(ac, NULL, NULL, c->username ? 3 : 2, argv, lens);
+    }
+    const char *argv[2] = {"SUBSCRIBE", c->channel};
+    size_t lens[2] = {9, strlen(c->channel)};
+    redisAsyncCommandArgv(ac, on_message, NULL, 2, argv, lens);
+}
+
 /* --- the connection --- */
 
 static void link_connect(struct cluster_link *c);
@@ -160,6 +312,7 @@ link_went_down(struct cluster_link *c, const char *why)
     if (c->up)
         stats_cluster_links(-1);
     c->up = false;
+    sub_drop(c);
     c->head = c->inflight = 0;
     memset(c->sha, 0, sizeof(c->sha));
     if (!atomic_exchange(&logged_down, true))
@@ -275,6 +428,8 @@ on_connect(const redisAsyncContext *ac, int status)
     for (struct cluster_lease *l = c->leases; l != NULL; l = l->next)
         lease_renew(l, now_s(c));
     c->next_renew = now_s(c) + c->lease_s / 3;
+    if (c->subscriber && c->sub == NULL)
+        sub_connect(c);
 }
 
 static void
@@ -334,6 +489,8 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
         link_reset(c, "reply timeout");
         return;
     }
+    if (c->up && c->subscriber && c->sub == NULL)
+        sub_connect(c);
     if (c->up && now >= c->next_renew) {
         for (struct cluster_lease *l = c->leases; l != NULL; l = l->next)
             lease_renew(l, now);
@@ -369,6 +526,9 @@ link_get(struct worker *w, const struct config *conf)
     c->connect_timeout_s = cc->connect_timeout_ms / 1000.0;
     c->lease_s = cc->lease_ms / 1000.0;
     c->backoff_s = BACKOFF_MIN_S;
+    snprintf(c->channel, sizeof(c->channel), "%sbans", c->prefix);
+    bool no = false;
+    c->subscriber = atomic_compare_exchange_strong(&subscriber_claimed, &no, true);
     ev_init(&c->retry, on_retry);
     c->retry.data = c;
     ev_timer_init(&c->tick, on_tick, TICK_S, TICK_S);
@@ -416,6 +576,9 @@ cluster_link_free(struct cluster_link *c)
         return;
     ev_timer_stop(c->loop, &c->tick);
     ev_timer_stop(c->loop, &c->retry);
+    sub_drop(c);
+    if (c->subscriber)
+        atomic_store(&subscriber_claimed, false);
     redisAsyncContext *ac = c->ac;
     c->ac = NULL;
     if (ac != NULL) {
@@ -751,10 +914,31 @@ cluster_auth_failure(struct worker *w, const struct config *conf, const struct c
     snprintf(a3, sizeof(a3), "%u", a->ban_time_ms);
     snprintf(a4, sizeof(a4), "%u", a->ban_user.count);
     snprintf(a5, sizeof(a5), "%u", MOAT_MAX(a->ban_user.window_ms, 1u));
+    char kh[2 * (1 + RATETABLE_KEY_MAX) + 1], uh[2 * (1 + RATETABLE_KEY_MAX) + 1];
+    key_hex(k, kh, sizeof(kh));
+    key_hex(&uk, uh, sizeof(uh));
     const char *keys[4] = {f, b, uf, ub};
-    const char *args[6] = {a1, a2, a3, a4, a5, count_user ? "1" : "0"};
+    const char *args[9] = {a1, a2, a3, a4, a5, count_user ? "1" : "0", c->channel, kh, uh};
     struct cluster_req *q = req_new(REPLY_FAIL);
     q->key = *k;
     q->ban_ms = a->ban_time_ms;
-    (void)link_eval(c, q, SCRIPT_FAIL, 4, keys, 6, args);
+    (void)link_eval(c, q, SCRIPT_FAIL, 4, keys, 9, args);
+}
+
+void
+cluster_login(struct worker *w, const struct config *conf, const struct ratetable_key *k,
+              const char *user, size_t user_len)
+{
+    struct cluster_link *c = link_get(w, conf);
+    if (c == NULL || !c->up || user == NULL || user_len == 0)
+        return;
+    struct ratetable_key uk;
+    ratetable_key_user(&uk, user, user_len);
+    char msg[2 + 2 * 2 * (1 + RATETABLE_KEY_MAX) + 2];
+    char kh[2 * (1 + RATETABLE_KEY_MAX) + 1], uh[2 * (1 + RATETABLE_KEY_MAX) + 1];
+    key_hex(&uk, uh, sizeof(uh));
+    key_hex(k, kh, sizeof(kh));
+    snprintf(msg, sizeof(msg), "f %s %s", uh, kh);
+    const char *argv[3] = {"PUBLISH", c->channel, msg};
+    (void)link_sendv(c, req_new(REPLY_OTHER), 3, argv);
 }

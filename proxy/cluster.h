@@ -12,6 +12,10 @@
  *   f:<client>:<w>       auth failures; at ban_ip.count the script sets b:<client> PX ban_time
  *   u:<user>:<w>         auth failures per user name (familiar clients not counted), then
  *                        k:<user> PX ban_time
+ *   <prefix>bans         a channel: bans as they are set ("c|u KEY MS") and logins ("f USER
+ *                        CLIENT"), mirrored by one subscriber per moat into its local tables,
+ *                        so a ban holds on every moat at once (and while Redis is down later)
+ *                        and a familiar address stays familiar on every moat
  * Every multi-key step is one Lua script (atomic in Redis): one round trip per decision.
  */
 #ifndef MOAT_CLUSTER_H
@@ -65,6 +69,10 @@ void cluster_auth_failure(struct worker *w, const struct config *conf, const str
                           const struct ratetable_key *k, const char *user, size_t user_len,
                           bool familiar);
 
+/* A successful login of user from client k: every moat of the fleet takes the client as
+ * familiar for the user (smart lockout holds across the fleet). */
+void cluster_login(struct worker *w, const struct config *conf, const struct ratetable_key *k,
+                   const char *user, size_t user_len);
 void cluster_link_free(struct cluster_link *c);
 
 #endif

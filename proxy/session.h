@@ -8,6 +8,7 @@
 
 #include <netinet/in.h>
 
+#include "authguard.h"
 #include "conn.h"
 #include "protocol.h"
 
@@ -107,6 +108,9 @@ void backend_connected(struct session *s);
 double session_auth_next_deadline(const struct session *s);
 bool session_auth_on_timer(struct session *s, double now);
 void session_auth_cancel(struct session *s);
+/* The process's brute-force tables (bans of clients and user names, familiar addresses), for
+ * cluster.c to mirror what other moats of a fleet saw. */
+struct authguard session_auth_guard(void);
 
 void backend_attempt_failed(struct session *s, const char *why);
 

@@ -411,8 +411,8 @@ guard_tables_make(void)
     guard_tables.familiar = familiar_new(AUTH_FAMILIAR_MAX, random_seed());
 }
 
-static struct authguard
-guard(void)
+struct authguard
+session_auth_guard(void)
 {
     pthread_once(&guard_tables.once, guard_tables_make);
     return (struct authguard){.clients = admission_table(),
@@ -423,7 +423,7 @@ guard(void)
 bool
 session_auth_banned(struct session *s, const char *user, size_t user_len)
 {
-    struct authguard g = guard();
+    struct authguard g = session_auth_guard();
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
     return authguard_banned(&g, &s->listener->auth_conf, &k, user, user_len, moat_now_ms());
@@ -464,7 +464,7 @@ session_auth_failed(struct session *s, const char *user, size_t user_len, const 
     const struct config_auth *a = &s->listener->auth_conf;
     struct authguard_verdict v = {0};
     s->auth_failures++;
-    struct authguard g = guard();
+    struct authguard g = session_auth_guard();
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
     authguard_failure(&g, a, &k, user, user_len, s->auth_failures, moat_now_ms(), &v);
@@ -495,10 +495,11 @@ session_auth_login(struct session *s, const char *user, size_t user_len, const c
     memcpy(name, user, n);
     name[n] = '\0';
     session_set_user(s, name);
-    struct authguard g = guard();
+    struct authguard g = session_auth_guard();
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
     authguard_login(&g, &k, user, user_len, moat_now_ms());
+    cluster_login(s->worker, s->conf, &k, user, user_len);
     struct log_line l;
     log_begin(&l, LOG_INFO, "login");
     if (l.skip)

@@ -258,6 +258,50 @@ def test_ban_earned_on_one_replica_refuses_on_the_other(fleet, certs):
     s.close()
 
 
+def imap_login(f, certs, src, password):
+    """True when LOGIN of alice from src through the balancer succeeds."""
+    c = rig.IMAP(f.front["imap"], src=src)
+    try:
+        c.starttls(rig.client_context(certs))
+        c.login(ALICE[0], password)
+        c.logout()
+        return True
+    except rig.imaplib.IMAP4.error:
+        c.shutdown()
+        return False
+
+
+def test_user_ban_and_familiar_addresses_are_shared(fleet, certs):
+    """Smart lockout across the fleet: a user-name ban earned on one replica refuses the name on
+    the other from unfamiliar addresses, while an address where the user logged in (on the
+    other replica) still gets in."""
+    f = fleet(auth={"ban_ip": "0", "ban_user": "2/10m", "ban_time": "1m"})
+    rig.wait_until(lambda: f.redis.cli("PUBSUB", "NUMSUB", "moat:bans").split()[-1] == "2", 5.0,
+                   what="each moat subscribed to the bans channel")
+    home = "127.0.0.22"
+    assert imap_login(f, certs, home, ALICE[1])  # m1: home is familiar for alice
+    c = rig.IMAP(f.front["imap"], src="127.0.0.23")  # m2: an attacker earns the ban there
+    c.starttls(rig.client_context(certs))
+    for _ in range(2):
+        with pytest.raises(c.error):
+            c.login(ALICE[0], "wrong-password")
+    c.shutdown()
+    rig.wait_until(lambda: f.redis.cli("KEYS", "moat:k:*"), 5.0, what="user ban in redis")
+    # from elsewhere, the right password is refused on both replicas (a pair of connections
+    # covers both; the ban reaches the other replica over the bans channel)
+    refused_pair = None
+    for i in range(10):
+        pair = [imap_login(f, certs, "127.0.0.%d" % (30 + 2 * i + j), ALICE[1]) for j in (0, 1)]
+        if pair == [False, False]:
+            refused_pair = i
+            break
+        time.sleep(0.3)
+    assert refused_pair is not None, "the user ban did not reach the other replica"
+    # the familiar address gets in on both replicas, though only m1 saw its login
+    assert imap_login(f, certs, home, ALICE[1])
+    assert imap_login(f, certs, home, ALICE[1])
+
+
 def test_rates_are_counted_once_across_replicas(fleet):
     f = fleet(limits={"connection_rate_per_ip": "4/1m", "messages_per_client": "2/1h"})
     src = "127.0.0.11"
