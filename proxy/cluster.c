@@ -19,6 +19,8 @@
 
 #include "admission.h"
 #include "cluster.h"
+#include "cluster_msg.h"
+#include "cluster_schema.h"
 #include "log.h"
 #include "session.h"
 #include "stats.h"
@@ -29,54 +31,7 @@
 #define BACKOFF_MIN_S 0.1
 #define BACKOFF_MAX_S 5.0
 #define TICK_S 0.1
-#define KEY_MAX 160
-
-enum script { SCRIPT_ADMIT = 0, SCRIPT_FAIL, SCRIPT_ADD, SCRIPT_RENEW, SCRIPTS };
-
-/* KEYS: ban, sessions, connection rate, messages, recipients. ARGV: now, lease expiry, member,
- * max sessions, rate count, rate window, lease ttl, force. Returns {verdict, ban ms, m, n}. */
-static const char admit_lua[] =
-    "local ban = redis.call('PTTL', KEYS[1]) "
-    "local m = tonumber(redis.call('GET', KEYS[4]) or '0') "
-    "local r = tonumber(redis.call('GET', KEYS[5]) or '0') "
-    "local v = 0 "
-    "if ban > 0 then v = 3 else "
-    " redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1]) "
-    " local max, rc = tonumber(ARGV[4]), tonumber(ARGV[5]) "
-    " if max > 0 and redis.call('ZCARD', KEYS[2]) >= max then v = 1 "
-    " elseif rc > 0 and tonumber(redis.call('GET', KEYS[3]) or '0') >= rc then v = 2 end "
-    "end "
-    "if v == 0 or ARGV[8] == '1' then "
-    " if tonumber(ARGV[5]) > 0 then redis.call('INCR', KEYS[3]) "
-    "  redis.call('PEXPIRE', KEYS[3], ARGV[6]) end "
-    " redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3]) redis.call('PEXPIRE', KEYS[2], ARGV[7]) "
-    "end "
-    "return {v, ban, m, r}";
-/* KEYS: client failures, client ban, user failures, user ban. ARGV: ip limit, ip window, ban
- * ms, user limit, user window, count the user, the bans channel, client key, user key (hex).
- * A ban is published to every moat. Returns {ip failures, ip banned, user, banned}. */
-static const char fail_lua[] =
-    "local n = redis.call('INCR', KEYS[1]) redis.call('PEXPIRE', KEYS[1], ARGV[2]) "
-    "local ban = tonumber(ARGV[3]) "
-    "local ipb, u, ub = 0, 0, 0 "
-    "if tonumber(ARGV[1]) > 0 and n >= tonumber(ARGV[1]) and ban > 0 then "
-    " if redis.call('PTTL', KEYS[2]) < ban then redis.call('SET', KEYS[2], '1', 'PX', ban) end "
-    " redis.call('PUBLISH', ARGV[7], 'c ' .. ARGV[8] .. ' ' .. ban) "
-    " ipb = 1 end "
-    "if ARGV[6] == '1' then "
-    " u = redis.call('INCR', KEYS[3]) redis.call('PEXPIRE', KEYS[3], ARGV[5]) "
-    " if tonumber(ARGV[4]) > 0 and u >= tonumber(ARGV[4]) and ban > 0 then "
-    "  redis.call('SET', KEYS[4], '1', 'PX', ban) "
-    "  redis.call('PUBLISH', ARGV[7], 'u ' .. ARGV[9] .. ' ' .. ban) ub = 1 end "
-    "end "
-    "return {n, ipb, u, ub}";
-/* KEYS: counter. ARGV: n, ttl. */
-static const char add_lua[] = "local v = redis.call('INCRBY', KEYS[1], ARGV[1]) "
-                              "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return v";
-/* KEYS: sessions. ARGV: expiry, member, ttl. */
-static const char renew_lua[] = "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) "
-                                "return redis.call('PEXPIRE', KEYS[1], ARGV[3])";
-static const char *const scripts[SCRIPTS] = {admit_lua, fail_lua, add_lua, renew_lua};
+#define ARGV_MAX 20 /* words of one command */
 
 struct cache_slot {
     struct ratetable_key key;
@@ -87,7 +42,7 @@ struct cache_slot {
 
 struct cluster_lease {
     struct cluster_link *link;
-    char key[KEY_MAX];
+    char key[CLUSTER_KEY_MAX];
     char member[48];
     struct cluster_lease *prev, *next;
 };
@@ -101,7 +56,7 @@ struct cluster_link {
     redisAsyncContext *ac;
     redisAsyncContext *sub; /* the process's one subscriber to the bans channel, or NULL */
     bool subscriber;        /* this link holds it */
-    char channel[KEY_MAX];
+    char channel[CLUSTER_KEY_MAX];
     bool up;
     double connect_started;
     double backoff_s;
@@ -110,7 +65,7 @@ struct cluster_link {
     double next_renew;
     double sent[RING]; /* send times of the commands in flight, oldest at head */
     size_t head, inflight;
-    char sha[SCRIPTS][41];
+    char sha[CLUSTER_SCRIPTS][41];
     struct cluster_lease *leases;
     struct cache_slot cache[CACHE_SLOTS];
 };
@@ -128,7 +83,7 @@ struct cluster_req {
     uint64_t window;  /* messages' (admission) or the counter's window */
     uint64_t window2; /* recipients' window (admission) */
     uint32_t ban_ms;
-    enum script script;
+    enum cluster_script script;
 };
 
 static atomic_bool logged_down = true; /* "cluster_up" is logged on the first connection */
@@ -160,82 +115,27 @@ now_s(const struct cluster_link *c)
 
 /* --- bans and familiar addresses, published to every moat --- */
 
-/* A ratetable key as hex: its length, then its bytes. */
-static void
-key_hex(const struct ratetable_key *k, char *out, size_t cap)
-{
-    static const char digits[] = "0123456789abcdef";
-    size_t n = 0;
-    MOAT_ASSERT(cap >= 2 * (1 + (size_t)RATETABLE_KEY_MAX) + 1);
-    out[n++] = digits[k->len >> 4];
-    out[n++] = digits[k->len & 15];
-    for (size_t i = 0; i < k->len && i < RATETABLE_KEY_MAX; i++) {
-        out[n++] = digits[k->bytes[i] >> 4];
-        out[n++] = digits[k->bytes[i] & 15];
-    }
-    out[n] = '\0';
-}
-
-static int
-hex_nibble(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
-/* Parse key_hex()'s form at *pp (advanced past it); 0 or -1. */
-static int
-key_unhex(const char **pp, const char *end, struct ratetable_key *k)
-{
-    const char *p = *pp;
-    uint8_t raw[1 + RATETABLE_KEY_MAX];
-    size_t n = 0;
-    while (p + 1 < end && p[0] != ' ' && n < sizeof(raw)) {
-        int hi = hex_nibble(p[0]), lo = hex_nibble(p[1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        raw[n++] = (uint8_t)(hi << 4 | lo);
-        p += 2;
-    }
-    if (n == 0 || raw[0] != n - 1 || (p < end && *p != ' '))
-        return -1;
-    memset(k, 0, sizeof(*k));
-    k->len = raw[0];
-    memcpy(k->bytes, raw + 1, k->len);
-    *pp = p < end ? p + 1 : p;
-    return 0;
-}
-
-/* "c KEY MS" (client ban), "u KEY MS" (user ban), "f USER CLIENT" (a login). */
 static void
 apply_message(const char *p, size_t len)
 {
-    const char *end = p + len;
-    if (len < 4 || p[1] != ' ')
-        return;
-    char kind = p[0];
-    p += 2;
-    struct ratetable_key k, k2;
-    if (key_unhex(&p, end, &k) != 0)
+    struct cluster_msg m;
+    if (cluster_msg_parse(p, len, &m) != 0)
         return;
     struct authguard g = session_auth_guard();
     uint64_t now = moat_now_ms();
-    if (kind == 'f') {
-        if (key_unhex(&p, end, &k2) == 0)
-            familiar_note(g.familiar, &k, &k2, now);
+    switch (m.kind) {
+    case CMSG_FAMILIAR:
+        familiar_note(g.familiar, &m.key, &m.client, now);
+        return;
+    case CMSG_CLIENT_BAN:
+        if (g.clients != NULL)
+            ratetable_ban(g.clients, &m.key, now + m.ban_ms, now);
+        return;
+    case CMSG_USER_BAN:
+        if (g.users != NULL)
+            ratetable_ban(g.users, &m.key, now + m.ban_ms, now);
         return;
     }
-    uint64_t ms = 0;
-    for (; p < end && *p >= '0' && *p <= '9' && ms < (1ull << 40); p++)
-        ms = ms * 10 + (uint64_t)(*p - '0');
-    if (ms == 0)
-        return;
-    struct ratetable *t = kind == 'c' ? g.clients : kind == 'u' ? g.users : NULL;
-    if (t != NULL)
-        ratetable_ban(t, &k, now + ms, now);
 }
 
 static void
@@ -371,8 +271,8 @@ link_send(struct cluster_link *c, struct cluster_req *q, int argc, const char **
 static int
 link_sendv(struct cluster_link *c, struct cluster_req *q, int argc, const char **argv)
 {
-    size_t lens[16];
-    MOAT_ASSERT(argc <= 16);
+    size_t lens[ARGV_MAX];
+    MOAT_ASSERT(argc <= ARGV_MAX);
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     return link_send(c, q, argc, argv, lens);
@@ -388,16 +288,17 @@ req_new(enum reply_kind kind)
 
 /* EVALSHA once the script is loaded on this connection, EVAL before. */
 static int
-link_eval(struct cluster_link *c, struct cluster_req *q, enum script s, int nkeys,
+link_eval(struct cluster_link *c, struct cluster_req *q, enum cluster_script s, int nkeys,
           const char **keys, int nargs, const char **args)
 {
-    const char *argv[16];
+    const char *argv[ARGV_MAX];
     char nk[4];
     snprintf(nk, sizeof(nk), "%d", nkeys);
     int argc = 0;
+    MOAT_ASSERT(3 + nkeys + nargs <= ARGV_MAX);
     bool sha = c->sha[s][0] != '\0';
     argv[argc++] = sha ? "EVALSHA" : "EVAL";
-    argv[argc++] = sha ? c->sha[s] : scripts[s];
+    argv[argc++] = sha ? c->sha[s] : cluster_scripts[s];
     argv[argc++] = nk;
     for (int i = 0; i < nkeys; i++)
         argv[argc++] = keys[i];
@@ -458,10 +359,10 @@ link_connect(struct cluster_link *c)
         const char *argv[3] = {"AUTH", c->username ? c->username : c->password, c->password};
         (void)link_sendv(c, req_new(REPLY_AUTH), c->username ? 3 : 2, argv);
     }
-    for (int s = 0; s < SCRIPTS; s++) {
+    for (int s = 0; s < CLUSTER_SCRIPTS; s++) {
         struct cluster_req *q = req_new(REPLY_SCRIPT);
-        q->script = (enum script)s;
-        const char *argv[3] = {"SCRIPT", "LOAD", scripts[s]};
+        q->script = (enum cluster_script)s;
+        const char *argv[3] = {"SCRIPT", "LOAD", cluster_scripts[s]};
         (void)link_sendv(c, q, 3, argv);
     }
 }
@@ -601,32 +502,7 @@ cluster_link_free(struct cluster_link *c)
     free(c);
 }
 
-/* --- keys --- */
-
-static void
-key_of(const struct cluster_link *c, char *out, const char *kind, const struct ratetable_key *k,
-       uint64_t window)
-{
-    char who[CONFVAL_ADDR_STRLEN + 40];
-    if (k->len == 17 && k->bytes[0] == RTKEY_USER) {
-        uint64_t a, b;
-        memcpy(&a, k->bytes + 1, 8);
-        memcpy(&b, k->bytes + 9, 8);
-        snprintf(who, sizeof(who), "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
-    } else {
-        ratetable_key_format(k, who, sizeof(who));
-    }
-    if (window > 0)
-        snprintf(out, KEY_MAX, "%s%s:{%s}:%llu", c->prefix, kind, who, (unsigned long long)window);
-    else
-        snprintf(out, KEY_MAX, "%s%s:{%s}", c->prefix, kind, who);
-}
-
-static uint64_t
-window_of(const struct rate *r, uint64_t now_ms)
-{
-    return r->count > 0 && r->window_ms > 0 ? now_ms / r->window_ms + 1 : 1;
-}
+/* --- the per-link cache of the fleet's message / recipient counts --- */
 
 static struct cache_slot *
 cache_slot(struct cluster_link *c, const struct ratetable_key *k, enum rate_kind kind)
@@ -764,7 +640,7 @@ cluster_admit(struct worker *w, const struct config *conf, const struct config_l
         return NULL;
     /* the session is counted in the fleet from now on, or from the next (re)connect */
     struct cluster_lease *lease = xcalloc(1, sizeof(*lease));
-    key_of(c, lease->key, "c", k, 0);
+    cluster_key(c->prefix, lease->key, "c", k, 0);
     snprintf(lease->member, sizeof(lease->member), "%s:%llu", replica,
              (unsigned long long)atomic_fetch_add(&lease_seq, 1));
     lease->link = c;
@@ -779,13 +655,13 @@ cluster_admit(struct worker *w, const struct config *conf, const struct config_l
     }
     uint64_t now = moat_now_ms();
     const struct config_limits *lim = &l->limits;
-    char ban[KEY_MAX], rate[KEY_MAX], msgs[KEY_MAX], rcpts[KEY_MAX];
-    key_of(c, ban, "b", k, 0);
-    key_of(c, rate, "r", k, window_of(&lim->connection_rate_per_ip, now));
-    uint64_t mw = window_of(&lim->messages_per_client, now);
-    uint64_t rw = window_of(&lim->recipients_per_client, now);
-    key_of(c, msgs, "m", k, mw);
-    key_of(c, rcpts, "n", k, rw);
+    char ban[CLUSTER_KEY_MAX], rate[CLUSTER_KEY_MAX], msgs[CLUSTER_KEY_MAX], rcpts[CLUSTER_KEY_MAX];
+    cluster_key(c->prefix, ban, "b", k, 0);
+    cluster_key(c->prefix, rate, "r", k, cluster_window(&lim->connection_rate_per_ip, now));
+    uint64_t mw = cluster_window(&lim->messages_per_client, now);
+    uint64_t rw = cluster_window(&lim->recipients_per_client, now);
+    cluster_key(c->prefix, msgs, "m", k, mw);
+    cluster_key(c->prefix, rcpts, "n", k, rw);
     char a_now[24], a_exp[24], a_max[16], a_rc[16], a_rw[16], a_ttl[16];
     snprintf(a_now, sizeof(a_now), "%llu", (unsigned long long)now);
     snprintf(a_exp, sizeof(a_exp), "%llu", (unsigned long long)(now + conf->cluster.lease_ms));
@@ -801,7 +677,7 @@ cluster_admit(struct worker *w, const struct config *conf, const struct config_l
     q->key = *k;
     q->window = mw;
     q->window2 = rw;
-    if (link_eval(c, q, SCRIPT_ADMIT, 5, keys, 8, args) != 0) {
+    if (link_eval(c, q, CLUSTER_SCRIPT_ADMIT, 5, keys, 8, args) != 0) {
         stats_cluster_add(STAT_CLUSTER_FALLBACKS);
         return NULL;
     }
@@ -826,7 +702,7 @@ lease_renew(struct cluster_lease *l, double now)
     snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(c->lease_s * 1000));
     const char *keys[1] = {l->key};
     const char *args[3] = {exp, l->member, ttl};
-    (void)link_eval(c, req_new(REPLY_OTHER), SCRIPT_RENEW, 1, keys, 3, args);
+    (void)link_eval(c, req_new(REPLY_OTHER), CLUSTER_SCRIPT_RENEW, 1, keys, 3, args);
 }
 
 void
@@ -858,7 +734,7 @@ cluster_rate_allows(struct worker *w, const struct config *conf, const struct ra
     if (c == NULL || rate->count == 0)
         return true;
     const struct cache_slot *s = cache_slot(c, k, kind);
-    uint64_t window = window_of(rate, moat_now_ms());
+    uint64_t window = cluster_window(rate, moat_now_ms());
     bool same = s->window == window && s->kind == kind && s->key.len == k->len &&
                 memcmp(s->key.bytes, k->bytes, k->len) == 0;
     return !same || s->count + n <= rate->count;
@@ -871,9 +747,9 @@ cluster_rate_add(struct worker *w, const struct config *conf, const struct ratet
     struct cluster_link *c = link_get(w, conf);
     if (c == NULL || !c->up || rate->count == 0)
         return;
-    uint64_t window = window_of(rate, moat_now_ms());
-    char key[KEY_MAX], a_n[16], a_ttl[16];
-    key_of(c, key, kind == RATE_MESSAGES ? "m" : "n", k, window);
+    uint64_t window = cluster_window(rate, moat_now_ms());
+    char key[CLUSTER_KEY_MAX], a_n[16], a_ttl[16];
+    cluster_key(c->prefix, key, kind == RATE_MESSAGES ? "m" : "n", k, window);
     snprintf(a_n, sizeof(a_n), "%u", n);
     snprintf(a_ttl, sizeof(a_ttl), "%u", rate->window_ms);
     const char *keys[1] = {key};
@@ -882,7 +758,7 @@ cluster_rate_add(struct worker *w, const struct config *conf, const struct ratet
     q->key = *k;
     q->rate_kind = kind;
     q->window = window;
-    (void)link_eval(c, q, SCRIPT_ADD, 1, keys, 2, args);
+    (void)link_eval(c, q, CLUSTER_SCRIPT_ADD, 1, keys, 2, args);
 }
 
 void
@@ -898,12 +774,12 @@ cluster_auth_failure(struct worker *w, const struct config *conf, const struct c
     bool count_user = user != NULL && user_len > 0 && !familiar;
     if (count_user)
         ratetable_key_user(&uk, user, user_len);
-    char f[KEY_MAX], b[KEY_MAX], uf[KEY_MAX], ub[KEY_MAX];
-    key_of(c, f, "f", k, window_of(&a->ban_ip, now));
-    key_of(c, b, "b", k, 0);
+    char f[CLUSTER_KEY_MAX], b[CLUSTER_KEY_MAX], uf[CLUSTER_KEY_MAX], ub[CLUSTER_KEY_MAX];
+    cluster_key(c->prefix, f, "f", k, cluster_window(&a->ban_ip, now));
+    cluster_key(c->prefix, b, "b", k, 0);
     if (count_user) {
-        key_of(c, uf, "u", &uk, window_of(&a->ban_user, now));
-        key_of(c, ub, "k", &uk, 0);
+        cluster_key(c->prefix, uf, "u", &uk, cluster_window(&a->ban_user, now));
+        cluster_key(c->prefix, ub, "k", &uk, 0);
     } else {
         snprintf(uf, sizeof(uf), "%su:none", c->prefix);
         snprintf(ub, sizeof(ub), "%sk:none", c->prefix);
@@ -914,15 +790,15 @@ cluster_auth_failure(struct worker *w, const struct config *conf, const struct c
     snprintf(a3, sizeof(a3), "%u", a->ban_time_ms);
     snprintf(a4, sizeof(a4), "%u", a->ban_user.count);
     snprintf(a5, sizeof(a5), "%u", MOAT_MAX(a->ban_user.window_ms, 1u));
-    char kh[2 * (1 + RATETABLE_KEY_MAX) + 1], uh[2 * (1 + RATETABLE_KEY_MAX) + 1];
-    key_hex(k, kh, sizeof(kh));
-    key_hex(&uk, uh, sizeof(uh));
+    char kh[CLUSTER_KEY_HEX], uh[CLUSTER_KEY_HEX];
+    cluster_key_hex(k, kh);
+    cluster_key_hex(&uk, uh);
     const char *keys[4] = {f, b, uf, ub};
     const char *args[9] = {a1, a2, a3, a4, a5, count_user ? "1" : "0", c->channel, kh, uh};
     struct cluster_req *q = req_new(REPLY_FAIL);
     q->key = *k;
     q->ban_ms = a->ban_time_ms;
-    (void)link_eval(c, q, SCRIPT_FAIL, 4, keys, 9, args);
+    (void)link_eval(c, q, CLUSTER_SCRIPT_FAIL, 4, keys, 9, args);
 }
 
 void
@@ -932,13 +808,10 @@ cluster_login(struct worker *w, const struct config *conf, const struct ratetabl
     struct cluster_link *c = link_get(w, conf);
     if (c == NULL || !c->up || user == NULL || user_len == 0)
         return;
-    struct ratetable_key uk;
-    ratetable_key_user(&uk, user, user_len);
-    char msg[2 + 2 * 2 * (1 + RATETABLE_KEY_MAX) + 2];
-    char kh[2 * (1 + RATETABLE_KEY_MAX) + 1], uh[2 * (1 + RATETABLE_KEY_MAX) + 1];
-    key_hex(&uk, uh, sizeof(uh));
-    key_hex(k, kh, sizeof(kh));
-    snprintf(msg, sizeof(msg), "f %s %s", uh, kh);
+    struct cluster_msg m = {.kind = CMSG_FAMILIAR, .client = *k};
+    ratetable_key_user(&m.key, user, user_len);
+    char msg[CLUSTER_MSG_MAX];
+    cluster_msg_format(&m, msg, sizeof(msg));
     const char *argv[3] = {"PUBLISH", c->channel, msg};
     (void)link_sendv(c, req_new(REPLY_OTHER), 3, argv);
 }
