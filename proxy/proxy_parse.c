@@ -116,7 +116,9 @@ v1_addresses(int family, const char *p, const char *end, struct proxy_header *ou
 static enum proxy_parse_result
 parse_v1(const unsigned char *p, size_t n, struct proxy_header *out, size_t *used_out)
 {
-    size_t lim = n < PROXY_V1_MAX - 1 ? n : PROXY_V1_MAX - 1; /* 107 bytes with the CRLF */
+    /* 107 bytes at most with the CRLF (PROXY_V1_MAX has room for a NUL): the CR by byte 106 */
+    const size_t cr_max = PROXY_V1_MAX - 2;
+    size_t lim = n < cr_max ? n : cr_max;
     size_t cr = 0;
     while (cr < lim && p[cr] != '\r') {
         if (p[cr] < 0x20 || p[cr] > 0x7e)
@@ -124,7 +126,7 @@ parse_v1(const unsigned char *p, size_t n, struct proxy_header *out, size_t *use
         cr++;
     }
     if (cr == lim)
-        return n >= PROXY_V1_MAX - 1 ? PP_BAD : PP_MORE;
+        return n >= cr_max ? PP_BAD : PP_MORE;
     if (cr + 1 >= n)
         return PP_MORE;
     if (p[cr + 1] != '\n')

@@ -99,8 +99,12 @@ test_v1_bad(void)
     memset(longline, 'a', sizeof(longline));
     memcpy(longline, "PROXY UNKNOWN ", 14);
     CHECK(parse(longline, sizeof(longline), PROXY_VERSION_ANY, &h, &used) == PP_BAD);
-    CHECK(parse(longline, 107, PROXY_VERSION_ANY, &h, &used) == PP_BAD);
-    CHECK(parse(longline, 106, PROXY_VERSION_ANY, &h, &used) == PP_MORE);
+    CHECK(parse(longline, 106, PROXY_VERSION_ANY, &h, &used) == PP_BAD);
+    CHECK(parse(longline, 105, PROXY_VERSION_ANY, &h, &used) == PP_MORE);
+    /* a CR as byte 107: the line would be 108 bytes */
+    longline[106] = '\r';
+    longline[107] = '\n';
+    CHECK(parse(longline, 108, PROXY_VERSION_ANY, &h, &used) == PP_BAD);
     /* exactly 107 bytes with the CRLF is fine */
     longline[105] = '\r';
     longline[106] = '\n';
