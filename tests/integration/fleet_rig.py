@@ -18,9 +18,10 @@ class Redis:
     """redis-server on 127.0.0.1:port, nothing saved to disk; stop() kills it, start() brings
     it back on the same port (empty)."""
 
-    def __init__(self, directory, port=None):
+    def __init__(self, directory, port=None, password=None):
         self.dir = directory
         self.port = port or rig.free_port()
+        self.password = password
         self.proc = None
         os.makedirs(directory, exist_ok=True)
         self.start()
@@ -29,7 +30,8 @@ class Redis:
         self.log = open(os.path.join(self.dir, "redis.log"), "ab")
         self.proc = subprocess.Popen(
             [tool("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"],
+             "--save", "", "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"]
+            + (["--requirepass", self.password] if self.password else []),
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
             start_new_session=True)
         rig.wait_ports([self.port], timeout, alive=lambda: self.proc.poll() is None)
@@ -44,7 +46,9 @@ class Redis:
         rig.wait_until(lambda: not rig.port_open(self.port), 5.0, what="redis gone")
 
     def cli(self, *args):
-        r = subprocess.run([tool("redis-cli"), "-h", "127.0.0.1", "-p", str(self.port), *args],
+        auth = ["--no-auth-warning", "-a", self.password] if self.password else []
+        r = subprocess.run([tool("redis-cli"), "-h", "127.0.0.1", "-p", str(self.port), *auth,
+                            *args],
                            capture_output=True, text=True, timeout=5)
         return r.stdout.strip()
 

@@ -34,9 +34,10 @@ def fleet(moat, backends, certs, tmp_path):
         pass
 
     def start(limits=None, auth=None, cluster=True, extra="",
-              cluster_keys="timeout = 2s\nconnect_timeout = 2s\n"):
+              cluster_keys="timeout = 2s\nconnect_timeout = 2s\n", redis_password=None,
+              wait_cluster=True):
         f = Fleet()
-        f.redis = fleet_rig.Redis(str(tmp_path / "redis"))
+        f.redis = fleet_rig.Redis(str(tmp_path / "redis"), password=redis_password)
         made.append(f.redis)
         lim = {"max_sessions_per_ip": "0", "connection_rate_per_ip": "0"}
         lim.update(limits or {})
@@ -74,7 +75,7 @@ def fleet(moat, backends, certs, tmp_path):
             "imaps": [f.ports[0]["imaps"], f.ports[1]["imaps"]]})
         made.append(hp)
         f.front = hp.ports
-        if cluster:
+        if cluster and wait_cluster:
             for m in f.moats:
                 rig.wait_until(lambda: "event=cluster_up" in m.log() or links_up(f, m) > 0,
                                5.0, what="cluster link")
@@ -404,6 +405,32 @@ def test_redis_slow_sessions_do_not_wait(fleet):
                        10.0, what="cluster_up")
     for s in held:
         s.close()
+
+
+def test_redis_password(fleet):
+    """A wrong password: the link is down (logged once, without the password) and both
+    replicas serve on local limits; the right one shares."""
+    f = fleet(limits={"max_sessions_per_ip": "1"}, redis_password="pw-right-7d2e",
+              cluster_keys="password = pw-wrong-91ac\n", wait_cluster=False)
+    for m in f.moats:
+        rig.wait_until(lambda: "event=cluster_down" in m.log(), 5.0, what="cluster_down")
+        assert "AUTH refused" in m.log() and "pw-wrong-91ac" not in m.log()
+    held = []
+    for i in range(2):  # one per replica
+        s, line = greet(f.front["smtp"], "127.0.0.18")
+        assert line.startswith(SMTP_OK), (i, line)
+        held.append(s)
+    for s in held:
+        s.close()
+    g = fleet(limits={"max_sessions_per_ip": "1"}, redis_password="pw-right-7d2e",
+              cluster_keys="password = pw-right-7d2e\n")
+    s, line = greet(g.front["smtp"], "127.0.0.19")
+    assert line.startswith(SMTP_OK), line
+    t, line = greet(g.front["smtp"], "127.0.0.19")
+    assert line.startswith(SMTP_BUSY), line
+    s.close()
+    t.close()
+    assert all("pw-right-7d2e" not in m.log() for m in g.moats)
 
 
 # --- configuration and the examples ---------------------------------------------------------------
