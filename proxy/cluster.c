@@ -86,7 +86,9 @@ struct cluster_req {
     enum cluster_script script;
 };
 
-static atomic_bool logged_down = true; /* "cluster_up" is logged on the first connection */
+/* What was logged last for the process: each change is logged once, whatever the links do. */
+enum logged_state { LOGGED_NOTHING = 0, LOGGED_UP, LOGGED_DOWN };
+static atomic_int logged_state;
 static atomic_bool subscriber_claimed; /* one link per process listens to the bans channel */
 static atomic_uint_fast64_t lease_seq;
 static char replica[17];
@@ -215,7 +217,7 @@ link_went_down(struct cluster_link *c, const char *why)
     sub_drop(c);
     c->head = c->inflight = 0;
     memset(c->sha, 0, sizeof(c->sha));
-    if (!atomic_exchange(&logged_down, true))
+    if (atomic_exchange(&logged_state, LOGGED_DOWN) != LOGGED_DOWN)
         log_msg(LOG_WARN, "cluster_down", "redis=%s:%d error=\"%s\" fallback=local", c->host,
                 c->port, why);
     stats_cluster_add(STAT_CLUSTER_ERRORS);
@@ -309,21 +311,15 @@ link_eval(struct cluster_link *c, struct cluster_req *q, enum cluster_script s, 
 
 static void lease_renew(struct cluster_lease *l, double now);
 
+/* The first reply on a new connection: Redis answers (a TCP connection alone may reach a hung
+ * server's backlog), the link is up. */
 static void
-on_connect(const redisAsyncContext *ac, int status)
+link_mark_up(struct cluster_link *c)
 {
-    struct cluster_link *c = ac->data;
-    if (c == NULL || c->ac != ac)
-        return;
-    if (status != REDIS_OK) {
-        c->ac = NULL; /* hiredis frees it */
-        link_went_down(c, ac->errstr[0] ? ac->errstr : "connect failed");
-        return;
-    }
     c->up = true;
     c->backoff_s = BACKOFF_MIN_S;
     stats_cluster_links(1);
-    if (atomic_exchange(&logged_down, false))
+    if (atomic_exchange(&logged_state, LOGGED_UP) != LOGGED_UP)
         log_msg(LOG_INFO, "cluster_up", "redis=%s:%d", c->host, c->port);
     /* sessions counted before an outage (or a Redis restart) count again */
     for (struct cluster_lease *l = c->leases; l != NULL; l = l->next)
@@ -331,6 +327,16 @@ on_connect(const redisAsyncContext *ac, int status)
     c->next_renew = now_s(c) + c->lease_s / 3;
     if (c->subscriber && c->sub == NULL)
         sub_connect(c);
+}
+
+static void
+on_connect(const redisAsyncContext *ac, int status)
+{
+    struct cluster_link *c = ac->data;
+    if (c == NULL || c->ac != ac || status == REDIS_OK)
+        return;   /* up at the first reply (link_mark_up) */
+    c->ac = NULL; /* hiredis frees it */
+    link_went_down(c, ac->errstr[0] ? ac->errstr : "connect failed");
 }
 
 static void
@@ -614,8 +620,11 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             cache_set(c, &q->key, q->rate_kind, q->window, (uint64_t)r->integer);
         break;
     case REPLY_SCRIPT:
-        if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40 && ac->data == c)
+        if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40 && ac->data == c) {
             memcpy(c->sha[q->script], r->str, 41);
+            if (!c->up && c->ac == ac)
+                link_mark_up(c);
+        }
         break;
     case REPLY_AUTH:
         if (r != NULL && r->type == REDIS_REPLY_ERROR && ac->data == c && c->ac == ac)

@@ -398,6 +398,13 @@ def test_redis_slow_sessions_do_not_wait(fleet):
             held.append(s)
         for m in f.moats:
             rig.wait_until(lambda: "event=cluster_down" in m.log(), 10.0, what="cluster_down")
+        # reconnects reach the stopped server's backlog, but a link is up only when Redis
+        # answers: no flapping while it hangs
+        time.sleep(2)
+        for m in f.moats:
+            log = m.log()
+            assert log.count("event=cluster_down") == 1, log
+            assert "event=cluster_up" not in log.split("event=cluster_down")[-1]
     finally:
         f.redis.proc.send_signal(rig.signal.SIGCONT)
     for m in f.moats:
