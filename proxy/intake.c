@@ -267,12 +267,15 @@ on_readable(struct ev_loop *loop, ev_io *w, int revents)
     }
     ev_io_stop(loop, &in->io);
     if (h.local) {
+        /* the balancer's own connection (a health check): no client to count */
         memcpy(&in->client, &in->peer, in->peer_len);
         in->client_len = in->peer_len;
-    } else {
-        in->client = h.src;
-        in->client_len = h.src_len;
+        log_header(in, &h);
+        intake_session(in);
+        return;
     }
+    in->client = h.src;
+    in->client_len = h.src_len;
     log_header(in, &h);
     intake_admit(in);
 }

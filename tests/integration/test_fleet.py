@@ -160,8 +160,21 @@ def test_forged_header_from_untrusted_address_is_closed_silently(fleet, backends
     assert "192.0.2.9" not in backends.postfix_log()
 
 
-def test_silent_balancer_connection_times_out(fleet):
-    f = fleet(cluster=False, extra="[timeouts]\nproxy_header = 300ms\n")
+def test_balancer_own_connections(fleet):
+    """A silent connection from the balancer ends at proxy_header; its health checks (a v2
+    LOCAL header) are served and counted against no client limit."""
+    f = fleet(cluster=False, limits={"max_sessions_per_ip": "1"},
+              extra="[timeouts]\nproxy_header = 300ms\n")
+    local = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+    held = []
+    for _ in range(3):
+        s = rig.client_socket(f.ports[0]["smtp"], src="127.0.0.1")
+        s.settimeout(5)
+        s.sendall(local)
+        assert s.recv(300).startswith(SMTP_OK)
+        held.append(s)
+    for s in held:
+        s.close()
     s = rig.client_socket(f.ports[1]["smtp"], src="127.0.0.1")
     s.settimeout(5)
     s.sendall(b"\r\n\r\n\x00\r\nQUIT\n")  # half a v2 header, then nothing
