@@ -13,10 +13,10 @@
 
 #include "cluster.h"
 #include "intake.h"
+#include "listener.h"
 #include "log.h"
 #include "proxy_parse.h"
 #include "session.h"
-#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -78,22 +78,14 @@ static void
 intake_drop(struct intake *in, enum admission_verdict v)
 {
     intake_unlink(in);
-    if (v != ADMIT_OK) {
-        const struct sockaddr *who =
-            (const struct sockaddr *)(in->client_len ? &in->client : &in->peer);
-        admission_log(in->listener, who, v);
-        stats_refusal(stats_find(in->listener->name),
-                      v == ADMIT_DENIED || v == ADMIT_PROXY_UNTRUSTED ? STAT_REFUSED_ACCESS
-                                                                      : STAT_REFUSED_LIMIT);
-        char line[512];
-        int n = admission_refusal(line, sizeof(line), in->conf, in->listener, v);
-        if (n > 0)
-            (void)send(in->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    }
     if (in->counted)
         admission_session_end(in->listener, (const struct sockaddr *)&in->client);
     cluster_lease_end(in->lease);
-    close(in->fd);
+    if (v != ADMIT_OK)
+        listener_refuse(in->fd, in->conf, in->listener,
+                        (const struct sockaddr *)(in->client_len ? &in->client : &in->peer), v);
+    else
+        close(in->fd);
     config_unref(in->conf);
     if (in->tls != NULL)
         tls_ctx_unref(in->tls);

@@ -142,6 +142,15 @@ refuse(int fd, const struct config *conf, const struct config_listener *l, enum 
     close(fd);
 }
 
+void
+listener_refuse(int fd, const struct config *conf, const struct config_listener *l,
+                const struct sockaddr *peer, enum admission_verdict v)
+{
+    admission_log(l, peer, v);
+    stats_refusal(stats_find(l->name), admission_control(v));
+    refuse(fd, conf, l, v);
+}
+
 static void
 on_resume(struct ev_loop *loop, ev_timer *t, int revents)
 {
