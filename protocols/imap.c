@@ -573,6 +573,11 @@ imap_proto_state_name(const struct session *s)
 const struct protocol imap_protocol = {
     .name = "imap",
     .state_size = sizeof(struct imap_session),
+    .alpn = "imap",
+    .sasl_service = "imap",
+    .relay_idle_ms = 31u * 60u * 1000u, /* RFC 9051 §5.4: at least 30 minutes */
+    .refusals = {.busy = "* BYE [UNAVAILABLE] ", .denied = "* BYE "},
+    .handoff = HANDOFF_MASTER_USER,
     .on_start = imap_on_start,
     .on_client_input = imap_on_client_input,
     .on_tls_ready = imap_on_tls_ready,

@@ -491,6 +491,11 @@ pop3_proto_state_name(const struct session *s)
 const struct protocol pop3_protocol = {
     .name = "pop3",
     .state_size = sizeof(struct pop3_session),
+    .alpn = "pop3",
+    .sasl_service = "pop",
+    .relay_idle_ms = 10u * 60u * 1000u, /* RFC 1939 §3: at least 10 minutes */
+    .refusals = {.busy = "-ERR [SYS/TEMP] ", .denied = "-ERR "},
+    .handoff = HANDOFF_MASTER_USER,
     .on_start = pop3_on_start,
     .on_client_input = pop3_on_client_input,
     .on_tls_ready = pop3_on_tls_ready,

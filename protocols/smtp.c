@@ -715,6 +715,11 @@ smtp_state_name(const struct session *s)
 const struct protocol smtp_protocol = {
     .name = "smtp",
     .state_size = sizeof(struct smtp_session),
+    .alpn = "smtp",
+    .sasl_service = "smtp",
+    .relay_idle_ms = 0, /* the command timeout */
+    .refusals = {.busy = "421 4.7.0 ", .denied = "554 5.7.1 ", .names_host = true},
+    .handoff = HANDOFF_XCLIENT,
     .on_start = smtp_on_start,
     .on_client_input = smtp_on_client_input,
     .on_tls_ready = smtp_on_tls_ready,

@@ -12,6 +12,7 @@
 
 #include "admission.h"
 #include "log.h"
+#include "protocol.h"
 #include "worker.h"
 
 static const char *const verdict_names[] = {
@@ -196,25 +197,13 @@ int
 admission_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
                   enum admission_verdict v)
 {
-    if (l->tls == LTLS_IMPLICIT)
-        return 0;
+    const struct protocol_refusals *r = &l->protocol->refusals;
     bool denied = v == ADMIT_DENIED;
-    switch (l->proto) {
-    case LPROTO_SMTP:
-    case LPROTO_SUBMISSION:
-        if (denied)
-            return snprintf(out, cap, "554 5.7.1 %s Access denied\r\n", conf->hostname);
-        return snprintf(out, cap, "421 4.7.0 %s %s\r\n", conf->hostname, refusal_text(v));
-    case LPROTO_IMAP:
-        if (denied)
-            return snprintf(out, cap, "* BYE Access denied\r\n");
-        return snprintf(out, cap, "* BYE [UNAVAILABLE] %s\r\n", refusal_text(v));
-    case LPROTO_POP3:
-        if (denied)
-            return snprintf(out, cap, "-ERR Access denied\r\n");
-        return snprintf(out, cap, "-ERR [SYS/TEMP] %s\r\n", refusal_text(v));
-    }
-    return 0;
+    const char *start = denied ? r->denied : r->busy;
+    if (l->tls == LTLS_IMPLICIT || start == NULL)
+        return 0;
+    return snprintf(out, cap, "%s%s%s%s\r\n", start, r->names_host ? conf->hostname : "",
+                    r->names_host ? " " : "", denied ? "Access denied" : refusal_text(v));
 }
 
 void

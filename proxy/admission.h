@@ -28,7 +28,8 @@ enum admission_verdict {
  * An admitted client is counted until admission_session_end(). */
 enum admission_verdict admission_check(const struct config *conf, const struct config_listener *l,
                                        const struct sockaddr *peer, socklen_t len);
-/* The protocol's refusal line for v into out; 0 on implicit-TLS listeners (plain close). */
+/* The refusal line for v in the words of l's protocol (its table's canned refusals) into out;
+ * 0 on implicit-TLS listeners (plain close). */
 int admission_refusal(char *out, size_t cap, const struct config *conf,
                       const struct config_listener *l, enum admission_verdict v);
 void admission_log(const struct config_listener *l, const struct sockaddr *peer,

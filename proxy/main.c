@@ -23,6 +23,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "protocols.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -183,6 +184,7 @@ on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
         log_msg(LOG_ERROR, "reload_failed", "reason=config generation=kept");
         return;
     }
+    protocols_bind(conf);
     char err[768];
     bool failed;
     struct tls_ctx *tls = build_tls(conf, &failed, err, sizeof(err));
@@ -373,6 +375,7 @@ main(int argc, char **argv)
         return 1;
     }
     config_errors_free(&errs);
+    protocols_bind(conf);
     if (tlsa) {
         int trc = print_tlsa(conf);
         config_unref(conf);

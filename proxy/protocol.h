@@ -86,9 +86,32 @@ enum dns_verdict {
     DNS_VERDICT_REFUSE    /* refuse with the reply given (one line, no CRLF) */
 };
 
+/* What a backend hand-off can vouch for besides the client's own password: with one of these
+ * the core offers mechanisms only the auth service can verify (CRAM-MD5, SCRAM-*). */
+enum protocol_handoff {
+    HANDOFF_XCLIENT = 1u << 0,     /* a backend with identity = xclient takes the login as told */
+    HANDOFF_MASTER_USER = 1u << 1, /* a backend with a master_user logs in for the user */
+};
+
+/* The one-line refusals the core writes in the protocol's words before any dialogue (at
+ * accept): the start below, then the host name and a space when names_host, then the core's
+ * text and CRLF. NULL: the connection is closed without a word. */
+struct protocol_refusals {
+    const char *busy;   /* temporary: too many connections, try again later */
+    const char *denied; /* permanent: [access] deny */
+    bool names_host;
+};
+
 struct protocol {
     const char *name;
     size_t state_size; /* zeroed per session; session_proto_state() returns it */
+    /* --- what the core needs to know of the protocol (data, read once per listener) --- */
+    const char *alpn;         /* RFC 7301 id on implicit TLS and after STARTTLS (NULL: none) */
+    const char *sasl_service; /* the SASL service name for verifier = sasl */
+    uint32_t relay_idle_ms;   /* relay idle when [timeouts] relay_idle is unset (0: command) */
+    struct protocol_refusals refusals;
+    unsigned handoff; /* enum protocol_handoff bits */
+    /* --- events (hooks) --- */
     /* The session is ready to talk: plaintext accepted, or implicit TLS handshake done. */
     void (*on_start)(struct session *s);
     /* Client bytes (p, n) buffered; return how many were consumed. Called again when more

@@ -44,37 +44,15 @@ addr_to_text(const struct sockaddr_storage *ss, char *out, size_t cap, unsigned 
     }
 }
 
-/* The ALPN id (RFC 7301 registry) a listener's protocol answers to. */
-static const char *
-listener_alpn(const struct config_listener *l)
-{
-    switch (l->proto) {
-    case LPROTO_SMTP:
-    case LPROTO_SUBMISSION:
-        return "smtp";
-    case LPROTO_IMAP:
-        return "imap";
-    case LPROTO_POP3:
-        return "pop3";
-    }
-    return NULL;
-}
-
+/* [timeouts] relay_idle, else the protocol's own default, else the command timeout. */
 static uint32_t
 relay_idle_default_ms(const struct session *s)
 {
     const struct config_timeouts *t = &s->listener->timeouts;
     if (t->relay_idle_ms != 0)
         return t->relay_idle_ms;
-    switch (s->listener->proto) {
-    case LPROTO_IMAP:
-        return 31u * 60u * 1000u; /* RFC 9051 §5.4: at least 30 minutes */
-    case LPROTO_POP3:
-        return 10u * 60u * 1000u; /* RFC 1939 §3: at least 10 minutes */
-    case LPROTO_SMTP:
-    case LPROTO_SUBMISSION:
-        return t->command_ms;
-    }
+    if (s->proto->relay_idle_ms != 0)
+        return s->proto->relay_idle_ms;
     return t->command_ms;
 }
 
@@ -93,7 +71,8 @@ session_new(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pee
     s->stats = stats_find(l->name);
     stats_session_open(s->stats);
     s->tls_ctx = tls;
-    s->proto = protocol_for(l->proto, l->tls);
+    s->proto = l->protocol;
+    MOAT_ASSERT(s->proto != NULL); /* protocols_bind() at load */
     if (s->proto->state_size > 0)
         s->proto_state = xcalloc(1, s->proto->state_size);
     struct ev_loop *loop = worker_loop(w);
@@ -117,8 +96,7 @@ session_new(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pee
     s->dns = dnscheck_start(s); /* DNS checks run in parallel with the greeting */
     if (l->tls == LTLS_IMPLICIT) {
         session_set_phase(s, PHASE_HANDSHAKE);
-        if (conn_start_tls(&s->client, tls, listener_alpn(s->listener), s->conf->tls.alpn_strict) !=
-            0) {
+        if (conn_start_tls(&s->client, tls, s->proto->alpn, s->conf->tls.alpn_strict) != 0) {
             session_close(s, REASON_INTERNAL);
             return s;
         }
@@ -523,8 +501,7 @@ session_switch_tls(struct session *s)
 {
     s->starttls_pending = false;
     session_set_phase(s, PHASE_HANDSHAKE);
-    if (conn_start_tls(&s->client, s->tls_ctx, listener_alpn(s->listener),
-                       s->conf->tls.alpn_strict) != 0) {
+    if (conn_start_tls(&s->client, s->tls_ctx, s->proto->alpn, s->conf->tls.alpn_strict) != 0) {
         session_close(s, REASON_INTERNAL);
         return;
     }

@@ -91,8 +91,6 @@ void session_free(struct session *s);
 void session_shutdown(struct session *s);
 /* Called from the worker's idle watcher for sessions that asked to be re-dispatched. */
 void session_kick_run(struct session *s);
-/* The protocol table for a listener protocol. */
-const struct protocol *protocol_for(enum listener_proto p, enum listener_tls tls);
 
 /* Close both legs, write the closing line, hand the memory to the worker for a later free. */
 void session_finish(struct session *s);

@@ -45,21 +45,6 @@ verifier_name(const struct session *s)
     return "?";
 }
 
-static const char *
-sasl_service(const struct session *s)
-{
-    switch (s->listener->proto) {
-    case LPROTO_SMTP:
-    case LPROTO_SUBMISSION:
-        return "smtp";
-    case LPROTO_IMAP:
-        return "imap";
-    case LPROTO_POP3:
-        return "pop";
-    }
-    return "smtp";
-}
-
 static double
 loop_now(const struct session *s)
 {
@@ -164,7 +149,7 @@ job_fill(struct session *s, struct auth_job *j, const struct credentials *c)
 {
     j->conf = config_ref(s->conf);
     j->auth = &s->listener->auth_conf;
-    j->service = sasl_service(s);
+    j->service = s->proto->sasl_service;
     snprintf(j->local, sizeof(j->local), "%s;%u", s->local_addr, s->local_port);
     snprintf(j->remote, sizeof(j->remote), "%s;%u", s->client_addr, s->client_port);
     j->ssf = session_is_tls(s) ? ssf_of_cipher(s->tls_cipher) : 0;
@@ -271,17 +256,12 @@ session_auth_abort(struct session *s)
 
 /* Whether the backend hand-off can tell the backend a login verified without a password. */
 static bool
-handoff_without_password(const struct config_listener *l)
+handoff_without_password(const struct protocol *p, const struct config_backend *b)
 {
-    switch (l->proto) {
-    case LPROTO_SMTP:
-    case LPROTO_SUBMISSION:
-        return l->backend != NULL && l->backend->identity == IDENT_XCLIENT;
-    case LPROTO_IMAP:
-    case LPROTO_POP3:
-        return l->backend != NULL && l->backend->master_user != NULL;
-    }
-    return false;
+    if (b == NULL)
+        return false;
+    return ((p->handoff & HANDOFF_XCLIENT) && b->identity == IDENT_XCLIENT) ||
+           ((p->handoff & HANDOFF_MASTER_USER) && b->master_user != NULL);
 }
 
 unsigned
@@ -292,7 +272,7 @@ session_auth_mechs(struct session *s)
         return SASL_MECHS_PLAIN_LOGIN;
     unsigned list = sasl_mech_list_parse(l->auth_conf.mech_list);
     unsigned server = list & auth_mechs_available() & ~SASL_MECHS_PLAIN_LOGIN;
-    if (!handoff_without_password(l))
+    if (!handoff_without_password(s->proto, l->backend))
         server = 0;
     return (list & SASL_MECHS_PLAIN_LOGIN) | server;
 }
