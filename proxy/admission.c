@@ -1,8 +1,9 @@
 /*
  * admission.c: admission control at accept. Cheap, synchronous, on the main thread; a refusal
  * is one non-blocking write of the protocol's line (or nothing on implicit-TLS ports). Owns the
- * process-wide per-client table and the count of TLS handshakes in progress; workers only
- * report ends into them. Never blocks on I/O and never refuses a client in dry-run mode.
+ * process-wide per-client table and the counts of open sessions and of TLS handshakes in
+ * progress; workers only report ends into them. Never blocks on I/O and never refuses a client
+ * in dry-run mode.
  */
 #include <arpa/inet.h>
 #include <stdatomic.h>
@@ -13,7 +14,6 @@
 #include "admission.h"
 #include "log.h"
 #include "protocol.h"
-#include "worker.h"
 
 static const char *const verdict_names[] = {
     [ADMIT_OK] = "ok",
@@ -30,6 +30,7 @@ static const char *const verdict_names[] = {
  * lock orders it before any worker reads it). */
 static _Atomic(struct ratetable *) table;
 static atomic_uint handshakes;
+static atomic_uint sessions; /* admitted and not ended, in every worker (for max_sessions) */
 
 const char *
 admission_verdict_name(enum admission_verdict v)
@@ -124,9 +125,9 @@ check_client(const struct config *conf, const struct config_listener *l,
     return ADMIT_OK;
 }
 
-enum admission_verdict
-admission_check(const struct config *conf, const struct config_listener *l,
-                const struct sockaddr *peer, socklen_t len)
+static enum admission_verdict
+admission_decide(const struct config *conf, const struct config_listener *l,
+                 const struct sockaddr *peer)
 {
     bool allowed = exempt(l, peer);
     if (!allowed && l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer)) {
@@ -134,7 +135,7 @@ admission_check(const struct config *conf, const struct config_listener *l,
             return ADMIT_DENIED;
         log_verdict("would_refuse", l, peer, ADMIT_DENIED);
     }
-    if (conf->max_sessions > 0 && workers_session_count() >= conf->max_sessions)
+    if (conf->max_sessions > 0 && atomic_load(&sessions) >= conf->max_sessions)
         return ADMIT_MAX_SESSIONS;
     if (l->tls == LTLS_IMPLICIT && conf->max_tls_handshakes > 0 &&
         atomic_load(&handshakes) >= conf->max_tls_handshakes)
@@ -144,9 +145,20 @@ admission_check(const struct config *conf, const struct config_listener *l,
     return check_client(conf, l, peer);
 }
 
+enum admission_verdict
+admission_check(const struct config *conf, const struct config_listener *l,
+                const struct sockaddr *peer, socklen_t len)
+{
+    enum admission_verdict v = admission_decide(conf, l, peer);
+    if (v == ADMIT_OK)
+        atomic_fetch_add(&sessions, 1);
+    return v;
+}
+
 void
 admission_session_end(const struct config_listener *l, const struct sockaddr *peer)
 {
+    atomic_fetch_sub(&sessions, 1);
     struct ratetable *t = atomic_load(&table);
     /* counted exactly when admitted and not allow-listed (see admission_check) */
     if (t == NULL || exempt(l, peer))

@@ -25,7 +25,8 @@ enum admission_verdict {
 
 /* Main thread, at accept. Refusals are returned (the caller logs and refuses); in dry-run mode
  * (limits_mode / [access] mode = log) this logs event=would_refuse itself and returns ADMIT_OK.
- * An admitted client is counted until admission_session_end(). */
+ * An admitted client is counted (in the per-client table and the global session count) until
+ * admission_session_end(). */
 enum admission_verdict admission_check(const struct config *conf, const struct config_listener *l,
                                        const struct sockaddr *peer, socklen_t len);
 /* The refusal line for v in the words of l's protocol (its table's canned refusals) into out;

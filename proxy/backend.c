@@ -10,13 +10,13 @@
 #include "log.h"
 #include "proxy_proto.h"
 #include "session.h"
-#include "worker.h"
+#include "session_env.h"
 
 static void
 backend_attempt(struct session *s)
 {
     const struct config_backend *b = s->listener->backend;
-    struct ev_loop *loop = worker_loop(s->worker);
+    struct ev_loop *loop = s->env->loop;
     while (s->backend_next < b->naddrs) {
         size_t i = s->backend_next;
         const struct sockaddr *sa = (const struct sockaddr *)&b->addrs[i];

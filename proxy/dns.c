@@ -18,7 +18,7 @@
 #include "config.h"
 #include "dns.h"
 #include "log.h"
-#include "worker.h"
+#include "session_env.h"
 
 #define DNS_MAX_RECORDS 32
 #define DNS_PTR_TTL_S 3600.0 /* PTR/TXT/MX replies expose no TTL through c-ares' parsers */
@@ -622,14 +622,14 @@ on_reaper(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 struct dns_resolver *
-dns_resolver_get(struct worker *w, const struct config *c)
+dns_resolver_get(struct session_env *e, const struct config *c)
 {
-    struct dns_resolver **slot = worker_dns_slot(w);
+    struct dns_resolver **slot = &e->resolver;
     struct dns_resolver *r = *slot;
     if (r != NULL && !resolver_matches(r, &c->dns)) {
         /* a reload changed [dns]: new sessions get a new resolver; the old one finishes the
          * queries of the sessions that still hold it */
-        struct dns_resolver *n = resolver_new(worker_loop(w), &c->dns);
+        struct dns_resolver *n = resolver_new(e->loop, &c->dns);
         n->retired = r;
         r->slot = slot;
         ev_timer_set(&r->reaper, 1., 1.);
@@ -637,7 +637,7 @@ dns_resolver_get(struct worker *w, const struct config *c)
         *slot = r = n;
     }
     if (r == NULL)
-        *slot = r = resolver_new(worker_loop(w), &c->dns);
+        *slot = r = resolver_new(e->loop, &c->dns);
     r->users++;
     return r;
 }

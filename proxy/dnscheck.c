@@ -160,7 +160,7 @@ dnscheck_start(struct session *s)
     d->s = s;
     d->cd = cd;
     d->enforce = enforce;
-    d->r = dns_resolver_get(s->worker, s->conf);
+    d->r = dns_resolver_get(s->env, s->conf);
     if (dns_addr_from_sockaddr((const struct sockaddr *)&s->peer, &d->client) != 0)
         return d; /* not an IP client: nothing to check */
     char q[DNSNAME_MAX + 2];

@@ -16,7 +16,7 @@
 #include "session.h"
 #include "stats.h"
 #include "tls.h"
-#include "worker.h"
+#include "session_env.h"
 
 #define LINGER_S 2.0
 
@@ -57,7 +57,7 @@ relay_idle_default_ms(const struct session *s)
 }
 
 struct session *
-session_new(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,
+session_new(struct session_env *e, int fd, const struct sockaddr *peer, socklen_t peer_len,
             struct config *conf, const struct config_listener *l, struct tls_ctx *tls)
 {
     static _Atomic uint32_t next_id;
@@ -65,7 +65,7 @@ session_new(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pee
     s->id = atomic_fetch_add(&next_id, 1) + 1;
     /* ids are unique in the process; the random-looking form keeps logs greppable */
     snprintf(s->sid, sizeof(s->sid), "%08x", (unsigned)(s->id * 2654435761u));
-    s->worker = w;
+    s->env = e;
     s->conf = conf;
     s->listener = l;
     s->stats = stats_find(l->name);
@@ -75,7 +75,7 @@ session_new(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pee
     MOAT_ASSERT(s->proto != NULL); /* protocols_bind() at load */
     if (s->proto->state_size > 0)
         s->proto_state = xcalloc(1, s->proto->state_size);
-    struct ev_loop *loop = worker_loop(w);
+    struct ev_loop *loop = e->loop;
     s->start = ev_now(loop);
     memcpy(&s->peer, peer, peer_len);
     s->peer_len = peer_len;
@@ -161,7 +161,7 @@ void
 session_set_phase(struct session *s, enum session_phase p)
 {
     const struct config_timeouts *t = &s->listener->timeouts;
-    double now = ev_now(worker_loop(s->worker));
+    double now = ev_now(s->env->loop);
     s->phase = p;
     session_count_handshake(s, p == PHASE_HANDSHAKE);
     s->phase_deadline = 0;
@@ -256,7 +256,7 @@ next_deadline(const struct session *s)
 void
 session_timer_arm(struct session *s)
 {
-    struct ev_loop *loop = worker_loop(s->worker);
+    struct ev_loop *loop = s->env->loop;
     ev_timer_stop(loop, &s->timer);
     double d = next_deadline(s);
     if (d == 0)
@@ -352,7 +352,7 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 void
 session_backend_wait(struct session *s, bool waiting)
 {
-    s->backend_wait_since = waiting ? ev_now(worker_loop(s->worker)) : 0;
+    s->backend_wait_since = waiting ? ev_now(s->env->loop) : 0;
     session_timer_arm(s);
 }
 
@@ -570,7 +570,7 @@ session_start_tls(struct session *s)
      * then discarded. Outside a callback the worker runs the switch on its next turn. */
     s->starttls_pending = true;
     if (!s->in_dispatch)
-        worker_kick(s->worker, s);
+        s->env->kick(s->env, s);
     return START_TLS_OK;
 }
 
@@ -589,7 +589,7 @@ session_input_resume(struct session *s)
     if (s->in_dispatch)
         s->redispatch = true;
     else
-        worker_kick(s->worker, s);
+        s->env->kick(s->env, s);
 }
 
 size_t
@@ -630,8 +630,7 @@ client_tls_ready(struct session *s)
         session_log(s, LOG_INFO, "starttls_discard", "bytes=%llu",
                     (unsigned long long)s->client.discarded_at_starttls);
     session_set_phase(s, PHASE_PREAUTH);
-    s->total_deadline =
-        ev_now(worker_loop(s->worker)) + s->listener->timeouts.preauth_total_ms / 1000.0;
+    s->total_deadline = ev_now(s->env->loop) + s->listener->timeouts.preauth_total_ms / 1000.0;
     if (was_starttls && s->proto->on_tls_ready != NULL)
         s->proto->on_tls_ready(s);
     else
@@ -766,11 +765,11 @@ session_close(struct session *s, enum close_reason r)
     if (conn_out_pending(&s->client) > 0 && s->client.state != CONN_CLOSED &&
         s->client.error == NULL) {
         /* flush the last reply, bounded */
-        s->linger_deadline = ev_now(worker_loop(s->worker)) + LINGER_S;
+        s->linger_deadline = ev_now(s->env->loop) + LINGER_S;
         session_timer_arm(s);
         return;
     }
-    worker_defer_finish(s->worker, s);
+    s->env->defer_free(s->env, s);
 }
 
 /* The closing reason and the byte counts, for /metrics. */
@@ -802,7 +801,7 @@ session_finish(struct session *s)
     if (s->closed)
         return;
     s->closed = true;
-    struct ev_loop *loop = worker_loop(s->worker);
+    struct ev_loop *loop = s->env->loop;
     ev_timer_stop(loop, &s->timer);
     session_auth_cancel(s);
     dnscheck_cancel(s->dns); /* no DNS callback may reach a finished session */
@@ -836,7 +835,7 @@ session_finish(struct session *s)
     log_end(&l);
     admission_session_end(s->listener, (const struct sockaddr *)&s->peer);
     session_stats_close(s, (uint64_t)((ev_now(loop) - s->start) * 1000));
-    worker_session_done(s->worker, s);
+    s->env->done(s->env, s);
 }
 
 void

@@ -11,15 +11,15 @@
 #include "conn.h"
 #include "protocol.h"
 
-struct worker;
+struct session_env;
 struct tls_ctx;
 struct stats_listener;
 
 struct session {
     uint32_t id;
     char sid[12];
-    struct worker *worker;
-    struct config *conf; /* this session's generation (one reference) */
+    struct session_env *env; /* what the worker running it hands down */
+    struct config *conf;     /* this session's generation (one reference) */
     const struct config_listener *listener;
     struct stats_listener *stats; /* this listener's /metrics counters (may be NULL) */
     const struct protocol *proto;
@@ -83,7 +83,7 @@ struct session {
     struct dnscheck *dns; /* dnscheck.c: this session's DNS checks, or NULL */
 };
 
-struct session *session_new(struct worker *w, int fd, const struct sockaddr *peer,
+struct session *session_new(struct session_env *e, int fd, const struct sockaddr *peer,
                             socklen_t peer_len, struct config *conf,
                             const struct config_listener *l, struct tls_ctx *tls);
 void session_free(struct session *s);
@@ -92,7 +92,7 @@ void session_shutdown(struct session *s);
 /* Called from the worker's idle watcher for sessions that asked to be re-dispatched. */
 void session_kick_run(struct session *s);
 
-/* Close both legs, write the closing line, hand the memory to the worker for a later free. */
+/* Close both legs, write the closing line, hand the memory to the loop for a later free. */
 void session_finish(struct session *s);
 void session_timer_arm(struct session *s);
 

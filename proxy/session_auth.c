@@ -16,14 +16,14 @@
 #include "log.h"
 #include "session.h"
 #include "stats.h"
-#include "worker.h"
+#include "session_env.h"
 
 /* A job plus what the worker needs to take it back. The job comes first: auth_job_free()
  * frees the whole allocation. */
 struct session_job {
     struct auth_job job;
     struct worker_msg msg;
-    struct worker *worker;
+    struct session_env *env; /* where to post the result */
     bool in_pool; /* submitted and not back yet; else parked between steps (s->auth_job) */
 };
 
@@ -48,7 +48,7 @@ verifier_name(const struct session *s)
 static double
 loop_now(const struct session *s)
 {
-    return ev_now(worker_loop(s->worker));
+    return ev_now(s->env->loop);
 }
 
 static void
@@ -119,7 +119,7 @@ static void
 on_job_done(struct auth_job *j)
 {
     struct session_job *sj = (struct session_job *)j;
-    worker_post(sj->worker, &sj->msg);
+    sj->env->post(sj->env, &sj->msg);
 }
 
 /* A result without asking the pool (banned, pool full): delivered from the timer, never from
@@ -164,7 +164,7 @@ session_job_new(struct session *s, const struct credentials *c)
 {
     struct session_job *sj = xcalloc(1, sizeof(*sj));
     sj->msg.run = on_job_posted;
-    sj->worker = s->worker;
+    sj->env = s->env;
     job_fill(s, &sj->job, c);
     return sj;
 }
@@ -300,7 +300,7 @@ hold_release(struct session *s)
         session_close(s, REASON_AUTH_FAILED);
         return;
     }
-    worker_kick(s->worker, s);
+    s->env->kick(s->env, s);
 }
 
 bool

@@ -6,13 +6,13 @@
 #include "admission.h"
 #include "log.h"
 #include "session.h"
-#include "worker.h"
+#include "session_env.h"
 
 void
 session_timer_start(struct session *s, uint32_t ms)
 {
     MOAT_ASSERT(s->proto->on_timer != NULL);
-    s->proto_deadline = ev_now(worker_loop(s->worker)) + ms / 1000.0;
+    s->proto_deadline = ev_now(s->env->loop) + ms / 1000.0;
     session_timer_arm(s);
 }
 

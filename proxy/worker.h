@@ -1,7 +1,8 @@
 /*
  * worker.h: N worker threads, each with its own libev loop that owns its sessions. The main
  * thread hands accepted sockets over through a locked queue plus ev_async; everything a session
- * touches afterwards lives on its worker.
+ * touches afterwards lives on its worker, which hands its sessions what they need in one struct
+ * session_env (session_env.h): nothing below calls back up into this file.
  */
 #ifndef MOAT_WORKER_H
 #define MOAT_WORKER_H
@@ -26,24 +27,5 @@ void workers_dispatch(struct worker **ws, unsigned n, int fd, const struct socka
 /* Drain: each worker says goodbye to idle sessions and exits once empty or at the deadline. */
 void workers_drain(struct worker **ws, unsigned n, double grace_s);
 void workers_join(struct worker **ws, unsigned n);
-/* Sessions open in all workers (for max_sessions). */
-unsigned workers_session_count(void);
-
-/* A message another thread posts to a worker: run(m) is called on the worker's loop, which then
- * owns m (run frees it). For results of work done off the loop (the auth pool). */
-struct worker_msg {
-    struct worker_msg *next;
-    void (*run)(struct worker_msg *m);
-};
-/* Any thread: queue m for w's loop and wake it. */
-void worker_post(struct worker *w, struct worker_msg *m);
-
-struct ev_loop *worker_loop(struct worker *w);
-/* dns.c keeps the worker's resolver here (created lazily on the worker's thread). */
-struct dns_resolver;
-struct dns_resolver **worker_dns_slot(struct worker *w);
-void worker_kick(struct worker *w, struct session *s);
-void worker_defer_finish(struct worker *w, struct session *s);
-void worker_session_done(struct worker *w, struct session *s);
 
 #endif
