@@ -94,13 +94,22 @@ void session_kick_run(struct session *s);
 
 /* Close both legs, write the closing line, hand the memory to the loop for a later free. */
 void session_finish(struct session *s);
+
+/* session_io.c, for session.c's events */
 void session_timer_arm(struct session *s);
+bool session_in_preauth(const struct session *s);
+double session_last_activity(const struct session *s); /* client (and backend in the relay) */
+void session_dispatch(struct session *s);              /* client input to the protocol */
+void session_client_eof(struct session *s);
+void session_close_if_done(struct session *s); /* after a half-close: close once nothing is owed */
+void session_relay_pump(struct conn *from, struct conn *to);
+void session_relay_from_client(struct session *s); /* and half-close the backend after EOF */
+void session_relay_both(struct session *s);
 
 /* backend.c */
 void backend_connected(struct session *s);
-/* session_auth.c: the earliest auth deadline (0 = none); the timer's auth work (returns true if
- * it acted); dropping a job when the session ends. */
-double session_auth_next_deadline(const struct session *s);
+/* session_auth.c: the timer's auth work (returns true if it acted); dropping a job when the
+ * session ends. Its deadlines are s->auth_deadline and s->hold_until. */
 bool session_auth_on_timer(struct session *s, double now);
 void session_auth_cancel(struct session *s);
 

@@ -277,16 +277,6 @@ session_auth_mechs(struct session *s)
     return (list & SASL_MECHS_PLAIN_LOGIN) | server;
 }
 
-double
-session_auth_next_deadline(const struct session *s)
-{
-    if (s->hold_until == 0)
-        return s->auth_deadline;
-    if (s->auth_deadline == 0)
-        return s->hold_until;
-    return s->hold_until < s->auth_deadline ? s->hold_until : s->auth_deadline;
-}
-
 /* The failure delay is over: the reply goes out, input flows again (or the session ends). */
 static void
 hold_release(struct session *s)
