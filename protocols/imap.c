@@ -64,7 +64,7 @@ imap_enter_state(struct session *s, enum imap_state st)
     struct imap_session *is = imap_session(s);
     if (is->state == st)
         return;
-    session_log(s, LOG_DEBUG, "imap_state", "from=%s to=%s", imap_state_name(is->state),
+    session_log(s, LOG_DEBUG, EV_IMAP_STATE, "from=%s to=%s", imap_state_name(is->state),
                 imap_state_name(st));
     is->state = st;
 }
@@ -353,7 +353,7 @@ imap_dispatch(struct session *s, const struct imap_command *cmd)
         }
         break;
     }
-    session_log_peer(s, LOG_DEBUG, "imap_refused", "command", cmd->name, cmd->name_len);
+    session_log_peer(s, LOG_DEBUG, EV_IMAP_REFUSED, "command", cmd->name, cmd->name_len);
     imap_bad(s, cmd->tag, cmd->tag_len, "Command not permitted before authentication.");
 }
 
@@ -389,7 +389,7 @@ command_input(struct session *s, const char *p, size_t n)
     struct imap_session *is = imap_session(s);
     struct imap_command cmd;
     if (crossproto_http(p, n)) { /* never answer (and so reflect) another protocol's lines */
-        session_log(s, LOG_INFO, "refused", "reason=cross_protocol kind=http");
+        session_log(s, LOG_INFO, EV_REFUSED, "reason=cross_protocol kind=http");
         session_replyf(s, "* BYE This is an IMAP server\r\n");
         session_close(s, REASON_PROTOCOL_ERROR);
         return n;
@@ -512,45 +512,23 @@ static void
 imap_farewell(struct session *s, enum close_reason r)
 {
     const char *text = NULL;
-    switch (r) {
-    case REASON_IDLE_TIMEOUT:
-    case REASON_TOTAL_TIMEOUT:
-    case REASON_BACKEND_TIMEOUT:
+    switch (close_reason_farewell(r)) {
+    case FAREWELL_TIMEOUT:
         text = "* BYE Autologout; idle for too long\r\n";
         break;
-    case REASON_SHUTDOWN:
+    case FAREWELL_SHUTDOWN:
         text = "* BYE Server shutting down\r\n";
         break;
-    case REASON_TOO_MANY_ERRORS:
+    case FAREWELL_POLICY:
         text = "* BYE Too many errors\r\n";
         break;
-    case REASON_TOO_MANY_COMMANDS:
-        text = "* BYE Too many commands\r\n";
-        break;
-    case REASON_AUTH_FAILED:
-        text = "* BYE Too many authentication failures\r\n";
-        break;
-    case REASON_LINE_TOO_LONG:
-    case REASON_BUFFER_FULL:
-    case REASON_PROTOCOL_ERROR:
+    case FAREWELL_PROTOCOL:
         text = "* BYE Protocol error\r\n";
         break;
-    case REASON_LIMIT:
-    case REASON_DENIED:
-    case REASON_INTERNAL:
-    case REASON_BACKEND_UNAVAILABLE:
+    case FAREWELL_UNAVAILABLE:
         text = "* BYE Service unavailable\r\n";
         break;
-    case REASON_NONE:
-    case REASON_CLIENT_QUIT:
-    case REASON_CLIENT_EOF:
-    case REASON_CLIENT_ERROR:
-    case REASON_BACKEND_EOF:
-    case REASON_BACKEND_ERROR:
-    case REASON_BACKEND_PROTOCOL:
-    case REASON_HANDSHAKE_FAILED:
-    case REASON_ALPN_MISMATCH:
-    case REASON_HANDSHAKE_TIMEOUT:
+    case FAREWELL_NONE:
         break;
     }
     if (text != NULL)

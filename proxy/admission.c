@@ -91,18 +91,18 @@ from_table(enum ratetable_verdict v)
 }
 
 static void
-log_verdict(const char *event, const struct config_listener *l, const struct sockaddr *peer,
+log_verdict(enum log_event ev, const struct config_listener *l, const struct sockaddr *peer,
             enum admission_verdict v)
 {
     char addr[CONFVAL_ADDR_STRLEN];
     struct log_line line;
-    log_begin(&line, LOG_INFO, event);
+    log_begin(&line, LOG_INFO, ev);
     if (line.skip)
         return;
     log_kv(&line, "listener", "%s", l->name);
     log_kv(&line, "client", "%s", confval_addr_format(peer, addr, sizeof(addr)));
     log_kv(&line, "reason", "%s", admission_verdict_name(v));
-    if (strcmp(event, "would_refuse") == 0)
+    if (ev == EV_WOULD_REFUSE)
         log_kv(&line, "mode", "log");
     log_end(&line);
 }
@@ -121,7 +121,7 @@ check_client(const struct config *conf, const struct config_listener *l,
     /* the table's bound protects moat itself: never waived, and then nothing was counted */
     if (v == ADMIT_OK || v == ADMIT_TABLE_FULL || !dry)
         return v;
-    log_verdict("would_refuse", l, peer, v);
+    log_verdict(EV_WOULD_REFUSE, l, peer, v);
     return ADMIT_OK;
 }
 
@@ -133,7 +133,7 @@ admission_decide(const struct config *conf, const struct config_listener *l,
     if (!allowed && l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer)) {
         if (l->access.mode == MODE_ENFORCE)
             return ADMIT_DENIED;
-        log_verdict("would_refuse", l, peer, ADMIT_DENIED);
+        log_verdict(EV_WOULD_REFUSE, l, peer, ADMIT_DENIED);
     }
     if (conf->max_sessions > 0 && atomic_load(&sessions) >= conf->max_sessions)
         return ADMIT_MAX_SESSIONS;
@@ -222,5 +222,5 @@ void
 admission_log(const struct config_listener *l, const struct sockaddr *peer,
               enum admission_verdict v)
 {
-    log_verdict("refused", l, peer, v);
+    log_verdict(EV_REFUSED, l, peer, v);
 }

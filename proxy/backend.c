@@ -40,14 +40,14 @@ backend_attempt(struct session *s)
             session_timer_arm(s);
             return;
         }
-        session_log(s, LOG_WARN, "backend_connect_failed", "backend=%s error=\"%s\"",
+        session_log(s, LOG_WARN, EV_BACKEND_CONNECT_FAILED, "backend=%s error=\"%s\"",
                     s->backend_addr, s->backend.error ? s->backend.error : "-");
         conn_close(&s->backend, true);
         s->backend_next++;
     }
     s->connect_deadline = 0;
     session_timer_arm(s);
-    session_log(s, LOG_WARN, "backend_unavailable", "backend=%s", b->name);
+    session_log(s, LOG_WARN, EV_BACKEND_UNAVAILABLE, "backend=%s", b->name);
     s->proto->on_backend(s, BACKEND_FAILED);
 }
 
@@ -63,7 +63,7 @@ session_backend_connect(struct session *s)
 void
 backend_attempt_failed(struct session *s, const char *why)
 {
-    session_log(s, LOG_WARN, "backend_connect_failed", "backend=%s error=\"%s\"", s->backend_addr,
+    session_log(s, LOG_WARN, EV_BACKEND_CONNECT_FAILED, "backend=%s error=\"%s\"", s->backend_addr,
                 why ? why : "-");
     conn_close(&s->backend, true);
     s->connect_deadline = 0;
@@ -97,7 +97,7 @@ backend_connected(struct session *s)
         session_close(s, REASON_INTERNAL);
         return;
     }
-    session_log(s, LOG_DEBUG, "backend_connected", "backend=%s", s->backend_addr);
+    session_log(s, LOG_DEBUG, EV_BACKEND_CONNECTED, "backend=%s", s->backend_addr);
     s->proto->on_backend(s, BACKEND_CONNECTED);
 }
 

@@ -587,7 +587,7 @@ resolver_new(struct ev_loop *loop, const struct config_dns *d)
     if (d->servers != NULL) {
         rc = ares_set_servers_ports_csv(r->channel, d->servers);
         if (rc != ARES_SUCCESS)
-            log_msg(LOG_WARN, "dns_servers_bad", "servers=\"%s\" error=\"%s\"", d->servers,
+            log_msg(LOG_WARN, EV_DNS_SERVERS_BAD, "servers=\"%s\" error=\"%s\"", d->servers,
                     ares_strerror(rc));
     }
     return r;

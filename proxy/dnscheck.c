@@ -89,7 +89,7 @@ on_ptr(struct dns_waiter *w, const struct dns_answer *a)
         snprintf(d->names[d->nnames++], sizeof(d->names[0]), "%s", n);
     }
     if (d->bad_name)
-        session_log(d->s, LOG_WARN, "rdns_bad_name", "client=%s", d->s->client_addr);
+        session_log(d->s, LOG_WARN, EV_RDNS_BAD_NAME, "client=%s", d->s->client_addr);
     if (d->nnames == 0) {
         dc_progress(d);
         return;
@@ -122,10 +122,10 @@ on_list(struct dns_waiter *w, const struct dns_answer *a)
         ans = dnsbl_classify(z, v4, n);
     }
     if (ans == DNSBL_ERROR_CODE)
-        session_log(d->s, LOG_WARN, "dnsbl_error_code", "zone=%s client=%s", z->name,
+        session_log(d->s, LOG_WARN, EV_DNSBL_ERROR_CODE, "zone=%s client=%s", z->name,
                     d->s->client_addr);
     else if (ans != DNSBL_NOT_LISTED)
-        session_log(d->s, LOG_INFO, "dnsbl", "zone=%s answer=%s weight=%d", z->name,
+        session_log(d->s, LOG_INFO, EV_DNSBL, "zone=%s answer=%s weight=%d", z->name,
                     dnsbl_answer_name(ans), z->weight);
     dnsbl_score_add(&d->score, z, ans);
     if (--d->bl_pending == 0) {

@@ -90,7 +90,7 @@ static void
 spf_log(struct dnscheck *d)
 {
     struct log_line l;
-    log_begin(&l, LOG_INFO, "spf");
+    log_begin(&l, LOG_INFO, EV_SPF);
     if (l.skip)
         return;
     log_kv(&l, "sid", "%s", d->s->sid);

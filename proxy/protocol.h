@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "events.h"
 #include "saslmech.h"
 #include "sendermap.h"
 
@@ -27,33 +28,6 @@ enum session_phase {
     PHASE_DATA,      /* SMTP message content */
     PHASE_RELAY,     /* byte relay */
     PHASE_CLOSING
-};
-
-enum close_reason {
-    REASON_NONE = 0,
-    REASON_CLIENT_QUIT,
-    REASON_CLIENT_EOF,
-    REASON_CLIENT_ERROR,
-    REASON_BACKEND_EOF,
-    REASON_BACKEND_ERROR,
-    REASON_BACKEND_UNAVAILABLE,
-    REASON_BACKEND_PROTOCOL,
-    REASON_HANDSHAKE_FAILED,
-    REASON_ALPN_MISMATCH,
-    REASON_HANDSHAKE_TIMEOUT,
-    REASON_IDLE_TIMEOUT,
-    REASON_TOTAL_TIMEOUT,
-    REASON_BACKEND_TIMEOUT,
-    REASON_PROTOCOL_ERROR,
-    REASON_TOO_MANY_ERRORS,
-    REASON_TOO_MANY_COMMANDS, /* max_preauth_commands */
-    REASON_LINE_TOO_LONG,
-    REASON_BUFFER_FULL,
-    REASON_AUTH_FAILED,
-    REASON_SHUTDOWN,
-    REASON_LIMIT,
-    REASON_DENIED,
-    REASON_INTERNAL
 };
 
 /* Backend events the protocol receives through on_backend. */
@@ -123,7 +97,8 @@ struct protocol {
     /* Backend bytes before the relay phase; return how many were consumed. */
     size_t (*on_backend_input)(struct session *s, const char *p, size_t n);
     /* Say goodbye in the protocol's words before moat closes for reason r (timeouts, shutdown,
-     * limits). Only write a reply; the core closes. May be NULL. */
+     * limits): what to say depends only on close_reason_farewell(r). Only write a reply; the
+     * core closes. May be NULL. */
     void (*farewell)(struct session *s, enum close_reason r);
     /* Free resources, wipe secrets. May be NULL. */
     void (*on_close)(struct session *s);
@@ -197,10 +172,10 @@ bool session_count_error(struct session *s);
 /* Close: the reply already queued is flushed first (bounded), then both legs close. */
 void session_close(struct session *s, enum close_reason r);
 /* Log one event line for this session: event plus a free-form detail (trusted text). */
-void session_log(struct session *s, int level, const char *event, const char *fmt, ...)
+void session_log(struct session *s, int level, enum log_event ev, const char *fmt, ...)
     MOAT_PRINTF(4, 5);
 /* Log an event with one peer-supplied value, escaped by the logger. */
-void session_log_peer(struct session *s, int level, const char *event, const char *key,
+void session_log_peer(struct session *s, int level, enum log_event ev, const char *key,
                       const char *p, size_t n);
 
 /* --- DNS checks (dnscheck.c, dnscheck_policy.c): started at accept, per [dns] and the
@@ -263,7 +238,6 @@ void session_auth_abort(struct session *s);
 /* A successful login: records the user and logs event=login user= mech= verifier=. */
 void session_auth_login(struct session *s, const char *user, size_t user_len, const char *mech);
 
-const char *close_reason_name(enum close_reason r);
 const char *session_phase_name(enum session_phase p);
 
 #endif

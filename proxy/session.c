@@ -225,7 +225,7 @@ client_tls_ready(struct session *s)
     if (s->client.discarded_at_starttls > 0)
         stats_refusal(s->stats, STAT_REFUSED_STARTTLS_INJECTION);
     if (s->client.discarded_at_starttls > 0)
-        session_log(s, LOG_INFO, "starttls_discard", "bytes=%llu",
+        session_log(s, LOG_INFO, EV_STARTTLS_DISCARD, "bytes=%llu",
                     (unsigned long long)s->client.discarded_at_starttls);
     session_set_phase(s, PHASE_PREAUTH);
     s->total_deadline = ev_now(s->env->loop) + s->listener->timeouts.preauth_total_ms / 1000.0;
@@ -268,7 +268,7 @@ on_client_event(struct conn *c, enum conn_event ev)
     case CONN_EV_ERROR:
         if (s->phase == PHASE_HANDSHAKE) {
             bool alpn = s->client.tls != NULL && tls_alpn_mismatch(s->client.tls);
-            session_log(s, LOG_INFO, "tls_failed", "error=\"%s\"",
+            session_log(s, LOG_INFO, EV_TLS_FAILED, "error=\"%s\"",
                         s->client.error ? s->client.error : "-");
             session_close(s, alpn ? REASON_ALPN_MISMATCH : REASON_HANDSHAKE_FAILED);
         } else {
@@ -352,18 +352,7 @@ session_stats_close(struct session *s, uint64_t dur_ms)
 {
     stats_add(s->stats, STAT_BYTES_IN, s->client.bytes_in);
     stats_add(s->stats, STAT_BYTES_OUT, s->client.bytes_out);
-    if (s->reason == REASON_HANDSHAKE_FAILED)
-        stats_tls_failure(s->stats, STAT_TLS_FAIL_HANDSHAKE);
-    else if (s->reason == REASON_HANDSHAKE_TIMEOUT)
-        stats_tls_failure(s->stats, STAT_TLS_FAIL_TIMEOUT);
-    else if (s->reason == REASON_ALPN_MISMATCH)
-        stats_tls_failure(s->stats, STAT_TLS_FAIL_ALPN);
-    if (s->reason == REASON_ALPN_MISMATCH)
-        stats_refusal(s->stats, STAT_REFUSED_ALPN);
-    else if (s->reason == REASON_LIMIT || s->reason == REASON_TOO_MANY_COMMANDS)
-        stats_refusal(s->stats, STAT_REFUSED_LIMIT);
-    else if (s->reason == REASON_DENIED)
-        stats_refusal(s->stats, STAT_REFUSED_ACCESS);
+    stats_mark(s->stats, close_reason_mark(s->reason));
     stats_session_close(s->stats, dur_ms);
 }
 
@@ -379,15 +368,13 @@ session_finish(struct session *s)
     ev_timer_stop(loop, &s->timer);
     session_auth_cancel(s);
     dnscheck_cancel(s->dns); /* no DNS callback may reach a finished session */
-    bool quiet = s->reason != REASON_CLIENT_QUIT && s->reason != REASON_SHUTDOWN &&
-                 s->reason != REASON_BACKEND_EOF && s->reason != REASON_CLIENT_EOF;
     conn_close(&s->backend, true);
-    conn_close(&s->client, quiet);
+    conn_close(&s->client, !close_reason_orderly(s->reason));
     if (s->proto->on_close != NULL)
         s->proto->on_close(s);
 
     struct log_line l;
-    log_begin(&l, LOG_INFO, "close");
+    log_begin(&l, LOG_INFO, EV_CLOSE);
     log_kv(&l, "sid", "%s", s->sid);
     log_kv(&l, "listener", "%s", s->listener->name);
     log_kv(&l, "proto", "%s", s->proto->name);

@@ -95,7 +95,7 @@ on_job_posted(struct worker_msg *m)
     }
     MOAT_ASSERT(s->auth_job == &sj->job);
     struct log_line l;
-    log_begin(&l, sj->job.status == AUTH_TEMPFAIL ? LOG_WARN : LOG_DEBUG, "sasl_result");
+    log_begin(&l, sj->job.status == AUTH_TEMPFAIL ? LOG_WARN : LOG_DEBUG, EV_SASL_RESULT);
     if (!l.skip) {
         log_kv(&l, "sid", "%s", s->sid);
         log_kv(&l, "code", "%d", sj->job.sasl_code);
@@ -180,7 +180,7 @@ session_auth_verify(struct session *s, const struct credentials *c, enum sasl_me
     }
     struct session_job *sj = session_job_new(s, c);
     if (auth_submit(&sj->job) != 0) {
-        session_log(s, LOG_WARN, "auth_unavailable", "why=%s",
+        session_log(s, LOG_WARN, EV_AUTH_UNAVAILABLE, "why=%s",
                     auth_ready() ? "queue_full" : "no_pool");
         auth_job_free(&sj->job);
         deliver_later(s, AUTH_TEMPFAIL);
@@ -220,7 +220,7 @@ session_auth_step(struct session *s, struct sasl_exchange *x)
     x->has_resp = false;
     s->auth_job = NULL;
     if (auth_submit(&sj->job) != 0) {
-        session_log(s, LOG_WARN, "auth_unavailable", "why=%s",
+        session_log(s, LOG_WARN, EV_AUTH_UNAVAILABLE, "why=%s",
                     auth_ready() ? "queue_full" : "no_pool");
         explicit_bzero(sj->job.in, sizeof(sj->job.in));
         auth_job_dispose(&sj->job);
@@ -304,7 +304,7 @@ session_auth_on_timer(struct session *s, double now)
         return false;
     enum auth_status st = s->auth_early;
     if (s->auth_job != NULL) {
-        session_log(s, LOG_WARN, "auth_timeout", "verifier=sasl after_ms=%u",
+        session_log(s, LOG_WARN, EV_AUTH_TIMEOUT, "verifier=sasl after_ms=%u",
                     s->listener->auth_conf.verify_timeout_ms);
         session_auth_cancel(s);
         st = AUTH_TEMPFAIL;
@@ -330,7 +330,7 @@ log_failure(struct session *s, const char *user, size_t user_len, const char *me
 {
     stats_add(s->stats, STAT_AUTH_FAILURE, 1); /* /metrics, whatever the log level */
     struct log_line l;
-    log_begin(&l, LOG_INFO, "auth_failed");
+    log_begin(&l, LOG_INFO, EV_AUTH_FAILED);
     if (l.skip)
         return;
     log_kv(&l, "sid", "%s", s->sid);
@@ -387,7 +387,7 @@ session_auth_login(struct session *s, const char *user, size_t user_len, const c
     name[n] = '\0';
     session_set_user(s, name);
     struct log_line l;
-    log_begin(&l, LOG_INFO, "login");
+    log_begin(&l, LOG_INFO, EV_LOGIN);
     if (l.skip)
         return;
     log_kv(&l, "sid", "%s", s->sid);

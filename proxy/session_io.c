@@ -351,7 +351,7 @@ session_tls_busy(struct session *s)
     uint32_t max = s->conf->max_tls_handshakes;
     if (max == 0 || admission_handshakes() < max)
         return false;
-    session_log(s, LOG_INFO, "refused", "reason=max_tls_handshakes client=%s command=starttls",
+    session_log(s, LOG_INFO, EV_REFUSED, "reason=max_tls_handshakes client=%s command=starttls",
                 s->client_addr);
     stats_refusal(s->stats, STAT_REFUSED_LIMIT);
     return true;
@@ -426,9 +426,7 @@ session_close(struct session *s, enum close_reason r)
     s->close_phase = s->phase;
     session_count_handshake(s, false);
     s->phase = PHASE_CLOSING;
-    bool quiet = r != REASON_CLIENT_QUIT && r != REASON_SHUTDOWN && r != REASON_BACKEND_EOF &&
-                 r != REASON_CLIENT_EOF;
-    conn_close(&s->backend, quiet);
+    conn_close(&s->backend, !close_reason_orderly(r));
     conn_pause_read(&s->client, true);
     if (conn_out_pending(&s->client) > 0 && s->client.state != CONN_CLOSED &&
         s->client.error == NULL) {

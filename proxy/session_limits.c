@@ -55,8 +55,8 @@ session_rate_allows(struct session *s, enum client_rate k)
     if (ratetable_check(t, &key, kind, r, 1, moat_now_ms()) == RT_OK)
         return true;
     bool dry = s->listener->limits.mode == MODE_LOG;
-    session_log(s, LOG_INFO, dry ? "would_refuse" : "refused", "reason=%s client=%s mode=%s", name,
-                s->client_addr, dry ? "log" : "enforce");
+    session_log(s, LOG_INFO, dry ? EV_WOULD_REFUSE : EV_REFUSED, "reason=%s client=%s mode=%s",
+                name, s->client_addr, dry ? "log" : "enforce");
     return dry;
 }
 

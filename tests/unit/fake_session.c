@@ -359,7 +359,7 @@ session_close(struct session *s, enum close_reason r)
 }
 
 void
-session_log(struct session *s, int level, const char *event, const char *fmt, ...)
+session_log(struct session *s, int level, enum log_event ev, const char *fmt, ...)
 {
 }
 
@@ -442,15 +442,9 @@ session_auth_login(struct session *s, const char *user, size_t user_len, const c
 }
 
 void
-session_log_peer(struct session *s, int level, const char *event, const char *key, const char *p,
+session_log_peer(struct session *s, int level, enum log_event ev, const char *key, const char *p,
                  size_t n)
 {
-}
-
-const char *
-close_reason_name(enum close_reason r)
-{
-    return "reason";
 }
 
 const char *
