@@ -83,19 +83,19 @@ struct session {
     struct dnscheck *dns; /* dnscheck.c: this session's DNS checks, or NULL */
 };
 
+/* session_events.c, for the worker */
 struct session *session_new(struct session_env *e, int fd, const struct sockaddr *peer,
                             socklen_t peer_len, struct config *conf,
                             const struct config_listener *l, struct tls_ctx *tls);
 void session_free(struct session *s);
 /* Drain: say goodbye to sessions not in the middle of something; others finish first. */
 void session_shutdown(struct session *s);
-/* Called from the worker's idle watcher for sessions that asked to be re-dispatched. */
-void session_kick_run(struct session *s);
-
 /* Close both legs, write the closing line, hand the memory to the loop for a later free. */
 void session_finish(struct session *s);
 
-/* session_io.c, for session.c's events */
+/* session.c, for the worker: run a session that asked to be re-dispatched (env->kick) */
+void session_kick_run(struct session *s);
+/* session.c, for the events in session_events.c and the session's services */
 void session_timer_arm(struct session *s);
 bool session_in_preauth(const struct session *s);
 double session_last_activity(const struct session *s); /* client (and backend in the relay) */

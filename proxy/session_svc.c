@@ -1,14 +1,10 @@
 /*
  * session_svc.c: the small services a protocol asks of its session that neither change its
- * state nor touch its sockets: accessors, the user and error count, and the session's event
- * log lines (which also move the /metrics counters events.h ties to them). The names of phases
- * live here too.
+ * state nor touch its sockets: accessors, the user and error count. The names of phases live
+ * here too.
  */
-#include <stdarg.h>
 #include <stdio.h>
-#include <string.h>
 
-#include "log.h"
 #include "session.h"
 #include "stats.h"
 
@@ -112,39 +108,4 @@ session_count_error(struct session *s)
 {
     s->errors++;
     return s->listener->limits.max_errors > 0 && s->errors >= s->listener->limits.max_errors;
-}
-
-/* --- logging --- */
-
-void
-session_log(struct session *s, int level, enum log_event ev, const char *fmt, ...)
-{
-    stats_mark(s->stats, log_event_mark(ev)); /* the log line and the counter never disagree */
-    struct log_line l;
-    log_begin(&l, (enum log_level)level, ev);
-    if (l.skip)
-        return;
-    log_kv(&l, "sid", "%s", s->sid);
-    if (fmt != NULL && fmt[0] != '\0') {
-        char detail[512];
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(detail, sizeof(detail), fmt, ap);
-        va_end(ap);
-        if (n > 0)
-            log_append_trusted(&l, detail, MOAT_MIN((size_t)n, sizeof(detail) - 1));
-    }
-    log_end(&l);
-}
-
-void
-session_log_peer(struct session *s, int level, enum log_event ev, const char *key, const char *p,
-                 size_t n)
-{
-    stats_mark(s->stats, log_event_mark(ev));
-    struct log_line l;
-    log_begin(&l, (enum log_level)level, ev);
-    log_kv(&l, "sid", "%s", s->sid);
-    log_kv_str(&l, key, p, n);
-    log_end(&l);
 }
