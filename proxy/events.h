@@ -75,7 +75,6 @@ enum log_event {
 #define MOAT_EVENT_ID(id, name, mark) id,
     MOAT_LOG_EVENTS(MOAT_EVENT_ID)
 #undef MOAT_EVENT_ID
-        EV_COUNT
 };
 
 /* What a protocol says before moat closes a session, by kind (struct protocol's farewell). */
@@ -124,7 +123,6 @@ enum close_reason {
 #define MOAT_REASON_ID(id, name, orderly, farewell, mark) id,
     MOAT_CLOSE_REASONS(MOAT_REASON_ID)
 #undef MOAT_REASON_ID
-        REASON_COUNT
 };
 
 const char *log_event_name(enum log_event e);
