@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dnscheck.h"
 #include "dnscheck_int.h"
 
 struct dnscheck *

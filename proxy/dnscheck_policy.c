@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dnscheck_int.h"
+#include "log.h"
 
 enum finding { F_DNSBL = 0, F_FCRDNS, F_HELO, F_SPF };
 static const char *const finding_names[] = {"dnsbl", "fcrdns", "helo", "spf"};

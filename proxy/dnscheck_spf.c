@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dnscheck_int.h"
+#include "log.h"
 
 static enum spf_rcode
 store_lookup(void *arg, enum spf_qtype t, const char *name, struct spf_rrset *out)
