@@ -1,9 +1,10 @@
 /*
- * config.c: loads moat's INI file into one immutable, refcounted struct config. libinih splits
- * lines; our reader hands it one line at a time, so the reader's count is every key's line and
- * the reader also notes each [section] header (inih reports none). Values are parsed by
- * config_keys.c, cross-checks done by config_check.c. Every problem is collected, none stops the
- * load. Not thread-safe: inih's options are process globals; load from one thread at a time.
+ * config_load.c: loads moat's INI file into one immutable, refcounted struct config (config.h),
+ * and frees it with the last reference. libinih splits lines; our reader hands it one line at a
+ * time, so the reader's count is every key's line and the reader also notes each [section]
+ * header (inih reports none). Values are parsed by config_keys.c, cross-checks done by
+ * config_check.c. Every problem is collected, none stops the load. Not thread-safe: inih's
+ * options are process globals; load from one thread at a time.
  */
 #include <ctype.h>
 #include <errno.h>
