@@ -556,6 +556,7 @@ const struct protocol imap_protocol = {
     .relay_idle_ms = 31u * 60u * 1000u, /* RFC 9051 §5.4: at least 30 minutes */
     .refusals = {.busy = "* BYE [UNAVAILABLE] ", .denied = "* BYE "},
     .handoff = HANDOFF_MASTER_USER,
+    .farewell_in_relay = true,
     .on_start = imap_on_start,
     .on_client_input = imap_on_client_input,
     .on_tls_ready = imap_on_tls_ready,
@@ -565,5 +566,4 @@ const struct protocol imap_protocol = {
     .on_close = imap_on_close,
     .state_name = imap_proto_state_name,
     .on_auth_done = imap_on_auth_done,
-    .farewell_in_relay = true,
 };

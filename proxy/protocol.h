@@ -85,6 +85,9 @@ struct protocol {
     uint32_t relay_idle_ms;   /* relay idle when [timeouts] relay_idle is unset (0: command) */
     struct protocol_refusals refusals;
     unsigned handoff; /* enum protocol_handoff bits */
+    /* farewell may also be written into the byte relay (an IMAP untagged BYE may come at any
+     * time, RFC 9051 §7.1.5); the core calls it there only between backend lines. */
+    bool farewell_in_relay;
     /* --- events (hooks) --- */
     /* The session is ready to talk: plaintext accepted, or implicit TLS handshake done. */
     void (*on_start)(struct session *s);
@@ -109,9 +112,6 @@ struct protocol {
     void (*on_timer)(struct session *s);
     /* The result of session_auth_verify(). May be NULL for protocols that never ask. */
     void (*on_auth_done)(struct session *s, const struct auth_result *r);
-    /* farewell may also be written into the byte relay (an IMAP untagged BYE may come at any
-     * time, RFC 9051 §7.1.5); the core calls it there only between backend lines. */
-    bool farewell_in_relay;
 };
 
 /* --- services the core offers to protocols --- */
