@@ -331,18 +331,28 @@ static const struct imap_cmd imap_cmds[] = {
     {"AUTHENTICATE", IN(IMAP_STATE_PREAUTH), cmd_authenticate},
 };
 
+/* One more command before authentication ([limits] max_preauth_commands); false: closing. */
+static bool
+count_command(struct session *s)
+{
+    struct imap_session *is = imap_session(s);
+    uint32_t max = session_listener(s)->limits.max_preauth_commands;
+    if (max > 0 && ++is->commands > max) {
+        session_reply(s, "* BYE Too many commands\r\n", 25);
+        session_close(s, REASON_TOO_MANY_COMMANDS);
+        return false;
+    }
+    return true;
+}
+
 static void
 imap_dispatch(struct session *s, const struct imap_command *cmd)
 {
     struct imap_session *is = imap_session(s);
     memcpy(is->tag, cmd->tag, cmd->tag_len);
     is->tag[cmd->tag_len] = '\0';
-    uint32_t max = session_listener(s)->limits.max_preauth_commands;
-    if (max > 0 && ++is->commands > max) {
-        session_reply(s, "* BYE Too many commands\r\n", 25);
-        session_close(s, REASON_TOO_MANY_COMMANDS);
+    if (!count_command(s))
         return;
-    }
     for (size_t i = 0; i < ARRAY_SIZE(imap_cmds); i++) {
         const struct imap_cmd *c = &imap_cmds[i];
         if (!name_is(cmd, c->name))
@@ -365,14 +375,16 @@ literal_welcome(struct session *s, const struct imap_command *cmd)
     struct imap_session *is = imap_session(s);
     memcpy(is->tag, cmd->tag, cmd->tag_len);
     is->tag[cmd->tag_len] = '\0';
+    if (name_is(cmd, "ID") || (name_is(cmd, "LOGIN") && login_allowed(s)))
+        return true;       /* counted when it is dispatched */
+    if (!count_command(s)) /* a refusal is a command and an error: it cannot repeat forever */
+        return false;
     if (name_is(cmd, "LOGIN")) {
-        if (login_allowed(s))
-            return true;
         privacy_required(s);
+        if (session_count_error(s))
+            imap_too_many_errors(s);
         return false;
     }
-    if (name_is(cmd, "ID"))
-        return true;
     imap_bad(s, cmd->tag, cmd->tag_len, "Command not permitted before authentication.");
     return false;
 }
@@ -445,10 +457,14 @@ authenticate_input(struct session *s, const char *p, size_t n)
     switch (buf_find_line(p, n, line_max(s), &len, &used, &crlf)) {
     case LINE_MORE:
         return 0;
-    case LINE_TOO_LONG:
-        is->skip_line = true;
+    case LINE_TOO_LONG: {
         sasl_result(s, SASL_STEP_BAD, NULL);
+        const char *lf = memchr(p, '\n', n); /* its end may be here already, past the limit */
+        if (lf != NULL)
+            return (size_t)(lf - p) + 1;
+        is->skip_line = true;
         return n;
+    }
     case LINE_OK:
         break;
     }

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "identity.h"
 #include "imap_internal.h"
 #include "log.h"
 
@@ -120,7 +121,8 @@ imap_on_auth_done(struct session *s, const struct auth_result *r)
         return;
     case AUTH_CONTINUE:
         session_set_phase(s, PHASE_PREAUTH);
-        session_replyf(s, "+ %s\r\n", r->challenge != NULL ? r->challenge : "");
+        session_reply_line(s, "+ ", r->challenge != NULL ? r->challenge : "",
+                           r->challenge != NULL ? strlen(r->challenge) : 0);
         imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
         session_input_resume(s);
         return;
@@ -133,13 +135,11 @@ imap_on_auth_done(struct session *s, const struct auth_result *r)
 static int
 send_id(struct session *s)
 {
-    return session_backend_sendf(
-        s,
-        ID_TAG " ID (\"x-originating-ip\" \"%s\" \"x-originating-port\" \"%u\" "
-               "\"x-connected-ip\" \"%s\" \"x-connected-port\" \"%u\" \"x-session-ext-id\" "
-               "\"%s\")\r\n",
-        session_client_addr(s), session_client_port(s), session_local_addr(s),
-        session_local_port(s), session_id(s));
+    struct identity_client c = {session_client_addr(s), session_client_port(s),
+                                session_local_addr(s), session_local_port(s), session_id(s)};
+    char line[IDENTITY_LINE_MAX];
+    int n = identity_imap_id(ID_TAG, &c, line, sizeof(line));
+    return n < 0 ? -1 : session_backend_send(s, line, (size_t)n);
 }
 
 /* After a mechanism that carried no password: "<user><separator><master_user>" with the

@@ -55,8 +55,10 @@ segment(struct cursor *c)
     if (lf == NULL) {
         if (avail < c->line_max)
             return IMAP_PARSE_MORE;
-        c->cmd->used = c->n;
-        c->cmd->skip_line = true;
+        /* its end may be here already, past the limit: never swallow the next line */
+        const char *end = memchr(c->p + c->i, '\n', avail);
+        c->cmd->used = end != NULL ? (size_t)(end - c->p) + 1 : c->n;
+        c->cmd->skip_line = end == NULL;
         return IMAP_PARSE_TOO_LONG;
     }
     c->lf = (size_t)(lf - c->p);

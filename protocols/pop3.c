@@ -379,11 +379,13 @@ pop3_input_sasl(struct session *s, struct pop3_session *ps, const char *p, size_
         return 0;
     case POP3_PARSE_TOO_LONG:
         ps->discarding = true;
+        session_auth_abort(s);
         sasl_exchange_wipe(&ps->sasl);
         pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
         pop3_fail(s, "-ERR Line too long\r\n");
         return used;
     case POP3_PARSE_BAD:
+        session_auth_abort(s);
         sasl_exchange_wipe(&ps->sasl);
         pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
         pop3_fail(s, "-ERR [AUTH] Invalid authentication data\r\n");

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "identity.h"
 #include "log.h"
 #include "pop3.h"
 
@@ -56,8 +57,12 @@ static void
 pop3_send_xclient(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
-    session_backend_sendf(s, "XCLIENT ADDR=%s PORT=%u SESSION=%s\r\n", session_client_addr(s),
-                          session_client_port(s), session_id(s));
+    struct identity_client c = {session_client_addr(s), session_client_port(s),
+                                session_local_addr(s), session_local_port(s), session_id(s)};
+    char line[IDENTITY_LINE_MAX];
+    int n = identity_pop3_xclient(&c, line, sizeof(line));
+    if (n > 0)
+        session_backend_send(s, line, (size_t)n);
     ps->login_step = POP3_LOGIN_XCLIENT;
     session_backend_wait(s, true);
 }
@@ -180,7 +185,8 @@ pop3_on_auth_done(struct session *s, const struct auth_result *r)
         return;
     case AUTH_CONTINUE:
         session_set_phase(s, PHASE_PREAUTH);
-        session_replyf(s, "+ %s\r\n", r->challenge != NULL ? r->challenge : "");
+        session_reply_line(s, "+ ", r->challenge != NULL ? r->challenge : "",
+                           r->challenge != NULL ? strlen(r->challenge) : 0);
         pop3_enter_state(s, POP3_STATE_SASL);
         return;
     case AUTH_TEMPFAIL:

@@ -295,7 +295,9 @@ mail_refusal(struct session *s, const struct smtp_session *st, const struct smtp
         if (l->limits.message_size_bytes > 0 && size > l->limits.message_size_bytes)
             return "552 5.3.4 Message size exceeds fixed limit";
     }
-    if (st->authenticated && l->proto == LPROTO_SUBMISSION && l->sender_login_match &&
+    /* every listener where the client logged in, not only submission: an MX listener with
+     * auth = yes must not let one user send as another */
+    if (st->authenticated && l->sender_login_match &&
         !sender_map_allows(l->sender_map, path->addr, path->addr_len, st->login))
         return "553 5.7.1 Sender address rejected: not owned by the authenticated user";
     return NULL;

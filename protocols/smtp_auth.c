@@ -104,7 +104,8 @@ smtp_on_auth_done(struct session *s, const struct auth_result *r)
     case AUTH_CONTINUE:
         smtp_enter_state(s, SMTP_AUTH_LINE);
         session_set_phase(s, PHASE_PREAUTH);
-        session_replyf(s, "334 %s\r\n", r->challenge != NULL ? r->challenge : "");
+        session_reply_line(s, "334 ", r->challenge != NULL ? r->challenge : "",
+                           r->challenge != NULL ? strlen(r->challenge) : 0);
         smtp_resume(s);
         return;
     case AUTH_TEMPFAIL:

@@ -10,10 +10,11 @@
 #include <string.h>
 
 #include "buf.h"
+#include "identity.h"
 #include "log.h"
 #include "smtp_int.h"
 
-#define XCLIENT_LINE_MAX 510 /* 512 with CRLF */
+#define XCLIENT_LINE_MAX IDENTITY_XCLIENT_LINE_MAX
 
 bool
 smtp_fifo_empty(const struct smtp_session *st)
@@ -99,51 +100,25 @@ handoff_fail(struct session *s, bool unavailable, const char *why)
     smtp_resume(s);
 }
 
+/* "XCLIENT" plus the attributes of one half (identity.h builds the line). */
 static int
-xclient_value(char *out, size_t cap, const char *name, const char *v)
-{
-    size_t k = strlen(name);
-    if (k + 2 >= cap)
-        return -1;
-    out[0] = ' ';
-    memcpy(out + 1, name, k);
-    out[k + 1] = '=';
-    int n = smtp_xtext_encode(v, strlen(v), out + k + 2, cap - k - 2);
-    return n < 0 ? -1 : (int)k + 2 + n;
-}
-
-/* "XCLIENT" plus the attributes of one half: part 0 = all, 1 = HELO/PROTO, 2 = the rest. */
-static int
-xclient_build(struct session *s, int part, char *out, size_t cap)
+xclient_build(struct session *s, enum identity_xclient_part part, char *out, size_t cap)
 {
     const struct smtp_session *st = smtp_st(s);
-    char addr[80], port[16], dport[16];
-    const char *a = session_client_addr(s);
-    snprintf(addr, sizeof(addr), "%s%s", strchr(a, ':') ? "IPV6:" : "", a);
+    char port[16], dport[16];
     snprintf(port, sizeof(port), "%u", session_client_port(s));
     snprintf(dport, sizeof(dport), "%u", session_local_port(s));
-    const char *names[] = {"HELO", "PROTO",    "ADDR",     "PORT",
-                           "NAME", "DESTADDR", "DESTPORT", "LOGIN"};
-    const char *values[] = {
-        st->helo,
-        st->ehlo ? "ESMTP" : "SMTP",
-        addr,
-        port,
-        session_client_name(s) /* a verified LDH name or [UNAVAILABLE]/[TEMPUNAVAIL] */,
-        session_local_addr(s),
-        dport,
-        st->authenticated ? st->login : NULL};
-    size_t len = 7;
-    memcpy(out, "XCLIENT", 7);
-    for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-        if (values[i] == NULL || (part == 1 && i >= 2) || (part == 2 && i < 2))
-            continue;
-        int n = xclient_value(out + len, cap - len, names[i], values[i]);
-        if (n < 0)
-            return -1;
-        len += (size_t)n;
-    }
-    return len <= XCLIENT_LINE_MAX ? (int)len : -1;
+    struct identity_xclient x = {
+        .helo = st->helo,
+        .proto = st->ehlo ? "ESMTP" : "SMTP",
+        .addr = session_client_addr(s),
+        .port = port,
+        .name = session_client_name(s), /* a verified LDH name or [UNAVAILABLE]/[TEMPUNAVAIL] */
+        .destaddr = session_local_addr(s),
+        .destport = dport,
+        .login = st->authenticated ? st->login : NULL,
+    };
+    return identity_smtp_xclient(&x, part, out, cap);
 }
 
 static void
@@ -151,10 +126,10 @@ handoff_xclient(struct session *s)
 {
     struct smtp_session *st = smtp_st(s);
     char line[XCLIENT_LINE_MAX * 4];
-    int n = xclient_build(s, 0, line, sizeof(line));
+    int n = xclient_build(s, XCLIENT_PART_ALL, line, sizeof(line));
     st->ho = HO_XCLIENT;
     if (n < 0) {
-        n = xclient_build(s, 1, line, sizeof(line));
+        n = xclient_build(s, XCLIENT_PART_HELO, line, sizeof(line));
         st->ho = HO_XCLIENT1;
     }
     if (n < 0) {
@@ -169,7 +144,7 @@ static void
 handoff_xclient2(struct session *s)
 {
     char line[XCLIENT_LINE_MAX * 4];
-    int n = xclient_build(s, 2, line, sizeof(line));
+    int n = xclient_build(s, XCLIENT_PART_REST, line, sizeof(line));
     if (n < 0) {
         handoff_fail(s, false, "XCLIENT too long");
         return;
@@ -341,6 +316,15 @@ smtp_on_backend(struct session *s, enum backend_event ev)
     }
 }
 
+/* A backend 5xx to MAIL or RCPT counts toward max_errors like moat's own refusals: a client
+ * cannot probe addresses through the backend without end. */
+static void
+backend_refusal_count(struct session *s, int code)
+{
+    if (code / 100 == 5 && session_count_error(s))
+        smtp_close_421(s, "4.7.0", "Error: too many errors", REASON_TOO_MANY_ERRORS);
+}
+
 /* The effect of a complete backend reply on the transaction we track. */
 static void
 relay_reply_done(struct session *s, enum smtp_pending what, int code)
@@ -352,12 +336,14 @@ relay_reply_done(struct session *s, enum smtp_pending what, int code)
         st->in_mail = ok;
         if (!ok)
             st->rcpt_count = 0;
+        backend_refusal_count(s, code);
         return;
     case PEND_RCPT:
         if (!ok && st->rcpt_count > 0)
             st->rcpt_count--;
         if (ok)
             session_rate_count(s, CLIENT_RATE_RECIPIENTS);
+        backend_refusal_count(s, code);
         return;
     case PEND_RSET:
     case PEND_EHLO:
@@ -414,7 +400,17 @@ relay_line(struct session *s, const char *line, size_t n, int code, bool last)
     if (!last)
         return;
     fifo_pop(st);
+    if (code == 421) {
+        /* the backend is closing: so does the session (a fresh leg would reset the backend's
+         * per-connection limits) */
+        session_log(s, LOG_INFO, EV_BACKEND_421, "backend=%s", session_backend_addr(s));
+        smtp_enter_state(s, SMTP_CLOSING);
+        session_close(s, REASON_BACKEND_EOF);
+        return;
+    }
     relay_reply_done(s, what, code);
+    if (st->state == SMTP_CLOSING)
+        return;
     if (smtp_fifo_empty(st))
         session_backend_wait(s, false);
     smtp_resume(s);
@@ -460,6 +456,10 @@ int
 smtp_relay_command(struct session *s, const char *line, size_t n, enum smtp_pending what)
 {
     struct smtp_session *st = smtp_st(s);
+    if (st->fifo_len >= SMTP_FIFO_MAX) { /* smtp.c stops reading first: never a peer's doing */
+        smtp_close_421(s, "4.3.0", "Error: too many pending commands", REASON_PROTOCOL_ERROR);
+        return -1;
+    }
     if (session_backend_send(s, line, n) != 0 || session_backend_send(s, "\r\n", 2) != 0)
         return -1;
     fifo_push(st, what);

@@ -6,6 +6,7 @@
  * in dry-run mode.
  */
 #include <arpa/inet.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -205,6 +206,19 @@ refusal_text(enum admission_verdict v)
     return "Too many connections, try again later";
 }
 
+/* One formatted line, or nothing when it does not fit whole (never a length beyond the text). */
+static int refusal_line(char *out, size_t cap, const char *fmt, ...) MOAT_PRINTF(3, 4);
+
+static int
+refusal_line(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    return n > 0 && (size_t)n < cap ? n : 0;
+}
+
 int
 admission_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
                   enum admission_verdict v)
@@ -214,8 +228,8 @@ admission_refusal(char *out, size_t cap, const struct config *conf, const struct
     const char *start = denied ? r->denied : r->busy;
     if (l->tls == LTLS_IMPLICIT || start == NULL)
         return 0;
-    return snprintf(out, cap, "%s%s%s%s\r\n", start, r->names_host ? conf->hostname : "",
-                    r->names_host ? " " : "", denied ? "Access denied" : refusal_text(v));
+    return refusal_line(out, cap, "%s%s%s%s\r\n", start, r->names_host ? conf->hostname : "",
+                        r->names_host ? " " : "", denied ? "Access denied" : refusal_text(v));
 }
 
 void

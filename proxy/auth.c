@@ -11,9 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "auth.h"
 #include "log.h"
+#include "scramfake.h"
 
 /* libsasl2 stores every callback as int (*)(void); the detour through void (*)(void) is the
  * cast GCC accepts without -Wcast-function-type. */
@@ -32,6 +35,12 @@ static struct {
     char pwcheck[32];
     char sasldb[1024];
     char saslauthd[1024];
+    uint8_t fake_key[SCRAM_FAKE_KEY_LEN];     /* random per process: the salts of unknown users */
+    uint64_t scram_first_ns[SASL_MECH_COUNT]; /* guarded by lock: a known user's first step */
+    struct {
+        struct ratetable_key key;
+        uint32_t jobs;
+    } clients[AUTH_CLIENTS_MAX]; /* guarded by lock; jobs 0: a free slot */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* --- libsasl2's mutexes: its defaults are no-ops --- */
@@ -214,10 +223,70 @@ job_checkpass(struct auth_job *j)
     job_finish(j, conn, r, j->cred.user);
 }
 
+/* Cyrus SASL's SCRAM fails at once for a user it does not know, a known one only after its
+ * challenge: instead of the failure, a synthetic challenge (scramfake.h) that fails at the next
+ * step, as a wrong password does. Before j->in is wiped; false: no such luck, keep r. */
+static bool
+fake_scram_first(struct auth_job *j, int r)
+{
+    if (r != SASL_NOUSER || j->fake || j->in_len == 0 ||
+        (j->mech != SASL_MECH_SCRAM_SHA_1 && j->mech != SASL_MECH_SCRAM_SHA_256))
+        return false;
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char rnd[SCRAM_FAKE_NONCE_LEN];
+    char nonce[SCRAM_FAKE_NONCE_LEN + 1];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        return false;
+    for (size_t i = 0; i < SCRAM_FAKE_NONCE_LEN; i++)
+        nonce[i] = b64[rnd[i] & 63];
+    nonce[SCRAM_FAKE_NONCE_LEN] = '\0';
+    char first[AUTH_CHALLENGE_MAX];
+    int n = scram_fake_first(j->mech, j->in, j->in_len, pool.fake_key, nonce, first, sizeof(first),
+                             j->fake_user, sizeof(j->fake_user));
+    unsigned b64_len = 0;
+    if (n <= 0 ||
+        sasl_encode64(first, (unsigned)n, j->challenge, sizeof(j->challenge), &b64_len) != SASL_OK)
+        return false;
+    j->fake = true;
+    return true;
+}
+
+static uint64_t
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A SCRAM first step takes Cyrus a while for a known user (the salted password), next to no
+ * time for an unknown one: how long the known ones take is learnt (a moving average), and a
+ * synthetic answer waits until as long has passed. */
+static void
+scram_first_timing(struct auth_job *j, uint64_t start_ns, bool known)
+{
+    if (j->mech != SASL_MECH_SCRAM_SHA_1 && j->mech != SASL_MECH_SCRAM_SHA_256)
+        return;
+    uint64_t took = mono_ns() - start_ns;
+    pthread_mutex_lock(&pool.lock);
+    uint64_t *avg = &pool.scram_first_ns[j->mech];
+    uint64_t want = *avg;
+    if (known && took < 1000000000u)
+        *avg = *avg == 0 ? took : (*avg * 7 + took) / 8;
+    pthread_mutex_unlock(&pool.lock);
+    if (known || want <= took)
+        return;
+    uint64_t wait = MOAT_MIN(want - took, (uint64_t)500000000u);
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)wait};
+    nanosleep(&ts, NULL);
+}
+
 /* One step of a mechanism libsasl2 runs: a challenge to send (AUTH_CONTINUE), or the end. */
 static void
 job_step(struct auth_job *j)
 {
+    uint64_t start_ns = mono_ns();
+    bool first = j->in_len > 0 && !j->fake; /* a client-first, unless the exchange is past it */
     sasl_conn_t *conn = j->sasl_conn;
     const char *out = NULL;
     unsigned out_len = 0;
@@ -231,10 +300,21 @@ job_step(struct auth_job *j)
     } else if (conn != NULL) {
         r = sasl_server_step(conn, (const char *)j->in, (unsigned)j->in_len, &out, &out_len);
     } else {
-        r = SASL_BADPROT;
+        r = j->fake ? SASL_NOUSER : SASL_BADPROT; /* the end of a synthetic exchange */
     }
+    bool fake = conn != NULL && fake_scram_first(j, r);
     explicit_bzero(j->in, sizeof(j->in));
     j->in_len = 0;
+    if (fake) {
+        scram_first_timing(j, start_ns, false);
+        conn_dispose(j, conn);
+        j->sasl_code = SASL_CONTINUE;
+        j->status = AUTH_CONTINUE;
+        copy_opt(j->detail, sizeof(j->detail), "continue");
+        return;
+    }
+    if (r == SASL_CONTINUE && first && out_len > 0)
+        scram_first_timing(j, start_ns, true);
     if (r == SASL_CONTINUE) {
         unsigned b64_len = 0;
         r = sasl_encode64(out != NULL ? out : "", out_len, j->challenge, sizeof(j->challenge),
@@ -247,7 +327,7 @@ job_step(struct auth_job *j)
             return;
         }
     }
-    job_finish(j, conn, r, "");
+    job_finish(j, conn, r, j->fake ? j->fake_user : "");
 }
 
 static void
@@ -275,6 +355,40 @@ job_drop(struct auth_job *j)
     auth_job_free(j);
 }
 
+/* The client's count of jobs in the pool: its slot, else a free one (taken for it), else NULL.
+ * Under the lock. */
+static uint32_t *
+client_slot(const struct ratetable_key *k)
+{
+    size_t free_slot = AUTH_CLIENTS_MAX;
+    for (size_t i = 0; i < AUTH_CLIENTS_MAX; i++) {
+        if (pool.clients[i].jobs == 0) {
+            if (free_slot == AUTH_CLIENTS_MAX)
+                free_slot = i;
+        } else if (pool.clients[i].key.len == k->len &&
+                   memcmp(pool.clients[i].key.bytes, k->bytes, k->len) == 0) {
+            return &pool.clients[i].jobs;
+        }
+    }
+    if (free_slot == AUTH_CLIENTS_MAX)
+        return NULL;
+    pool.clients[free_slot].key = *k;
+    return &pool.clients[free_slot].jobs;
+}
+
+/* The job left the pool's hands (done, or dropped): its client may submit again. Under the
+ * lock. */
+static void
+client_release(struct auth_job *j)
+{
+    if (!j->counted)
+        return;
+    j->counted = false;
+    uint32_t *n = client_slot(&j->client);
+    if (n != NULL && *n > 0)
+        (*n)--;
+}
+
 static void *
 pool_main(void *arg)
 {
@@ -293,6 +407,7 @@ pool_main(void *arg)
 
         /* under the lock: auth_stop() waits for a post in progress and prevents later ones */
         pthread_mutex_lock(&pool.lock);
+        client_release(j);
         if (pool.stopping || j->kind == AUTH_JOB_DISPOSE)
             job_drop(j);
         else
@@ -326,6 +441,10 @@ auth_init(const struct config *conf, const char **err_out)
     copy_opt(pool.pwcheck, sizeof(pool.pwcheck), pwcheck_name(a));
     copy_opt(pool.sasldb, sizeof(pool.sasldb), a->sasldb_path);
     copy_opt(pool.saslauthd, sizeof(pool.saslauthd), a->saslauthd_path);
+    if (getrandom(pool.fake_key, sizeof(pool.fake_key), 0) != (ssize_t)sizeof(pool.fake_key)) {
+        *err_out = "no random bytes for the SCRAM key";
+        return -1;
+    }
     sasl_set_mutex(mutex_alloc, mutex_lock, mutex_unlock, mutex_free);
     int r = sasl_server_init(global_callbacks, "moat");
     if (r != SASL_OK) {
@@ -367,7 +486,17 @@ auth_submit(struct auth_job *j)
     pthread_mutex_lock(&pool.lock);
     if (!pool.ready || pool.stopping || pool.queued >= AUTH_QUEUE_MAX) {
         pthread_mutex_unlock(&pool.lock);
-        return -1;
+        return AUTH_SUBMIT_UNAVAILABLE;
+    }
+    uint32_t max = j->auth != NULL ? j->auth->max_checks_per_client : 0;
+    if (j->kind != AUTH_JOB_DISPOSE && j->client.len > 0 && max > 0) {
+        uint32_t *n = client_slot(&j->client);
+        if (n == NULL || *n >= max) {
+            pthread_mutex_unlock(&pool.lock);
+            return AUTH_SUBMIT_CLIENT_BUSY;
+        }
+        (*n)++;
+        j->counted = true;
     }
     j->next = NULL;
     if (pool.tail != NULL)
@@ -378,7 +507,7 @@ auth_submit(struct auth_job *j)
     pool.queued++;
     pthread_cond_signal(&pool.cond);
     pthread_mutex_unlock(&pool.lock);
-    return 0;
+    return AUTH_SUBMIT_OK;
 }
 
 void
@@ -391,7 +520,7 @@ auth_job_dispose(struct auth_job *j)
         return;
     }
     j->kind = AUTH_JOB_DISPOSE;
-    if (auth_submit(j) != 0)
+    if (auth_submit(j) != AUTH_SUBMIT_OK)
         job_drop(j); /* the pool is gone or full: dispose of it here, it does no I/O */
 }
 

@@ -9,10 +9,15 @@
 
 #include "config.h"
 #include "protocol.h"
+#include "ratetable.h"
 
 #define AUTH_POOL_THREADS 3
 #define AUTH_QUEUE_MAX 256
 #define AUTH_CHALLENGE_MAX 2048 /* a server challenge, base64 */
+#define AUTH_CLIENTS_MAX 512    /* clients with jobs in the pool at once (queued or running) */
+
+/* auth_submit() refusals */
+enum { AUTH_SUBMIT_OK = 0, AUTH_SUBMIT_UNAVAILABLE = -1, AUTH_SUBMIT_CLIENT_BUSY = -2 };
 
 /* What the pool does with a job. CHECKPASS: sasl_checkpass(cred). START / STEP: one step of a
  * mechanism Cyrus SASL runs (the sasl_conn_t stays in the job between steps while the status is
@@ -35,6 +40,10 @@ struct auth_job {
     unsigned ssf;                        /* of the client's TLS, for SSF_EXTERNAL */
     struct credentials cred;             /* wiped by the pool as soon as it is checked */
     void (*on_done)(struct auth_job *j); /* on a pool thread, unless auth is stopping */
+    bool fake; /* SCRAM for an unknown user: a synthetic challenge was sent */
+    char fake_user[SASL_USER_MAX + 1]; /* its user name, for the failure's log and count */
+    struct ratetable_key client;       /* for [auth] max_checks_per_client (len 0: none) */
+    bool counted;                      /* counted against client until the pool is done */
     void *owner;
     /* filled by the pool */
     void *sasl_conn;      /* sasl_conn_t between steps, owned by the job */
@@ -52,8 +61,11 @@ struct auth_job {
 int auth_init(const struct config *conf, const char **err_out);
 /* Whether auth_init() ran. */
 bool auth_ready(void);
-/* Queue a job; -1 when the pool is not running or the queue is full (answer a temporary
- * failure). On 0 the pool owns j until on_done. */
+/* Queue a job; AUTH_SUBMIT_UNAVAILABLE when the pool is not running or the queue is full,
+ * AUTH_SUBMIT_CLIENT_BUSY when j->client already has [auth] max_checks_per_client checks or
+ * steps in the pool (queued, running, or still stuck after their session gave up): answer a
+ * temporary failure. A few clients with slow checks thus never hold every thread. On
+ * AUTH_SUBMIT_OK the pool owns j until on_done. */
 int auth_submit(struct auth_job *j);
 /* Wipe and free a job (drops its config reference). j must be the start of its allocation.
  * A job still holding a sasl_conn_t must go through auth_job_dispose() instead. */

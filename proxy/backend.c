@@ -71,20 +71,26 @@ backend_attempt_failed(struct session *s, const char *why)
     backend_attempt(s);
 }
 
+/* The PROXY header, or -1 (logged) when the addresses are unknown: a header without them would
+ * make the backend take the connection's own (moat's, trusted) address as the client's. */
 static int
 send_proxy_header(struct session *s, enum backend_identity id)
 {
     const struct sockaddr *src = (const struct sockaddr *)&s->peer;
     const struct sockaddr *dst = (const struct sockaddr *)&s->local;
-    if (id == IDENT_PROXY_V1) {
-        char h[PROXY_V1_MAX];
-        size_t n = proxy_v1_build(h, sizeof(h), src, dst);
-        return n > 0 ? conn_write(&s->backend, h, n) : -1;
-    }
-    unsigned char h[PROXY_V2_MAX];
+    char h[PROXY_V2_MAX > PROXY_V1_MAX ? PROXY_V2_MAX : PROXY_V1_MAX];
     struct proxy_tls_info tls = {session_is_tls(s), s->tls_version, s->tls_cipher};
-    size_t n = proxy_v2_build(h, sizeof(h), src, dst, &tls);
-    return n > 0 ? conn_write(&s->backend, (const char *)h, n) : -1;
+    size_t n = 0;
+    if (s->local_len != 0 && id == IDENT_PROXY_V1) /* local_len 0: getsockname failed */
+        n = proxy_v1_build(h, sizeof(h), src, dst);
+    else if (s->local_len != 0)
+        n = proxy_v2_build((unsigned char *)h, sizeof(h), src, dst, &tls);
+    if (n == 0) {
+        session_log(s, LOG_WARN, EV_PROXY_HEADER_FAILED,
+                    "error=\"client or local address unknown\"");
+        return -1;
+    }
+    return conn_write(&s->backend, h, n);
 }
 
 void

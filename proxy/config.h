@@ -49,6 +49,7 @@ struct config_limits {
 };
 
 struct config_timeouts {
+    uint32_t tls_first_byte_ms;  /* TLS phase until the client's first byte (a silent socket) */
     uint32_t handshake_ms;       /* TLS handshake, absolute: trickled bytes do not extend it */
     uint32_t preauth_idle_ms;    /* idle before login / hand-off */
     uint32_t preauth_total_ms;   /* whole pre-auth phase, absolute */
@@ -73,6 +74,8 @@ struct config_auth {
     enum pwcheck_method pwcheck_method; /* sasl: auxprop (sasldb) or saslauthd */
     char *realm;                        /* sasl: user_realm for sasl_server_new; NULL = none */
     uint32_t verify_timeout_ms;         /* sasl: a job not done by then is a temporary failure */
+    uint32_t max_checks_per_client;     /* sasl: checks one client may have in the pool */
+    uint32_t familiar_window_ms;        /* a login from here keeps it usable under a user ban */
 };
 
 struct config_access {
@@ -104,6 +107,7 @@ struct config_dns {
     uint32_t timeout_ms; /* per try */
     uint32_t tries;
     uint32_t cache_size; /* entries per worker */
+    size_t cache_bytes;  /* the cache's memory budget per worker */
     uint32_t cache_max_ttl_ms;
     uint32_t negative_ttl_ms;
     uint32_t tempfail_ttl_ms;
@@ -146,7 +150,7 @@ struct config_listener {
     struct config_backend *backend; /* resolved after parsing */
     char *local_domains;            /* space/comma separated; SMTP MX */
     bool auth;                      /* whether AUTH is offered (after TLS); default per protocol */
-    bool sender_login_match;        /* submission: MAIL FROM must belong to the login */
+    bool sender_login_match;        /* authenticated: MAIL FROM must belong to the login */
     char *sender_login_map;         /* optional map file "address login[,login]" */
     struct sender_map *sender_map;  /* loaded from sender_login_map (NULL: exact match only) */
     enum bare_newline bare_newline;

@@ -44,6 +44,68 @@ config_check_moat(struct config *c)
     }
 }
 
+/* The line where key was set in the global section kind, or 0. */
+static int
+config_global_line(const struct loader *ld, enum section_kind kind, const char *key)
+{
+    for (size_t i = 0; i < ld->nsecs; i++) {
+        if (ld->secs[i].kind == kind && ld->secs[i].name == NULL)
+            return config_seen(&ld->secs[i], key);
+    }
+    return 0;
+}
+
+/* A DNS host name: at most 253 characters, dot-separated labels of 1 to 63 letters, digits and
+ * hyphens, no label starting or ending with a hyphen. It goes into greetings and refusals. */
+static const char *
+hostname_problem(const char *h)
+{
+    size_t n = strlen(h), label = 0;
+    if (n == 0 || n > 253)
+        return "must be 1 to 253 characters";
+    for (size_t i = 0; i <= n; i++) {
+        char ch = h[i];
+        if (ch == '.' || ch == '\0') {
+            if (label == 0)
+                return "empty label";
+            if (h[i - 1] == '-')
+                return "a label ends with '-'";
+            label = 0;
+            continue;
+        }
+        bool ldh = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                   (ch >= '0' && ch <= '9') || ch == '-';
+        if (!ldh)
+            return "only letters, digits, '-' and '.' are allowed";
+        if (label == 0 && ch == '-')
+            return "a label starts with '-'";
+        if (++label > 63)
+            return "a label is longer than 63 characters";
+    }
+    return NULL;
+}
+
+static void
+config_check_global(struct loader *ld)
+{
+    const struct config *c = ld->config;
+    const char *why = hostname_problem(c->hostname);
+    if (why != NULL) {
+        int line = config_global_line(ld, SEC_MOAT, "hostname");
+        if (line != 0)
+            config_error(ld, line, "hostname", "not a host name: %s", why);
+        else
+            config_error(ld, 1, "hostname", "the system's host name is not one (%s): set it here",
+                         why);
+    }
+    uint32_t t = c->tls.ticket_lifetime_ms;
+    if (t != 0 && (t < 1000 || t > 3600u * 1000u || t % 1000 != 0)) {
+        int line = config_global_line(ld, SEC_TLS, "ticket_lifetime");
+        config_error(ld, line ? line : 1, "ticket_lifetime",
+                     "must be 0 (off) or whole seconds from 1s to 1h");
+    }
+}
+
 static char *
 config_strdup_or_null(const char *s)
 {
@@ -283,6 +345,7 @@ config_check(struct loader *ld)
     struct config *c = ld->config;
 
     config_check_moat(c);
+    config_check_global(ld);
     for (size_t i = 0; i < ld->nsecs; i++) {
         if (ld->secs[i].kind == SEC_LISTENER)
             config_check_listener(ld, i);

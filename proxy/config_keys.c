@@ -121,6 +121,7 @@ const struct key_def config_keys[] = {
     K(SEC_LIMITS, "limits_mode", KT_ENUM, struct config_limits, mode, "enforce", 0, 0, mode_names,
       0),
 
+    TMO("tls_first_byte", tls_first_byte_ms, "5s", 1),
     TMO("handshake", handshake_ms, "10s", 1),
     TMO("preauth_idle", preauth_idle_ms, "60s", 1),
     TMO("preauth_total", preauth_total_ms, "5m", 1),
@@ -143,6 +144,8 @@ const struct key_def config_keys[] = {
     AUTH("pwcheck_method", KT_ENUM, pwcheck_method, "auxprop", 0, 0, pwcheck_names),
     AUTH("realm", KT_STR, realm, NULL, 0, 0, NULL),
     AUTH("verify_timeout", KT_DURATION, verify_timeout_ms, "15s", 0, 0, NULL),
+    AUTH("max_checks_per_client", KT_UINT, max_checks_per_client, "1", 0, 64, NULL),
+    AUTH("familiar_window", KT_DURATION, familiar_window_ms, "30d", 0, 0, NULL),
 
     ACC("allow", KT_CIDRS, allow, NULL, NULL, KF_REPEAT),
     ACC("deny", KT_CIDRS, deny, NULL, NULL, KF_REPEAT),
@@ -153,6 +156,7 @@ const struct key_def config_keys[] = {
     DNS("timeout", KT_DURATION, timeout_ms, "1500ms", 1, 0, NULL),
     DNS("tries", KT_UINT, tries, "2", 1, 10, NULL),
     DNS("cache_size", KT_UINT, cache_size, "10000", 16, 10000000, NULL),
+    DNS("cache_bytes", KT_SIZE, cache_bytes, "4M", 65536, 1ull << 32, NULL),
     DNS("cache_max_ttl", KT_DURATION, cache_max_ttl_ms, "1h", 0, 0, NULL),
     DNS("negative_ttl", KT_DURATION, negative_ttl_ms, "5m", 0, 0, NULL),
     DNS("tempfail_ttl", KT_DURATION, tempfail_ttl_ms, "30s", 0, 0, NULL),

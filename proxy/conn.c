@@ -253,6 +253,9 @@ conn_do_handshake(struct conn *c)
             conn_fail(c, "cannot create TLS session");
             return;
         }
+        conn_emit(c, CONN_EV_TLS_STARTED);
+        if (c->state != CONN_TLS_HANDSHAKE)
+            return;
     }
     enum tls_status st = tls_handshake(c->tls);
     switch (st) {

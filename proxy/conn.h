@@ -20,6 +20,7 @@ struct tls_ctx;
 enum conn_event {
     CONN_EV_READABLE = 0, /* new bytes in c->in */
     CONN_EV_DRAINED,      /* c->out became empty after having been blocked */
+    CONN_EV_TLS_STARTED,  /* the client's first handshake bytes arrived: TLS is now working */
     CONN_EV_TLS_READY,    /* handshake complete */
     CONN_EV_CONNECTED,    /* outgoing connect completed */
     CONN_EV_EOF,          /* peer closed (after any last READABLE) */

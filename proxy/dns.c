@@ -12,6 +12,7 @@
 #include <ev.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +22,9 @@
 #include "session_env.h"
 
 #define DNS_MAX_RECORDS 32
-#define DNS_PTR_TTL_S 3600.0 /* PTR/TXT/MX replies expose no TTL through c-ares' parsers */
+#define DNS_TXT_RECORD_MAX 4096 /* one TXT record, chunks joined: longer ones are cut */
+#define DNS_SWEEP_S 1.0         /* expired entries are freed at most this often */
+#define DNS_PTR_TTL_S 3600.0    /* PTR/TXT/MX replies expose no TTL through c-ares' parsers */
 
 struct dns_entry {
     enum dns_type type;
@@ -35,6 +38,7 @@ struct dns_entry {
     unsigned nready; /* waiters on the delivery list that point here */
     unsigned busy;   /* being delivered */
     double expires;
+    size_t bytes; /* charged to r->bytes: the entry and its answer */
     struct dns_answer answer;
     struct dns_waiter *waiters;
 };
@@ -55,6 +59,8 @@ struct dns_resolver {
     size_t nbuckets;
     struct dns_entry *oldest, *newest;
     size_t count, max;
+    size_t bytes, max_bytes; /* the cache's memory budget */
+    double next_sweep;
     struct dns_waiter *ready;
     double max_ttl_s, negative_ttl_s, tempfail_ttl_s;
     /* reload: a resolver made from an older [dns] lives on, off to the side, while sessions of
@@ -68,12 +74,12 @@ struct dns_resolver {
 };
 
 static pthread_once_t ares_once = PTHREAD_ONCE_INIT;
+static bool ares_ready;
 
 static void
 ares_init_once(void)
 {
-    if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
-        fatal("c-ares: library init failed");
+    ares_ready = ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS;
 }
 
 const char *
@@ -197,6 +203,28 @@ age_push(struct dns_resolver *r, struct dns_entry *e)
     r->newest = e;
 }
 
+/* What an entry costs: itself, its name and its parsed answer. */
+size_t
+dns_answer_bytes(const struct dns_answer *a)
+{
+    size_t n = 0;
+    if (a->strs != NULL)
+        n += DNS_MAX_RECORDS * sizeof(char *);
+    for (size_t i = 0; a->strs != NULL && i < a->n; i++)
+        n += strlen(a->strs[i]) + 1;
+    if (a->addrs != NULL)
+        n += a->n * sizeof(struct dns_addr);
+    return n;
+}
+
+static void
+entry_charge(struct dns_resolver *r, struct dns_entry *e)
+{
+    size_t b = sizeof(*e) + dns_answer_bytes(&e->answer);
+    r->bytes = r->bytes - e->bytes + b;
+    e->bytes = b;
+}
+
 static void
 entry_free(struct dns_resolver *r, struct dns_entry *e)
 {
@@ -206,18 +234,34 @@ entry_free(struct dns_resolver *r, struct dns_entry *e)
     *pp = e->hnext;
     age_unlink(r, e);
     answer_clear(&e->answer);
+    r->bytes -= e->bytes;
     free(e);
     r->count--;
 }
 
-/* Make room: drop the oldest entries nobody is waiting on. */
-static void
-cache_trim(struct dns_resolver *r)
+static bool
+entry_idle(const struct dns_entry *e)
 {
+    return !e->pending && e->nready == 0 && e->busy == 0 && e->waiters == NULL;
+}
+
+/* Free what expired (at most every DNS_SWEEP_S), then, for room for one more entry of `want`
+ * bytes, drop the oldest entries nobody is waiting on. */
+static void
+cache_trim(struct dns_resolver *r, double now, size_t want)
+{
+    if (now >= r->next_sweep) {
+        r->next_sweep = now + DNS_SWEEP_S;
+        for (struct dns_entry *e = r->oldest, *next; e != NULL; e = next) {
+            next = e->newer;
+            if (now >= e->expires && entry_idle(e))
+                entry_free(r, e);
+        }
+    }
     struct dns_entry *e = r->oldest;
-    while (r->count >= r->max && e != NULL) {
+    while ((r->count >= r->max || r->bytes + want > r->max_bytes) && e != NULL) {
         struct dns_entry *next = e->newer;
-        if (!e->pending && e->nready == 0 && e->busy == 0 && e->waiters == NULL)
+        if (entry_idle(e))
             entry_free(r, e);
         e = next;
     }
@@ -264,11 +308,18 @@ parse_addrs(struct dns_entry *e, const unsigned char *abuf, int alen, double *tt
     e->answer.n = (size_t)n;
 }
 
+/* Keep one more string, within the record count and the answer's byte cap; what does not fit
+ * marks the answer truncated. */
 static void
 add_str(struct dns_answer *a, const char *s, size_t len)
 {
-    if (a->n >= DNS_MAX_RECORDS)
+    size_t kept = 0;
+    for (size_t i = 0; i < a->n; i++)
+        kept += strlen(a->strs[i]);
+    if (a->n >= DNS_MAX_RECORDS || kept + len > DNS_ANSWER_MAX_BYTES) {
+        a->truncated = true;
         return;
+    }
     if (a->strs == NULL)
         a->strs = xcalloc(DNS_MAX_RECORDS, sizeof(char *));
     char *c = xcalloc(1, len + 1);
@@ -298,7 +349,7 @@ parse_txt(struct dns_entry *e, const unsigned char *abuf, int alen)
 {
     struct ares_txt_ext *txt = NULL;
     int rc = ares_parse_txt_reply_ext(abuf, alen, &txt);
-    char joined[4096];
+    char joined[DNS_TXT_RECORD_MAX];
     size_t k = 0;
     bool have = false;
     for (struct ares_txt_ext *t = txt; rc == ARES_SUCCESS && t != NULL; t = t->next) {
@@ -308,6 +359,8 @@ parse_txt(struct dns_entry *e, const unsigned char *abuf, int alen)
         }
         have = true;
         size_t c = MOAT_MIN(t->length, sizeof(joined) - 1 - k);
+        if (c < t->length)
+            e->answer.truncated = true;
         memcpy(joined + k, t->txt, c);
         k += c;
     }
@@ -389,6 +442,7 @@ entry_fill(struct dns_entry *e, int status, const unsigned char *abuf, int alen)
     else
         ttl = e->answer.status == DNS_NONE ? r->negative_ttl_s : r->tempfail_ttl_s;
     e->expires = ev_now(r->loop) + ttl;
+    entry_charge(r, e);
 }
 
 /* --- delivery --- */
@@ -505,7 +559,7 @@ dns_lookup(struct dns_resolver *r, enum dns_type t, const char *name, struct dns
         return;
     }
     if (e == NULL) {
-        cache_trim(r);
+        cache_trim(r, ev_now(r->loop), sizeof(*e));
         e = xcalloc(1, sizeof(*e));
         e->type = t;
         memcpy(e->name, key, n + 1);
@@ -514,6 +568,7 @@ dns_lookup(struct dns_resolver *r, enum dns_type t, const char *name, struct dns
         e->hnext = r->buckets[h % r->nbuckets];
         r->buckets[h % r->nbuckets] = e;
         r->count++;
+        entry_charge(r, e);
     } else {
         age_unlink(r, e);
     }
@@ -551,13 +606,19 @@ dns_cancel(struct dns_waiter *w)
 
 static void on_reaper(struct ev_loop *loop, ev_timer *t, int revents);
 
+/* A worker while serving: a failure here is logged and the caller goes without DNS checks. */
 static struct dns_resolver *
 resolver_new(struct ev_loop *loop, const struct config_dns *d)
 {
     pthread_once(&ares_once, ares_init_once);
+    if (!ares_ready) {
+        log_msg(LOG_ERROR, EV_DNS_UNAVAILABLE, "error=\"c-ares library init failed\"");
+        return NULL;
+    }
     struct dns_resolver *r = xcalloc(1, sizeof(*r));
     r->loop = loop;
     r->max = d->cache_size > 0 ? d->cache_size : 1;
+    r->max_bytes = d->cache_bytes > 0 ? d->cache_bytes : DNS_CACHE_BYTES_MIN;
     r->nbuckets = 1024;
     r->buckets = xcalloc(r->nbuckets, sizeof(*r->buckets));
     r->max_ttl_s = d->cache_max_ttl_ms / 1000.0;
@@ -582,8 +643,14 @@ resolver_new(struct ev_loop *loop, const struct config_dns *d)
     int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS |
                ARES_OPT_FLAGS;
     int rc = ares_init_options(&r->channel, &o, mask);
-    if (rc != ARES_SUCCESS)
-        fatal("c-ares: cannot create a channel: %s", ares_strerror(rc));
+    if (rc != ARES_SUCCESS) {
+        log_msg(LOG_ERROR, EV_DNS_UNAVAILABLE, "error=\"cannot create a channel: %s\"",
+                ares_strerror(rc));
+        free(r->servers);
+        free(r->buckets);
+        free(r);
+        return NULL;
+    }
     if (d->servers != NULL) {
         rc = ares_set_servers_ports_csv(r->channel, d->servers);
         if (rc != ARES_SUCCESS)
@@ -601,8 +668,9 @@ resolver_matches(const struct dns_resolver *r, const struct config_dns *d)
         (r->servers == NULL && d->servers == NULL) ||
         (r->servers != NULL && d->servers != NULL && strcmp(r->servers, d->servers) == 0);
     return same_servers && m->timeout_ms == d->timeout_ms && m->tries == d->tries &&
-           m->cache_size == d->cache_size && m->cache_max_ttl_ms == d->cache_max_ttl_ms &&
-           m->negative_ttl_ms == d->negative_ttl_ms && m->tempfail_ttl_ms == d->tempfail_ttl_ms;
+           m->cache_size == d->cache_size && m->cache_bytes == d->cache_bytes &&
+           m->cache_max_ttl_ms == d->cache_max_ttl_ms && m->negative_ttl_ms == d->negative_ttl_ms &&
+           m->tempfail_ttl_ms == d->tempfail_ttl_ms;
 }
 
 static void resolver_free_one(struct dns_resolver *r);
@@ -630,6 +698,8 @@ dns_resolver_get(struct session_env *e, const struct config *c)
         /* a reload changed [dns]: new sessions get a new resolver; the old one finishes the
          * queries of the sessions that still hold it */
         struct dns_resolver *n = resolver_new(e->loop, &c->dns);
+        if (n == NULL)
+            return NULL;
         n->retired = r;
         r->slot = slot;
         ev_timer_set(&r->reaper, 1., 1.);
@@ -638,6 +708,8 @@ dns_resolver_get(struct session_env *e, const struct config *c)
     }
     if (r == NULL)
         *slot = r = resolver_new(e->loop, &c->dns);
+    if (r == NULL)
+        return NULL;
     r->users++;
     return r;
 }
@@ -677,4 +749,53 @@ resolver_free_one(struct dns_resolver *r)
     free(r->buckets);
     free(r->servers);
     free(r);
+}
+
+/* --- for the unit tests --- */
+
+struct dns_resolver *
+dns_resolver_new_test(struct ev_loop *loop, const struct config_dns *d)
+{
+    return resolver_new(loop, d);
+}
+
+void
+dns_cache_put_test(struct dns_resolver *r, enum dns_type t, const char *name,
+                   const char *const *strs, size_t n, double now)
+{
+    uint32_t h = name_hash(t, name);
+    struct dns_entry *e = cache_find(r, t, name, h);
+    if (e == NULL) {
+        cache_trim(r, now, sizeof(*e));
+        e = xcalloc(1, sizeof(*e));
+        e->type = t;
+        snprintf(e->name, sizeof(e->name), "%s", name);
+        e->hash = h;
+        e->r = r;
+        e->hnext = r->buckets[h % r->nbuckets];
+        r->buckets[h % r->nbuckets] = e;
+        r->count++;
+    } else {
+        age_unlink(r, e);
+    }
+    age_push(r, e);
+    answer_clear(&e->answer);
+    e->answer.status = DNS_OK;
+    for (size_t i = 0; i < n; i++)
+        add_str(&e->answer, strs[i], strlen(strs[i]));
+    e->expires = now + (t == DNS_T_A ? r->max_ttl_s : MOAT_MIN(r->max_ttl_s, DNS_PTR_TTL_S));
+    entry_charge(r, e);
+}
+
+bool
+dns_cache_has_test(struct dns_resolver *r, enum dns_type t, const char *name)
+{
+    return cache_find(r, t, name, name_hash(t, name)) != NULL;
+}
+
+void
+dns_cache_stats(const struct dns_resolver *r, size_t *count, size_t *bytes)
+{
+    *count = r->count;
+    *bytes = r->bytes;
 }

@@ -15,6 +15,13 @@ struct session_env;
 struct config;
 struct dns_resolver;
 struct dns_entry;
+struct ev_loop;
+struct config_dns;
+
+/* One answer keeps at most this many bytes of strings (PTR, TXT, MX): the rest is dropped and
+ * the answer marked truncated. A cache's byte budget is never below DNS_CACHE_BYTES_MIN. */
+#define DNS_ANSWER_MAX_BYTES 16384
+#define DNS_CACHE_BYTES_MIN 65536
 
 enum dns_type { DNS_T_A = 0, DNS_T_AAAA, DNS_T_PTR, DNS_T_TXT, DNS_T_MX };
 enum dns_status {
@@ -30,6 +37,7 @@ struct dns_answer {
     char **strs;            /* PTR names, TXT records (chunks joined), MX hosts by preference */
     struct dns_addr *addrs; /* A / AAAA */
     bool bad_reply;         /* the server answered something c-ares refused to parse */
+    bool truncated;         /* over DNS_ANSWER_MAX_BYTES, a record or the record count: cut */
 };
 
 struct dns_waiter;
@@ -43,8 +51,9 @@ struct dns_waiter {
     bool ready; /* on the resolver's delivery list rather than the entry's */
 };
 
-/* The resolver of e's loop for c's [dns] section, created on first use (and anew when a reload
- * changed it), with one more user: give it back with dns_resolver_put(). */
+/* The resolver of e's loop for c's [dns] section, created on first use (and anew when a
+ * reload changed it), with one more user: give it back with dns_resolver_put(). NULL (logged)
+ * when c-ares cannot make a channel: the caller goes without DNS checks. */
 struct dns_resolver *dns_resolver_get(struct session_env *e, const struct config *c);
 void dns_resolver_put(struct dns_resolver *r);
 /* Look name up; w->done runs later from the loop, exactly once unless cancelled. w must stay
@@ -57,5 +66,16 @@ bool dns_waiting(const struct dns_waiter *w);
 /* At the loop's end, on its thread, with the older resolvers still chained to it. NULL is fine. */
 void dns_resolver_free(struct dns_resolver *r);
 const char *dns_status_name(enum dns_status s);
+/* The bytes of strings and addresses an answer holds (what the cache charges for it). */
+size_t dns_answer_bytes(const struct dns_answer *a);
+
+/* For the unit tests of the cache's accounting: a resolver on loop that never queries (its
+ * channel points at no server), answers put into its cache as if they had come in at `now`,
+ * and the cache's totals. */
+struct dns_resolver *dns_resolver_new_test(struct ev_loop *loop, const struct config_dns *d);
+void dns_cache_put_test(struct dns_resolver *r, enum dns_type t, const char *name,
+                        const char *const *strs, size_t n, double now);
+bool dns_cache_has_test(struct dns_resolver *r, enum dns_type t, const char *name);
+void dns_cache_stats(const struct dns_resolver *r, size_t *count, size_t *bytes);
 
 #endif

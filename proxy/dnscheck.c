@@ -162,6 +162,10 @@ dnscheck_start(struct session *s)
     d->cd = cd;
     d->enforce = enforce;
     d->r = dns_resolver_get(s->env, s->conf);
+    if (d->r == NULL) { /* no resolver (logged): this session goes without DNS checks */
+        free(d);
+        return NULL;
+    }
     if (dns_addr_from_sockaddr((const struct sockaddr *)&s->peer, &d->client) != 0)
         return d; /* not an IP client: nothing to check */
     char q[DNSNAME_MAX + 2];
@@ -193,6 +197,9 @@ dc_spf_clear(struct dnscheck *d)
         free(e->name);
     }
     d->nstore = 0;
+    d->spf_bytes = 0;
+    d->spf_too_big = false;
+    d->spf_answer_cut = false;
 }
 
 void

@@ -14,6 +14,9 @@
 #define DC_SENDER_MAX 320
 #define RDNS_MAX_NAMES 5
 #define SPF_STORE_MAX 128
+/* The DNS data (TXT strings, MX names, addresses) one SPF evaluation may fetch: over it, or on an
+ * answer cut at DNS_ANSWER_MAX_BYTES, the result is permerror (RFC 7208 §4.6.4: a limit). */
+#define SPF_FETCH_MAX_BYTES 65536
 
 enum check_state { CHK_OFF = 0, CHK_PENDING, CHK_OK, CHK_NONE, CHK_TEMP, CHK_BAD };
 
@@ -69,6 +72,9 @@ struct dnscheck {
     struct spf_outcome spf_out;
     struct spf_stored store[SPF_STORE_MAX];
     size_t nstore;
+    size_t spf_bytes;    /* fetched by this evaluation */
+    bool spf_too_big;    /* over SPF_FETCH_MAX_BYTES, or an answer was cut */
+    bool spf_answer_cut; /* one answer over DNS_ANSWER_MAX_BYTES */
     char spf_header[1024];
     char reply[256];
     unsigned logged; /* findings already logged, one bit per check */

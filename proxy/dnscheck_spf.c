@@ -32,6 +32,11 @@ store_add(struct dnscheck *d, enum spf_qtype t, const char *name, const struct d
 {
     if (d->nstore >= SPF_STORE_MAX)
         return;
+    d->spf_bytes += dns_answer_bytes(a);
+    if (a->truncated)
+        d->spf_answer_cut = true;
+    if (a->truncated || d->spf_bytes > SPF_FETCH_MAX_BYTES)
+        d->spf_too_big = true;
     struct spf_stored *e = &d->store[d->nstore++];
     memset(e, 0, sizeof(*e));
     e->t = t;
@@ -109,6 +114,20 @@ static bool
 spf_run(struct dnscheck *d)
 {
     struct spf_resolver res = {store_lookup, d};
+    if (d->spf_too_big) {
+        memset(&d->spf_out, 0, sizeof(d->spf_out));
+        d->spf_out.result = SPF_PERMERROR;
+        if (d->spf_answer_cut)
+            snprintf(d->spf_out.why, sizeof(d->spf_out.why),
+                     "DNS answer over the SPF limit of %u bytes", (unsigned)DNS_ANSWER_MAX_BYTES);
+        else
+            snprintf(d->spf_out.why, sizeof(d->spf_out.why),
+                     "DNS data over the SPF limit of %u bytes", (unsigned)SPF_FETCH_MAX_BYTES);
+        d->spf = CHK_OK;
+        spf_header(d);
+        spf_log(d);
+        return true;
+    }
     if (spf_check(&res, &d->spf_req, &d->spf_out) != SPF_PENDING) {
         d->spf = CHK_OK;
         spf_header(d);

@@ -12,11 +12,15 @@
 /* id, name in the log line (event=NAME), /metrics counter moved by every such line */
 #define MOAT_LOG_EVENTS(X)                                                                         \
     X(EV_ACCEPT_PAUSED, "accept_paused", STAT_MARK_NONE)                                           \
+    X(EV_AUTH_BUSY, "auth_busy", STAT_MARK_NONE)                                                   \
     X(EV_AUTH_FAILED, "auth_failed", STAT_MARK_NONE)                                               \
     X(EV_AUTH_READY, "auth_ready", STAT_MARK_NONE)                                                 \
     X(EV_AUTH_TIMEOUT, "auth_timeout", STAT_MARK_NONE)                                             \
     X(EV_AUTH_UNAVAILABLE, "auth_unavailable", STAT_MARK_NONE)                                     \
+    X(EV_BACKEND_421, "backend_421", STAT_MARK_NONE)                                               \
     X(EV_BACKEND_BAD_REPLY, "backend_bad_reply", STAT_MARK_NONE)                                   \
+    X(EV_BACKEND_CHECK, "backend_check", STAT_MARK_NONE)                                           \
+    X(EV_BACKEND_CHECK_DONE, "backend_check_done", STAT_MARK_NONE)                                 \
     X(EV_BACKEND_CONNECT_FAILED, "backend_connect_failed", STAT_MARK_BACKEND_CONNECT_FAILURE)      \
     X(EV_BACKEND_CONNECTED, "backend_connected", STAT_MARK_NONE)                                   \
     X(EV_BACKEND_GREETING, "backend_greeting", STAT_MARK_NONE)                                     \
@@ -29,6 +33,7 @@
     X(EV_CLOSE, "close", STAT_MARK_NONE)                                                           \
     X(EV_DNS_REFUSE, "dns_refuse", STAT_MARK_NONE)                                                 \
     X(EV_DNS_SERVERS_BAD, "dns_servers_bad", STAT_MARK_NONE)                                       \
+    X(EV_DNS_UNAVAILABLE, "dns_unavailable", STAT_MARK_NONE)                                       \
     X(EV_DNS_WARN, "dns_warn", STAT_MARK_NONE)                                                     \
     X(EV_DNS_WOULD_REFUSE, "dns_would_refuse", STAT_MARK_NONE)                                     \
     X(EV_DNSBL, "dnsbl", STAT_MARK_NONE)                                                           \
@@ -48,6 +53,7 @@
     X(EV_POP3_STATE, "pop3_state", STAT_MARK_NONE)                                                 \
     X(EV_POP3_UNKNOWN, "pop3_unknown", STAT_MARK_NONE)                                             \
     X(EV_PRIVILEGES_DROPPED, "privileges_dropped", STAT_MARK_NONE)                                 \
+    X(EV_PROXY_HEADER_FAILED, "proxy_header_failed", STAT_MARK_NONE)                               \
     X(EV_RDNS_BAD_NAME, "rdns_bad_name", STAT_MARK_NONE)                                           \
     X(EV_REFUSED, "refused", STAT_MARK_NONE)                                                       \
     X(EV_RELAY_DENIED, "relay_denied", STAT_MARK_REFUSED_RELAY)                                    \
@@ -55,6 +61,7 @@
     X(EV_RELOAD_FAILED, "reload_failed", STAT_MARK_NONE)                                           \
     X(EV_RELOAD_PARTIAL, "reload_partial", STAT_MARK_NONE)                                         \
     X(EV_RELOADED, "reloaded", STAT_MARK_NONE)                                                     \
+    X(EV_REPLY_TOO_LONG, "reply_too_long", STAT_MARK_NONE)                                         \
     X(EV_ROOT_REFUSED, "root_refused", STAT_MARK_NONE)                                             \
     X(EV_RUNNING_AS_ROOT, "running_as_root", STAT_MARK_NONE)                                       \
     X(EV_SASL_LOG, "sasl_log", STAT_MARK_NONE)                                                     \

@@ -130,7 +130,7 @@ admission_control(enum admission_verdict v)
 static void
 refuse(int fd, const struct config *conf, const struct config_listener *l, enum admission_verdict v)
 {
-    char line[256];
+    char line[512]; /* a 253-character hostname fits */
     int n = admission_refusal(line, sizeof(line), conf, l, v);
     if (n > 0)
         (void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);

@@ -3,7 +3,8 @@
  * every error as FILE:LINE: key: what is wrong), builds TLS, binds listeners, drops privileges,
  * starts the workers and then runs the signal handling and accept loop until SIGTERM/SIGINT,
  * when it stops accepting, drains the workers and exits 0. SIGHUP builds a new generation off
- * to the side and switches to it only if it is complete; `-T` prints DANE TLSA records.
+ * to the side and switches to it only if it is complete; `-T` prints DANE TLSA records; `-B`
+ * checks the backends (also run at start and after a reload, off the serving path).
  */
 #include <errno.h>
 #include <grp.h>
@@ -20,6 +21,7 @@
 
 #include "config.h"
 #include "auth.h"
+#include "backendcheck.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
@@ -40,10 +42,13 @@ struct runtime {
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: moat [-t|-T] -c FILE\n"
+    fprintf(f, "usage: moat [-t|-T|-B] -c FILE\n"
                "  -c FILE  configuration file (INI)\n"
                "  -t       check the configuration, print every error, exit\n"
                "  -T       print the DANE TLSA 3 1 1 record of each certificate, exit\n"
+               "  -B       check every backend as moat would talk to it (reachable, greeting,\n"
+               "           identity hand-off accepted and honoured, relay for moat's address,\n"
+               "           IPv6 clients, AUTH), one line per check; exit 1 if one failed\n"
                "  -h       this help\n");
 }
 
@@ -208,6 +213,7 @@ on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
     rt->conf = conf;
     rt->tls = tls;
     log_msg(LOG_INFO, EV_RELOADED, "certificates=%zu", conf->tls.ncerts);
+    backendcheck_start(conf);
 }
 
 static unsigned
@@ -299,8 +305,10 @@ run(struct config *conf, struct tls_ctx *tls)
     listeners_start(rt.listeners, loop, conf, tls, rt.workers, rt.nworkers);
     metrics_start(rt.metrics, loop, conf);
     log_msg(LOG_INFO, EV_STARTED, "workers=%u", rt.nworkers);
+    backendcheck_start(conf); /* a thread: warnings in the log, never a delay */
     ev_run(loop, 0);
 
+    backendcheck_stop();
     auth_stop();
     workers_join(rt.workers, rt.nworkers);
     listeners_close(rt.listeners);
@@ -339,8 +347,9 @@ main(int argc, char **argv)
     const char *path = NULL;
     bool check_only = false;
     bool tlsa = false;
+    bool check_backends = false;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tTh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tTBh")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -350,6 +359,9 @@ main(int argc, char **argv)
             break;
         case 'T':
             tlsa = true;
+            break;
+        case 'B':
+            check_backends = true;
             break;
         case 'h':
             usage(stdout);
@@ -376,6 +388,12 @@ main(int argc, char **argv)
     }
     config_errors_free(&errs);
     protocols_bind(conf);
+    if (check_backends) {
+        unsigned failed = backendcheck_print(conf, stdout);
+        config_unref(conf);
+        tls_library_cleanup();
+        return failed > 0 ? 1 : 0;
+    }
     if (tlsa) {
         int trc = print_tlsa(conf);
         config_unref(conf);

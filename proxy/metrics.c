@@ -127,7 +127,7 @@ mconn_respond(struct mconn *c, int status, const char *reason, const char *body,
                          ? "text/plain; version=0.0.4; charset=utf-8"
                          : "text/plain; charset=utf-8",
                      body_len);
-    c->out_len = (size_t)n;
+    c->out_len = n > 0 && (size_t)n < cap ? (size_t)n : 0;
     if (!head) {
         memcpy(c->out + c->out_len, body, body_len);
         c->out_len += body_len;

@@ -134,6 +134,8 @@ void session_set_phase(struct session *s, enum session_phase p);
  * then closed with REASON_BUFFER_FULL. */
 int session_reply(struct session *s, const char *p, size_t n);
 int session_replyf(struct session *s, const char *fmt, ...) MOAT_PRINTF(2, 3);
+/* prefix, then text (n bytes, e.g. a SASL challenge of any size), then CRLF. */
+int session_reply_line(struct session *s, const char *prefix, const char *text, size_t n);
 /* STARTTLS, called from on_client_input BEFORE queuing the go-ahead reply: on START_TLS_OK,
  * once the reply queued in this callback is flushed, every buffered client byte is discarded
  * and the TLS handshake starts; on_tls_ready follows. The protocol must not process further

@@ -1,7 +1,8 @@
 /*
  * proxy_proto.c: PROXY protocol v1/v2 header builders (haproxy doc/proxy-protocol.txt §2.1,
  * §2.2). v2 carries PP2_TYPE_SSL with PP2_CLIENT_SSL when the client used TLS, so Dovecot treats
- * the session as secured. IPv4-mapped IPv6 addresses are sent as IPv4.
+ * the session as secured. IPv4-mapped IPv6 addresses are sent as IPv4. Never UNKNOWN/UNSPEC:
+ * the backend would take the connection's own (moat's, trusted) address as the client's.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -42,16 +43,13 @@ proxy_v1_build(char *out, size_t cap, const struct sockaddr *src, const struct s
     unsigned char s[16], d[16];
     uint16_t sp = 0, dp = 0;
     int fs = addr_raw(src, s, &sp), fd = addr_raw(dst, d, &dp);
-    int n;
-    if (fs < 0 || fs != fd) {
-        n = snprintf(out, cap, "PROXY UNKNOWN\r\n");
-    } else {
-        char st[INET6_ADDRSTRLEN], dt[INET6_ADDRSTRLEN];
-        inet_ntop(fs, s, st, sizeof(st));
-        inet_ntop(fd, d, dt, sizeof(dt));
-        n = snprintf(out, cap, "PROXY %s %s %s %u %u\r\n", fs == AF_INET ? "TCP4" : "TCP6", st, dt,
+    if (fs < 0 || fs != fd)
+        return 0;
+    char st[INET6_ADDRSTRLEN], dt[INET6_ADDRSTRLEN];
+    inet_ntop(fs, s, st, sizeof(st));
+    inet_ntop(fd, d, dt, sizeof(dt));
+    int n = snprintf(out, cap, "PROXY %s %s %s %u %u\r\n", fs == AF_INET ? "TCP4" : "TCP6", st, dt,
                      ntohs(sp), ntohs(dp));
-    }
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
@@ -74,14 +72,12 @@ proxy_v2_build(unsigned char *out, size_t cap, const struct sockaddr *src,
     unsigned char s[16], d[16];
     uint16_t sp = 0, dp = 0;
     int fs = addr_raw(src, s, &sp), fd = addr_raw(dst, d, &dp);
-    if (cap < 16 + 36)
+    if (cap < 16 + 36 || fs < 0 || fs != fd)
         return 0;
     memcpy(out, v2_sig, sizeof(v2_sig));
     out[12] = 0x21; /* version 2, PROXY */
     size_t pos = 16;
-    if (fs < 0 || fs != fd) {
-        out[13] = 0x00; /* UNSPEC: addresses unknown */
-    } else if (fs == AF_INET) {
+    if (fs == AF_INET) {
         out[13] = 0x11;
         memcpy(out + pos, s, 4);
         memcpy(out + pos + 4, d, 4);

@@ -18,8 +18,9 @@ struct proxy_tls_info {
     const char *cipher;  /* or NULL */
 };
 
-/* Return the header length, or 0 when it does not fit or the families differ (v1 then falls back
- * to "PROXY UNKNOWN"). */
+/* Return the header length, or 0 when it does not fit, an address is not IPv4/IPv6 or the
+ * families differ: never "PROXY UNKNOWN" nor UNSPEC (the backend would fall back to the
+ * connection's own address, moat's, which it trusts). */
 size_t proxy_v1_build(char *out, size_t cap, const struct sockaddr *src,
                       const struct sockaddr *dst);
 size_t proxy_v2_build(unsigned char *out, size_t cap, const struct sockaddr *src,

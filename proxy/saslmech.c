@@ -176,6 +176,12 @@ server_line(struct sasl_exchange *x, const char *line, size_t n)
         x->has_resp = false;
         return SASL_STEP_BAD;
     }
+    bool scram = x->mech == SASL_MECH_SCRAM_SHA_1 || x->mech == SASL_MECH_SCRAM_SHA_256;
+    if (scram && len > SASL_SCRAM_RESP_MAX) {
+        explicit_bzero(x->resp, sizeof(x->resp));
+        x->has_resp = false;
+        return SASL_STEP_BAD;
+    }
     x->resp_len = (size_t)len;
     x->step++;
     return SASL_STEP_SERVER;

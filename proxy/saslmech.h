@@ -12,6 +12,9 @@
 #define SASL_USER_MAX 255
 #define SASL_PASS_MAX 1024
 #define SASL_RESP_MAX 2048 /* a decoded client response of a mechanism Cyrus SASL runs */
+/* A decoded SCRAM response: Cyrus echoes the client's nonce into its challenge, so what it may
+ * see is bounded well below what a challenge line can carry. */
+#define SASL_SCRAM_RESP_MAX 1024
 
 /* PLAIN and LOGIN are framed here; the others are run by the auth service (Cyrus SASL), this
  * file only decoding their client lines (sasl_mech_is_server). */
@@ -50,7 +53,8 @@ struct sasl_exchange {
     /* sasl_mech_is_server(): the last client line, decoded; wiped by whoever consumes it */
     unsigned char resp[SASL_RESP_MAX];
     size_t resp_len;
-    bool has_resp; /* false: no initial response (the server speaks first) */
+    bool has_resp;       /* false: no initial response (the server speaks first) */
+    bool server_started; /* the auth service holds this exchange's job (session_auth_step) */
 };
 
 /* Case-insensitive mechanism name; SASL_MECH_NONE if unknown. */

@@ -49,13 +49,16 @@ session_set_phase(struct session *s, enum session_phase p)
     const struct config_timeouts *t = &s->listener->timeouts;
     double now = ev_now(s->env->loop);
     s->phase = p;
-    session_count_handshake(s, p == PHASE_HANDSHAKE);
+    if (p == PHASE_COMMAND || p == PHASE_DATA || p == PHASE_RELAY)
+        s->past_preauth = true;
+    /* a handshake counts once the client's first bytes arrived (session_tls_started) */
+    session_count_handshake(s, p == PHASE_HANDSHAKE && s->client.tls != NULL);
     s->phase_deadline = 0;
     s->idle_s = 0;
     switch (p) {
     case PHASE_HANDSHAKE:
-        /* absolute: trickled handshake bytes never extend it */
-        s->phase_deadline = now + t->handshake_ms / 1000.0;
+        /* until the first byte: a silent socket goes quickly */
+        s->phase_deadline = now + MOAT_MIN(t->tls_first_byte_ms, t->handshake_ms) / 1000.0;
         break;
     case PHASE_PREAUTH:
     case PHASE_AUTH:
@@ -81,9 +84,25 @@ session_set_phase(struct session *s, enum session_phase p)
     session_timer_arm(s);
 }
 
+/* The client's first handshake bytes arrived: the handshake counts for max_tls_handshakes from
+ * now, and gets its whole (absolute) time from now on. */
+void
+session_tls_started(struct session *s)
+{
+    if (s->phase != PHASE_HANDSHAKE)
+        return;
+    session_count_handshake(s, true);
+    s->phase_deadline = ev_now(s->env->loop) + s->listener->timeouts.handshake_ms / 1000.0;
+    session_timer_arm(s);
+}
+
+/* The pre-auth phases, until the client logged in or its session was handed off: a backend leg
+ * re-opened later (PHASE_CONNECT, PHASE_HANDOFF) is not pre-auth any more. */
 bool
 session_in_preauth(const struct session *s)
 {
+    if (s->past_preauth || s->user[0] != '\0')
+        return false;
     switch (s->phase) {
     case PHASE_ACCEPT:
     case PHASE_HANDSHAKE:
@@ -182,7 +201,13 @@ session_vwrite(struct session *s, struct conn *c, const char *fmt, va_list ap)
 {
     char line[2048];
     int n = vsnprintf(line, sizeof(line), fmt, ap);
-    MOAT_ASSERT(n >= 0 && (size_t)n < sizeof(line));
+    if (n < 0 || (size_t)n >= sizeof(line)) {
+        /* never a cut line (it would lose its CRLF): end the session instead */
+        session_log(s, LOG_WARN, EV_REPLY_TOO_LONG, "leg=%s",
+                    c == &s->client ? "client" : "backend");
+        session_close(s, REASON_INTERNAL);
+        return -1;
+    }
     return session_write(s, c, line, (size_t)n);
 }
 
@@ -190,6 +215,15 @@ int
 session_reply(struct session *s, const char *p, size_t n)
 {
     return session_write(s, &s->client, p, n);
+}
+
+int
+session_reply_line(struct session *s, const char *prefix, const char *text, size_t n)
+{
+    if (session_write(s, &s->client, prefix, strlen(prefix)) != 0 ||
+        session_write(s, &s->client, text, n) != 0)
+        return -1;
+    return session_write(s, &s->client, "\r\n", 2);
 }
 
 int

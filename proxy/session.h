@@ -62,10 +62,11 @@ struct session {
     bool in_backend_dispatch;
     bool redispatch;
     bool kicked;
-    bool client_eof;              /* the client closed its side: answer what it asked, then close */
-    bool in_handshake;            /* counted in admission's TLS handshakes in progress */
-    const char *timeout_name;     /* the timeout that ended the session, for the closing line */
-    bool draining;                /* shutdown asked; close when idle */
+    bool client_eof;          /* the client closed its side: answer what it asked, then close */
+    bool in_handshake;        /* counted in admission's TLS handshakes in progress */
+    bool past_preauth;        /* reached a post-auth phase once: preauth_total no longer applies */
+    const char *timeout_name; /* the timeout that ended the session, for the closing line */
+    bool draining;            /* shutdown asked; close when idle */
     bool resume_on_backend_drain; /* session_input_pause_until_backend_drained() */
     struct session *prev, *next;  /* worker's list */
     struct session *kick_next;    /* worker's list of sessions to re-dispatch */
@@ -98,6 +99,7 @@ void session_kick_run(struct session *s);
 /* session.c, for the events in session_events.c and the session's services */
 void session_timer_arm(struct session *s);
 bool session_in_preauth(const struct session *s);
+void session_tls_started(struct session *s); /* the client's first handshake bytes arrived */
 double session_last_activity(const struct session *s); /* client (and backend in the relay) */
 void session_dispatch(struct session *s);              /* client input to the protocol */
 void session_client_eof(struct session *s);
@@ -114,5 +116,10 @@ bool session_auth_on_timer(struct session *s, double now);
 void session_auth_cancel(struct session *s);
 
 void backend_attempt_failed(struct session *s, const char *why);
+
+/* In-process tests only (tests/fuzz/fuzz_session.c): session_is_tls() is true for every
+ * session, so the auth state machines are reachable without a TLS handshake. moat never sets
+ * it. */
+extern bool session_test_assume_tls;
 
 #endif

@@ -1,14 +1,17 @@
 /*
  * session_auth.c: the auth services a session offers its protocol (protocol.h): a `sasl`
  * verification (a password check, or the steps of CRAM-MD5 / SCRAM-*, whose sasl_conn_t waits
- * in a parked job between steps) handed to the auth pool and its result brought back on the
- * worker's loop, the
- * job deadline, the brute-force control (delayed failure replies, per-session limit, bans) and
- * the login / failure log lines. A job that outlives its session never touches it; no password
- * is ever logged, and every copy is wiped.
+ * in a parked job between steps, dropped when the exchange is abandoned) handed to the auth pool
+ * and its result brought back on the worker's loop, the job deadline, the brute-force control
+ * (delayed failure replies, per-session limit, bans, smart lockout over the user-name and
+ * familiar-address tables) and the login / failure log lines. A job that outlives its session
+ * never touches it; no password is ever logged, and every copy is wiped. Nothing a client sends
+ * can trip an assertion here: a state it should not reach ends the session.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "admission.h"
 #include "auth.h"
@@ -93,7 +96,10 @@ on_job_posted(struct worker_msg *m)
         auth_job_dispose(&sj->job);
         return;
     }
-    MOAT_ASSERT(s->auth_job == &sj->job);
+    if (s->auth_job != &sj->job) { /* not the session's job any more: never its result */
+        auth_job_dispose(&sj->job);
+        return;
+    }
     struct log_line l;
     log_begin(&l, sj->job.status == AUTH_TEMPFAIL ? LOG_WARN : LOG_DEBUG, EV_SASL_RESULT);
     if (!l.skip) {
@@ -157,6 +163,21 @@ job_fill(struct session *s, struct auth_job *j, const struct credentials *c)
         j->cred = *c;
     j->on_done = on_job_done;
     j->owner = s;
+    admission_client_key(&j->client, s->listener, session_client_sockaddr(s));
+}
+
+/* Hand a job to the pool; false: refused (logged), answer a temporary failure. */
+static bool
+submit(struct session *s, struct auth_job *j)
+{
+    int r = auth_submit(j);
+    if (r == AUTH_SUBMIT_OK)
+        return true;
+    const char *why = !auth_ready()                  ? "no_pool"
+                      : r == AUTH_SUBMIT_CLIENT_BUSY ? "client_busy"
+                                                     : "queue_full";
+    session_log(s, LOG_WARN, EV_AUTH_UNAVAILABLE, "why=%s", why);
+    return false;
 }
 
 static struct session_job *
@@ -169,19 +190,33 @@ session_job_new(struct session *s, const struct credentials *c)
     return sj;
 }
 
+/* A new check or exchange while one is running: the protocols pause input until the result,
+ * so only a defect gets here; the session ends rather than the process. A job parked between
+ * steps of an exchange the protocol abandoned is dropped first. */
+static bool
+auth_busy(struct session *s)
+{
+    session_auth_abort(s);
+    if (s->auth_job == NULL && s->auth_deadline == 0 && s->hold_until == 0)
+        return false;
+    session_log(s, LOG_WARN, EV_AUTH_BUSY, "state=%s",
+                s->proto->state_name != NULL ? s->proto->state_name(s) : "?");
+    session_close(s, REASON_PROTOCOL_ERROR);
+    return true;
+}
+
 void
 session_auth_verify(struct session *s, const struct credentials *c, enum sasl_mech m)
 {
-    MOAT_ASSERT(s->auth_job == NULL && s->auth_deadline == 0);
+    if (auth_busy(s))
+        return;
     session_input_pause(s);
     if (session_auth_banned(s, c->user, c->user_len)) {
         deliver_later(s, AUTH_FAILED);
         return;
     }
     struct session_job *sj = session_job_new(s, c);
-    if (auth_submit(&sj->job) != 0) {
-        session_log(s, LOG_WARN, EV_AUTH_UNAVAILABLE, "why=%s",
-                    auth_ready() ? "queue_full" : "no_pool");
+    if (!submit(s, &sj->job)) {
         auth_job_free(&sj->job);
         deliver_later(s, AUTH_TEMPFAIL);
         return;
@@ -195,22 +230,29 @@ session_auth_verify(struct session *s, const struct credentials *c, enum sasl_me
 void
 session_auth_step(struct session *s, struct sasl_exchange *x)
 {
-    MOAT_ASSERT(s->auth_deadline == 0 && sasl_mech_is_server(x->mech));
-    session_input_pause(s);
     struct session_job *sj = NULL;
-    if (s->auth_job != NULL) {
-        sj = session_job_of(s->auth_job);
-        MOAT_ASSERT(!sj->in_pool);
+    bool parked = s->auth_job != NULL && !session_job_of(s->auth_job)->in_pool;
+    if (x->server_started && parked && s->auth_deadline == 0 && s->hold_until == 0) {
+        sj = session_job_of(s->auth_job); /* the next step of this exchange */
         sj->job.kind = AUTH_JOB_STEP;
-    } else if (session_auth_banned(s, NULL, 0)) {
-        explicit_bzero(x->resp, sizeof(x->resp));
-        deliver_later(s, AUTH_FAILED);
-        return;
+        session_input_pause(s);
     } else {
+        if (auth_busy(s)) { /* drops the job of an abandoned exchange */
+            explicit_bzero(x->resp, sizeof(x->resp));
+            return;
+        }
+        session_input_pause(s);
+        if (x->server_started || !sasl_mech_is_server(x->mech) ||
+            session_auth_banned(s, NULL, 0)) { /* its job is gone, or not ours to run */
+            explicit_bzero(x->resp, sizeof(x->resp));
+            deliver_later(s, AUTH_FAILED);
+            return;
+        }
         sj = session_job_new(s, NULL);
         sj->job.kind = AUTH_JOB_START;
         sj->job.mech = x->mech;
         sj->job.has_in = x->has_resp;
+        x->server_started = true;
     }
     size_t n = MOAT_MIN(x->resp_len, sizeof(sj->job.in));
     memcpy(sj->job.in, x->resp, n);
@@ -219,9 +261,7 @@ session_auth_step(struct session *s, struct sasl_exchange *x)
     x->resp_len = 0;
     x->has_resp = false;
     s->auth_job = NULL;
-    if (auth_submit(&sj->job) != 0) {
-        session_log(s, LOG_WARN, EV_AUTH_UNAVAILABLE, "why=%s",
-                    auth_ready() ? "queue_full" : "no_pool");
+    if (!submit(s, &sj->job)) {
         explicit_bzero(sj->job.in, sizeof(sj->job.in));
         auth_job_dispose(&sj->job);
         deliver_later(s, AUTH_TEMPFAIL);
@@ -313,15 +353,49 @@ session_auth_on_timer(struct session *s, double now)
     return true;
 }
 
+/* User-name failures and bans, and familiar addresses: bounded tables of their own, made once
+ * per process with random seeds, shared by every worker (the tables lock themselves). */
+#define AUTH_USERS_MAX 8192
+#define AUTH_FAMILIAR_MAX 16384
+
+static struct {
+    pthread_once_t once;
+    struct ratetable *users;
+    struct familiar *familiar;
+} guard_tables = {.once = PTHREAD_ONCE_INIT};
+
+static uint64_t
+random_seed(void)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+        seed = moat_now_ms() ^ (uint64_t)(uintptr_t)&seed;
+    return seed;
+}
+
+static void
+guard_tables_make(void)
+{
+    guard_tables.users = ratetable_new(AUTH_USERS_MAX, random_seed());
+    guard_tables.familiar = familiar_new(AUTH_FAMILIAR_MAX, random_seed());
+}
+
+static struct authguard
+guard(void)
+{
+    pthread_once(&guard_tables.once, guard_tables_make);
+    return (struct authguard){.clients = admission_table(),
+                              .users = guard_tables.users,
+                              .familiar = guard_tables.familiar};
+}
+
 bool
 session_auth_banned(struct session *s, const char *user, size_t user_len)
 {
-    struct ratetable *t = admission_table();
-    if (t == NULL)
-        return false;
+    struct authguard g = guard();
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
-    return authguard_banned(t, &k, user, user_len, moat_now_ms());
+    return authguard_banned(&g, &s->listener->auth_conf, &k, user, user_len, moat_now_ms());
 }
 
 static void
@@ -345,6 +419,8 @@ log_failure(struct session *s, const char *user, size_t user_len, const char *me
         log_kv(&l, "ban", "client");
     if (v->user_banned)
         log_kv(&l, "ban_user", "yes");
+    if (v->familiar)
+        log_kv(&l, "familiar", "yes");
     if (last)
         log_kv(&l, "close", "max_failures");
     log_end(&l);
@@ -357,17 +433,18 @@ session_auth_failed(struct session *s, const char *user, size_t user_len, const 
     const struct config_auth *a = &s->listener->auth_conf;
     struct authguard_verdict v = {0};
     s->auth_failures++;
-    struct ratetable *t = admission_table();
-    if (t != NULL) {
-        struct ratetable_key k;
-        admission_client_key(&k, s->listener, session_client_sockaddr(s));
-        authguard_failure(t, a, &k, user, user_len, s->auth_failures, moat_now_ms(), &v);
-    } else
-        v.delay_ms = authguard_delay_ms(a, s->auth_failures);
+    struct authguard g = guard();
+    struct ratetable_key k;
+    admission_client_key(&k, s->listener, session_client_sockaddr(s));
+    authguard_failure(&g, a, &k, user, user_len, s->auth_failures, moat_now_ms(), &v);
     bool last = a->max_failures > 0 && s->auth_failures >= a->max_failures;
     log_failure(s, user, user_len, mech, &v, last);
     int n = snprintf(s->hold_reply, sizeof(s->hold_reply), "%s", last ? final_reply : reply);
-    MOAT_ASSERT(n > 0 && (size_t)n < sizeof(s->hold_reply));
+    if (n <= 0 || (size_t)n >= sizeof(s->hold_reply)) { /* a hostname too long for the reply */
+        explicit_bzero(s->hold_reply, sizeof(s->hold_reply));
+        session_close(s, REASON_INTERNAL);
+        return;
+    }
     s->hold_len = (size_t)n;
     s->hold_close = last;
     s->hold_until = loop_now(s) + v.delay_ms / 1000.0;
@@ -386,6 +463,10 @@ session_auth_login(struct session *s, const char *user, size_t user_len, const c
     memcpy(name, user, n);
     name[n] = '\0';
     session_set_user(s, name);
+    struct authguard g = guard();
+    struct ratetable_key k;
+    admission_client_key(&k, s->listener, session_client_sockaddr(s));
+    authguard_login(&g, &k, user, user_len, moat_now_ms());
     struct log_line l;
     log_begin(&l, LOG_INFO, EV_LOGIN);
     if (l.skip)

@@ -128,6 +128,15 @@ idle_timeout_name(enum session_phase p)
     return "preauth_idle";
 }
 
+/* The name of the timeout that ends the handshake phase now. */
+static const char *
+handshake_timeout_name(const struct session *s)
+{
+    const struct config_timeouts *t = &s->listener->timeouts;
+    return s->client.tls == NULL && t->tls_first_byte_ms < t->handshake_ms ? "tls_first_byte"
+                                                                           : "handshake";
+}
+
 /* In the relay the client's stream belongs to the backend: a farewell only where the protocol
  * allows unsolicited lines, and only between the backend's lines (a backend silent for the
  * whole idle period after a literal's "{n}" line is not told apart: that is a broken backend). */
@@ -184,7 +193,7 @@ on_timer(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     if (s->phase_deadline > 0 && now >= s->phase_deadline) {
-        s->timeout_name = s->phase == PHASE_HANDSHAKE ? "handshake" : "preauth_total";
+        s->timeout_name = s->phase == PHASE_HANDSHAKE ? handshake_timeout_name(s) : "preauth_total";
         session_end(s,
                     s->phase == PHASE_HANDSHAKE ? REASON_HANDSHAKE_TIMEOUT : REASON_TOTAL_TIMEOUT);
         return;
@@ -257,6 +266,9 @@ on_client_event(struct conn *c, enum conn_event ev)
         if (s->relaying)
             session_relay_pump(&s->backend, &s->client);
         return;
+    case CONN_EV_TLS_STARTED:
+        session_tls_started(s);
+        return;
     case CONN_EV_TLS_READY:
         client_tls_ready(s);
         return;
@@ -318,6 +330,7 @@ on_backend_event(struct conn *c, enum conn_event ev)
             session_input_resume(s);
         }
         return;
+    case CONN_EV_TLS_STARTED:
     case CONN_EV_TLS_READY:
         return;
     case CONN_EV_EOF:
@@ -378,7 +391,9 @@ session_finish(struct session *s)
     log_kv(&l, "sid", "%s", s->sid);
     log_kv(&l, "listener", "%s", s->listener->name);
     log_kv(&l, "proto", "%s", s->proto->name);
-    log_kv(&l, "client", "%s:%u", s->client_addr, s->client_port);
+    /* an IPv6 address in brackets, so that address and port can be split */
+    bool v6 = strchr(s->client_addr, ':') != NULL;
+    log_kv(&l, "client", v6 ? "[%s]:%u" : "%s:%u", s->client_addr, s->client_port);
     log_kv(&l, "tls", "%s", s->tls_version ? s->tls_version : "none");
     if (s->tls_cipher != NULL)
         log_kv(&l, "cipher", "%s", s->tls_cipher);

@@ -47,6 +47,9 @@ struct tls_ctx {
     WOLFSSL_CTX *ctx; /* holds the policy and the first (default) certificate */
     struct tls_cert certs[CONFIG_MAX_CERTS];
     size_t ncerts;
+    const char *group_names[8]; /* wolfSSL_get_curve_name() spelling of each configured group */
+    size_t ngroups;
+    unsigned short ecdhe_size; /* octets of the first configured NIST curve, or 0 */
 };
 
 struct tls {
@@ -169,6 +172,8 @@ on_servername(WOLFSSL *ssl, int *alert, void *arg)
                 *alert = internal_error;
                 return fatal_return;
             }
+            if (tc->ecdhe_size != 0) /* the key just loaded reset it (ctx_set_groups) */
+                (void)wolfSSL_SetTmpEC_DHE_Sz(ssl, tc->ecdhe_size);
             return 0;
         }
     }
@@ -341,35 +346,123 @@ tls_spki_sha256(const char *cert_file, unsigned char out[32], const char **err_o
     return rc;
 }
 
+/* The groups moat knows: config spelling, TLS id, wolfSSL_get_curve_name()'s spelling, and the
+ * size in octets of a NIST curve (what wolfSSL's TLS 1.2 curve choice goes by). */
+static const struct {
+    const char *name;
+    int id;
+    const char *curve_name;
+    unsigned short octets;
+} known_groups[] = {
+    {"X25519", WOLFSSL_ECC_X25519, "X25519", 0},
+    {"X448", WOLFSSL_ECC_X448, "X448", 0},
+    {"P-256", WOLFSSL_ECC_SECP256R1, "SECP256R1", 32},
+    {"P-384", WOLFSSL_ECC_SECP384R1, "SECP384R1", 48},
+    {"P-521", WOLFSSL_ECC_SECP521R1, "SECP521R1", 66},
+    {"secp256r1", WOLFSSL_ECC_SECP256R1, "SECP256R1", 32},
+    {"secp384r1", WOLFSSL_ECC_SECP384R1, "SECP384R1", 48},
+};
+
+/* Parses "X25519:P-256" into known_groups indexes; -1 on an unknown name or too many. */
 static int
-parse_groups(const char *list, int *groups, int max)
+parse_groups(const char *list, size_t *idx, size_t max)
 {
-    static const struct {
-        const char *name;
-        int id;
-    } known[] = {{"X25519", WOLFSSL_ECC_X25519},      {"X448", WOLFSSL_ECC_X448},
-                 {"P-256", WOLFSSL_ECC_SECP256R1},    {"P-384", WOLFSSL_ECC_SECP384R1},
-                 {"P-521", WOLFSSL_ECC_SECP521R1},    {"secp256r1", WOLFSSL_ECC_SECP256R1},
-                 {"secp384r1", WOLFSSL_ECC_SECP384R1}};
-    int n = 0;
+    size_t n = 0;
     const char *p = list;
     while (*p != '\0') {
         size_t len = strcspn(p, ":, ");
         if (len > 0) {
             size_t k;
-            for (k = 0; k < ARRAY_SIZE(known); k++) {
-                if (strlen(known[k].name) == len && strncasecmp(known[k].name, p, len) == 0)
+            for (k = 0; k < ARRAY_SIZE(known_groups); k++) {
+                if (strlen(known_groups[k].name) == len &&
+                    strncasecmp(known_groups[k].name, p, len) == 0)
                     break;
             }
-            if (k == ARRAY_SIZE(known) || n == max)
+            if (k == ARRAY_SIZE(known_groups) || n == max)
                 return -1;
-            groups[n++] = known[k].id;
+            idx[n++] = k;
         }
         p += len;
         if (*p != '\0')
             p++;
     }
-    return n;
+    return (int)n;
+}
+
+/* Accept exactly the configured groups. wolfSSL_CTX_set_groups orders and limits TLS 1.3 key
+ * exchange only; a TLS 1.2 server picks its ECDHE curve from the client's list, restricted only
+ * by the compatibility layer's curve mask (set1_curves_list), and when nothing is left it falls
+ * back to the NIST curve of the "temporary key size": that size is the first configured NIST
+ * curve's (set in tls_ctx_new, after the key), so the fallback is a configured curve the client did
+ * not offer and the client ends the handshake. What remains (a build without the compatibility
+ * layer, or only X25519/X448 configured) is caught by tls_handshake's check of the negotiated
+ * group. */
+static int
+ctx_set_groups(struct tls_ctx *tc, const char *list)
+{
+    size_t idx[ARRAY_SIZE(tc->group_names)];
+    int n = parse_groups(list, idx, ARRAY_SIZE(idx));
+    if (n <= 0)
+        return -1;
+    int ids[ARRAY_SIZE(idx)];
+    char names[128] = "";
+    for (int i = 0; i < n; i++) {
+        ids[i] = known_groups[idx[i]].id;
+        tc->group_names[i] = known_groups[idx[i]].curve_name;
+        if (tc->ecdhe_size == 0)
+            tc->ecdhe_size = known_groups[idx[i]].octets;
+        if (i > 0)
+            strcat(names, ":");
+        strcat(names, known_groups[idx[i]].name); /* 8 names of at most 9 bytes each */
+    }
+    tc->ngroups = (size_t)n;
+    if (wolfSSL_CTX_set_groups(tc->ctx, ids, n) != WOLFSSL_SUCCESS)
+        return -1;
+#if defined(OPENSSL_EXTRA) && defined(HAVE_ECC)
+    if (wolfSSL_CTX_set1_curves_list(tc->ctx, names) != WOLFSSL_SUCCESS)
+        return -1;
+#endif
+    return 0;
+}
+
+/* Session resumption per [tls] ticket_lifetime: 0 turns tickets (TLS 1.2 and 1.3) and TLS 1.2
+ * session-ID resumption off; otherwise the hint and the server's own ticket age limit are the
+ * lifetime. Early data (0-RTT, replayable) is never accepted. */
+static int
+ctx_set_resumption(struct tls_ctx *tc, uint32_t lifetime_ms)
+{
+    unsigned secs = lifetime_ms / 1000;
+#ifdef WOLFSSL_EARLY_DATA
+    if (wolfSSL_CTX_set_max_early_data(tc->ctx, 0) != WOLFSSL_SUCCESS)
+        return -1;
+#endif
+    if (secs == 0) {
+#ifdef HAVE_SESSION_TICKET
+        if (wolfSSL_CTX_NoTicketTLSv12(tc->ctx) != WOLFSSL_SUCCESS)
+            return -1;
+#ifdef WOLFSSL_TLS13
+        if (wolfSSL_CTX_no_ticket_TLSv13(tc->ctx) != 0) /* 0, not WOLFSSL_SUCCESS */
+            return -1;
+#endif
+#endif
+#ifndef NO_SESSION_CACHE
+        if (wolfSSL_CTX_set_session_cache_mode(tc->ctx, WOLFSSL_SESS_CACHE_OFF) != WOLFSSL_SUCCESS)
+            return -1;
+#endif
+        return 0;
+    }
+    /* returns the previous timeout in this build (reference: a trap), and may reset the hint:
+     * the hint is set after it */
+    (void)wolfSSL_CTX_set_timeout(tc->ctx, secs);
+#ifdef HAVE_SESSION_TICKET
+    if (wolfSSL_CTX_set_TicketHint(tc->ctx, (int)secs) != WOLFSSL_SUCCESS)
+        return -1;
+    /* process-wide ticket keys: tickets survive a reload, and TLS 1.2 resumption works across
+     * SNI certificates (reference §1.7) */
+    if (wolfSSL_CTX_set_TicketEncCb(tc->ctx, on_ticket) != WOLFSSL_SUCCESS)
+        return -1;
+#endif
+    return 0;
 }
 
 static int
@@ -448,9 +541,7 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
         *err_out = "ciphers: no usable cipher suite in the list";
         goto fail;
     }
-    int groups[8];
-    int ngroups = parse_groups(conf->groups, groups, (int)ARRAY_SIZE(groups));
-    if (ngroups <= 0 || wolfSSL_CTX_set_groups(tc->ctx, groups, ngroups) != WOLFSSL_SUCCESS) {
+    if (ctx_set_groups(tc, conf->groups) != 0) {
         *err_out = "groups: unknown group (use X25519, X448, P-256, P-384, P-521)";
         goto fail;
     }
@@ -462,15 +553,19 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
         *err_out = "cannot load certificate";
         goto fail;
     }
+    /* after the key: loading an ECDSA key sets the size to the key's curve */
+    if (tc->ecdhe_size != 0 &&
+        wolfSSL_CTX_SetTmpEC_DHE_Sz(tc->ctx, tc->ecdhe_size) != WOLFSSL_SUCCESS) {
+        *err_out = "groups: cannot set the TLS 1.2 curve size";
+        goto fail;
+    }
     wolfSSL_CTX_set_verify(tc->ctx, WOLFSSL_VERIFY_NONE, NULL);
     /* One record per write call: unsent tails stay in moat's buffer, never in wolfSSL's. */
     wolfSSL_CTX_set_mode(tc->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
-    uint32_t hint_s = conf->ticket_lifetime_ms / 1000;
-    if (hint_s > 0 && hint_s < 3600)
-        wolfSSL_CTX_set_TicketHint(tc->ctx, (int)hint_s);
-    /* process-wide ticket keys: tickets survive a reload, and TLS 1.2 resumption works across
-     * SNI certificates (reference §1.7) */
-    wolfSSL_CTX_set_TicketEncCb(tc->ctx, on_ticket);
+    if (ctx_set_resumption(tc, conf->ticket_lifetime_ms) != 0) {
+        *err_out = "ticket_lifetime: cannot configure session resumption";
+        goto fail;
+    }
     if (tc->ncerts > 1) {
         wolfSSL_CTX_set_servername_callback(tc->ctx, on_servername);
         wolfSSL_CTX_set_servername_arg(tc->ctx, tc);
@@ -616,11 +711,30 @@ status_of(struct tls *t, int ret)
     }
 }
 
+/* The key exchange group is one of the configured ones (a TLS 1.3 resumption without a key
+ * exchange has none). */
+static bool
+group_configured(struct tls *t)
+{
+    const char *g = wolfSSL_get_curve_name(t->ssl);
+    if (g == NULL)
+        return true;
+    for (size_t i = 0; i < t->ctx->ngroups; i++) {
+        if (strcmp(t->ctx->group_names[i], g) == 0)
+            return true;
+    }
+    return false;
+}
+
 enum tls_status
 tls_handshake(struct tls *t)
 {
     int ret = wolfSSL_accept(t->ssl);
     if (ret == WOLFSSL_SUCCESS) {
+        if (!group_configured(t)) {
+            t->last_error = ECC_CURVE_ERROR;
+            return TLS_ERROR;
+        }
         wolfSSL_FreeArrays(t->ssl);
         return TLS_OK;
     }

@@ -237,30 +237,38 @@ worker_main(void *arg)
     return NULL;
 }
 
+static struct worker *
+worker_new(unsigned index, struct ev_loop *loop)
+{
+    struct worker *w = xcalloc(1, sizeof(*w));
+    w->index = index;
+    w->loop = loop;
+    w->env = (struct session_env){.loop = loop,
+                                  .kick = worker_kick,
+                                  .defer_free = worker_defer_finish,
+                                  .done = worker_session_done,
+                                  .post = worker_post};
+    pthread_mutex_init(&w->lock, NULL);
+    ev_async_init(&w->wake, on_wake);
+    w->wake.data = w;
+    ev_async_start(w->loop, &w->wake);
+    ev_idle_init(&w->idle, on_idle);
+    w->idle.data = w;
+    ev_init(&w->drain_timer, on_drain_deadline);
+    w->drain_timer.data = w;
+    ev_set_userdata(w->loop, w);
+    return w;
+}
+
 struct worker **
 workers_start(unsigned n)
 {
     struct worker **ws = xcalloc(n, sizeof(*ws));
     for (unsigned i = 0; i < n; i++) {
-        struct worker *w = xcalloc(1, sizeof(*w));
-        w->index = i;
-        w->loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK);
-        if (w->loop == NULL)
+        struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK);
+        if (loop == NULL)
             fatal("cannot create an event loop for worker %u", i);
-        w->env = (struct session_env){.loop = w->loop,
-                                      .kick = worker_kick,
-                                      .defer_free = worker_defer_finish,
-                                      .done = worker_session_done,
-                                      .post = worker_post};
-        pthread_mutex_init(&w->lock, NULL);
-        ev_async_init(&w->wake, on_wake);
-        w->wake.data = w;
-        ev_async_start(w->loop, &w->wake);
-        ev_idle_init(&w->idle, on_idle);
-        w->idle.data = w;
-        ev_init(&w->drain_timer, on_drain_deadline);
-        w->drain_timer.data = w;
-        ev_set_userdata(w->loop, w);
+        struct worker *w = worker_new(i, loop);
         ws[i] = w;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -320,4 +328,39 @@ workers_join(struct worker **ws, unsigned n)
         free(ws[i]);
     }
     free(ws);
+}
+
+/* --- a worker without a thread, for in-process tests (tests/fuzz/fuzz_session.c) --- */
+
+struct worker *
+worker_local_new(struct ev_loop *loop)
+{
+    return worker_new(0, loop);
+}
+
+struct session *
+worker_local_sessions(const struct worker *w)
+{
+    return w->sessions;
+}
+
+bool
+worker_local_idle(struct worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    bool idle = w->queue == NULL && w->posted == NULL;
+    pthread_mutex_unlock(&w->lock);
+    return idle && w->sessions == NULL && w->kick_list == NULL && w->dead_list == NULL;
+}
+
+void
+worker_local_free(struct worker *w)
+{
+    MOAT_ASSERT(worker_local_idle(w));
+    ev_async_stop(w->loop, &w->wake);
+    ev_idle_stop(w->loop, &w->idle);
+    ev_timer_stop(w->loop, &w->drain_timer);
+    dns_resolver_free(w->env.resolver);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
 }

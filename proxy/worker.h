@@ -28,4 +28,13 @@ void workers_dispatch(struct worker **ws, unsigned n, int fd, const struct socka
 void workers_drain(struct worker **ws, unsigned n, double grace_s);
 void workers_join(struct worker **ws, unsigned n);
 
+/* In-process tests only (tests/fuzz/fuzz_session.c): a worker without a thread on the caller's
+ * loop (which the caller runs); workers_dispatch() on it starts sessions. Its open sessions
+ * (list head), whether nothing is queued, posted, open or waiting to be freed, and its end (only
+ * when idle; the loop stays the caller's). */
+struct worker *worker_local_new(struct ev_loop *loop);
+struct session *worker_local_sessions(const struct worker *w);
+bool worker_local_idle(struct worker *w);
+void worker_local_free(struct worker *w);
+
 #endif

@@ -4,10 +4,13 @@
  * One thread, non-blocking sockets on epoll, OpenSSL as the TLS client (the client side should
  * cost less than the server it measures). Every run is bounded in count and in time (-T).
  * Clients bind to 127.0.0.LO..HI in turn (-s), never 127.0.0.1 (moat's own trusted address).
+ * This file: options, event loop, sockets, TLS, latency statistics. The protocol dialogues are
+ * in loadgen_modes.c.
  *
  * Modes:
  *   handshake   open connections (-c at once) for -d seconds; each does a full TLS handshake
- *               (-t), reads the greeting line and closes. Reports handshakes per second.
+ *               (-t; with -R a resumed one, from the latest ticket), reads the greeting line
+ *               and closes. Without -t: connect-to-greeting latency.
  *   hold        open -n sessions (-c connecting at once) and keep them: read the greeting, and
  *               with -u/-w log in to IMAP (LOGIN), or with -e send SMTP EHLO. Prints
  *               "ready ok=N fail=F" when all are up, then waits for EOF on stdin (or -T).
@@ -15,9 +18,17 @@
  *               MAIL/RCPT/DATA pipelined, the body, the final dot and the next transaction's
  *               MAIL/RCPT/DATA in one write. Reports messages per second.
  *   imap-fetch  one session: log in (-u/-w), SELECT INBOX, then -n times FETCH 1 BODY.PEEK[].
- *               Reports the literal bytes received per second.
+ *               Reports the literal bytes received per second; latency = one FETCH.
+ *   imap-login  -n sessions (-c at once): greeting, LOGIN (-u/-w), NOOP, LOGOUT; latency =
+ *               connect to the NOOP's OK.
+ *   smtp-submit -n sessions (-c at once), one message each: EHLO, AUTH PLAIN (-u/-w), MAIL
+ *               FROM:<user>, RCPT, DATA, a body of -b bytes, QUIT; latency = connect to the 250
+ *               after the final dot.
+ *   starttls    -n sessions (-c at once): EHLO, STARTTLS, the handshake, EHLO; latency =
+ *               connect to the second EHLO's 250.
  *
- * Output: one line of key=value on stdout (hold: the "ready" line first). Errors: stderr.
+ * Output: one line of key=value on stdout (hold: the "ready" line first), with latency
+ * percentiles lat_p50_ms, lat_p90_ms, lat_p99_ms of the mode's operation. Errors: stderr.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,47 +49,9 @@
 #include <time.h>
 #include <unistd.h>
 
-enum mode { M_HANDSHAKE, M_HOLD, M_SMTP_SEND, M_IMAP_FETCH };
-enum cstate { C_CONNECT, C_TLS, C_RUN, C_DEAD };
+#include "loadgen.h"
 
-#define INBUF (64 * 1024)
-#define OUTBUF (16 * 1024)
-
-struct conn {
-    int fd;
-    SSL *ssl;
-    enum cstate st;
-    int pstate;        /* protocol step */
-    int reply;         /* smtp: final replies seen in the transaction loop */
-    int sent;          /* smtp: messages accepted on this connection */
-    int fetches;       /* imap-fetch: FETCH commands completed */
-    long long literal; /* bytes of an IMAP literal still to consume */
-    int ok;            /* the session did what it should */
-    uint32_t events;   /* epoll interest */
-    double t0;         /* connect time */
-    size_t inlen, outlen, outoff;
-    char in[INBUF];
-    char out[OUTBUF];
-    struct conn *next_dead;
-};
-
-static struct {
-    enum mode mode;
-    const char *host;
-    int port;
-    int tls;
-    int conc;
-    long total;
-    double duration;
-    double timeout;
-    int src_lo, src_hi;
-    const char *user, *pass;
-    int ehlo;
-    int per_conn;
-    const char *rcpt;
-    const char *ciphersuites, *cipher_list, *groups;
-    int verbose;
-} opt = {
+struct options opt = {
     .host = "127.0.0.1",
     .conc = 16,
     .total = 100,
@@ -88,15 +61,15 @@ static struct {
     .src_hi = 250,
     .per_conn = 50,
     .rcpt = "alice@example.test",
+    .body_bytes = 10 * 1024,
 };
 
-static struct {
-    long started, ok, fail, active, msgs;
-    long long bytes;
-    double lat_sum, lat_max;
-    double t_first, t_last; /* imap-fetch: timing of the fetch loop */
-    char cipher[64], version[16];
-} st;
+struct stats st;
+
+#define MAX_SAMPLES (1 << 22)
+static double *samples;
+static size_t nsamples, samples_cap;
+static SSL_SESSION *resume_session; /* -R: the latest resumable session */
 
 static int ep;
 static SSL_CTX *ctx;
@@ -104,7 +77,7 @@ static int src_next;
 static struct conn *dead;
 static int errors_shown;
 
-static double
+double
 now(void)
 {
     struct timespec ts;
@@ -112,7 +85,7 @@ now(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void
+void
 warnx(const char *fmt, ...)
 {
     va_list ap;
@@ -134,7 +107,7 @@ set_events(struct conn *c, uint32_t ev)
         c->events = ev;
 }
 
-static void
+void
 finish(struct conn *c, int ok)
 {
     if (c->st == C_DEAD)
@@ -144,8 +117,12 @@ finish(struct conn *c, int ok)
     else
         st.fail++;
     st.active--;
-    if (c->ssl)
+    if (c->ssl) {
+        /* A close_notify: without it OpenSSL marks the session not resumable (-R). */
+        if (ok)
+            SSL_shutdown(c->ssl);
         SSL_free(c->ssl);
+    }
     c->ssl = NULL;
     close(c->fd);
     c->st = C_DEAD;
@@ -189,7 +166,7 @@ flush_out(struct conn *c)
     return 0;
 }
 
-static int
+int
 sendf(struct conn *c, const char *fmt, ...)
 {
     va_list ap;
@@ -205,166 +182,120 @@ sendf(struct conn *c, const char *fmt, ...)
     return flush_out(c);
 }
 
-static const char SMTP_TXN[] = "MAIL FROM:<bench@sender.test>\r\nRCPT TO:<%s>\r\nDATA\r\n";
+int
+send_bytes(struct conn *c, const char *p, size_t n)
+{
+    if (n > OUTBUF - c->outlen) {
+        warnx("output buffer full");
+        finish(c, 0);
+        return -1;
+    }
+    memcpy(c->out + c->outlen, p, n);
+    c->outlen += n;
+    return flush_out(c);
+}
 
-/* SMTP: the final line of a reply ("250 ..." or a bare "250"), its code; else 0. */
+void
+sample(double secs)
+{
+    if (secs > st.lat_max)
+        st.lat_max = secs;
+    if (nsamples == samples_cap) {
+        if (samples_cap >= MAX_SAMPLES)
+            return;
+        size_t cap = samples_cap ? 2 * samples_cap : 4096;
+        double *grown = realloc(samples, cap * sizeof *samples);
+        if (!grown)
+            return;
+        samples = grown;
+        samples_cap = cap;
+    }
+    samples[nsamples++] = secs;
+}
+
 static int
-smtp_final(const char *line)
+cmp_double(const void *a, const void *b)
 {
-    if (strlen(line) < 3 || (line[3] != ' ' && line[3] != '\0'))
-        return 0;
-    return atoi(line);
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
-/* hold: the session is up; it counts as done but its connection stays open. */
+/* " lat_n=N lat_p50_ms=... lat_p90_ms=... lat_p99_ms=... lat_max_ms=..." (nearest rank). */
 static void
-hold_ready(struct conn *c)
+print_latency(void)
 {
-    c->pstate = 2;
-    c->ok = 1;
-    st.ok++;
-    st.active--;
+    qsort(samples, nsamples, sizeof *samples, cmp_double);
+    printf(" lat_n=%zu", nsamples);
+    static const int pct[] = {50, 90, 99};
+    for (size_t i = 0; i < sizeof pct / sizeof pct[0]; i++) {
+        double v = 0;
+        if (nsamples) {
+            size_t rank = (nsamples * (size_t)pct[i] + 99) / 100;
+            v = samples[rank ? rank - 1 : 0];
+        }
+        printf(" lat_p%d_ms=%.2f", pct[i], 1000 * v);
+    }
+    printf(" lat_max_ms=%.2f", 1000 * st.lat_max);
 }
 
-static void
-on_line(struct conn *c, char *line)
+void
+note_tls(struct conn *c)
 {
-    int code;
-    if (opt.verbose)
-        fprintf(stderr, "<< %s\n", line);
-    switch (opt.mode) {
-    case M_HANDSHAKE: {
-        int good =
-            !strncmp(line, "* OK", 4) || !strncmp(line, "220", 3) || !strncmp(line, "+OK", 3);
-        if (!good)
-            warnx("greeting: %s", line);
-        double lat = now() - c->t0;
-        st.lat_sum += lat;
-        if (lat > st.lat_max)
-            st.lat_max = lat;
-        if (good && !st.cipher[0] && c->ssl) {
-            snprintf(st.cipher, sizeof st.cipher, "%s", SSL_get_cipher_name(c->ssl));
-            snprintf(st.version, sizeof st.version, "%s", SSL_get_version(c->ssl));
+    if (!st.cipher[0]) {
+        snprintf(st.cipher, sizeof st.cipher, "%s", SSL_get_cipher_name(c->ssl));
+        snprintf(st.version, sizeof st.version, "%s", SSL_get_version(c->ssl));
+    }
+    if (SSL_session_reused(c->ssl))
+        st.resumed++;
+    if (opt.resume) {
+        SSL_SESSION *s = SSL_get1_session(c->ssl);
+        if (opt.verbose)
+            fprintf(stderr, "session: reused=%d resumable=%d ticket=%d\n",
+                    SSL_session_reused(c->ssl), s ? SSL_SESSION_is_resumable(s) : -1,
+                    s ? SSL_SESSION_has_ticket(s) : -1);
+        if (s && SSL_SESSION_is_resumable(s)) {
+            SSL_SESSION_free(resume_session);
+            resume_session = s;
+        } else {
+            SSL_SESSION_free(s);
         }
-        finish(c, good);
+    }
+}
+
+/* One step of the client handshake; on success the connection runs its dialogue. */
+static void
+tls_step(struct conn *c)
+{
+    int r = SSL_do_handshake(c->ssl);
+    if (r != 1) {
+        int e = SSL_get_error(c->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            set_events(c, EPOLLIN);
+        } else if (e == SSL_ERROR_WANT_WRITE) {
+            set_events(c, EPOLLIN | EPOLLOUT);
+        } else {
+            unsigned long le = ERR_get_error();
+            warnx("tls handshake failed: %s", le ? ERR_error_string(le, NULL) : "closed");
+            finish(c, 0);
+        }
         return;
     }
-    case M_HOLD:
-        if (c->pstate == 0) {
-            if (opt.user && !strncmp(line, "* OK", 4)) {
-                c->pstate = 1;
-                sendf(c, "a LOGIN \"%s\" \"%s\"\r\n", opt.user, opt.pass);
-            } else if (opt.ehlo && smtp_final(line) == 220) {
-                c->pstate = 1;
-                sendf(c, "EHLO bench.test\r\n");
-            } else if (!opt.user && !opt.ehlo) {
-                hold_ready(c);
-            } else if (!strncmp(line, "* BYE", 5) || !strncmp(line, "-ERR", 4) ||
-                       smtp_final(line) >= 400) {
-                warnx("greeting: %s", line);
-                finish(c, 0);
-            }
-        } else if (c->pstate == 1) {
-            if (opt.user && !strncmp(line, "a ", 2)) {
-                if (strncmp(line, "a OK", 4)) {
-                    warnx("login: %s", line);
-                    finish(c, 0);
-                    return;
-                }
-                hold_ready(c);
-            } else if (opt.ehlo && (code = smtp_final(line)) != 0) {
-                if (code != 250) {
-                    warnx("ehlo: %s", line);
-                    finish(c, 0);
-                    return;
-                }
-                hold_ready(c);
-            }
-        }
-        return;
-    case M_SMTP_SEND:
-        if ((code = smtp_final(line)) == 0)
-            return;
-        if (c->pstate == 0) { /* greeting */
-            if (code != 220)
-                goto bad;
-            c->pstate = 1;
-            sendf(c, "EHLO bench.test\r\n");
-        } else if (c->pstate == 1) { /* EHLO */
-            if (code != 250)
-                goto bad;
-            c->pstate = 2;
-            c->reply = 0;
-            sendf(c, SMTP_TXN, opt.rcpt);
-        } else if (c->pstate == 2) { /* MAIL, RCPT, DATA, final dot; repeated */
-            int step = c->reply++ % 4;
-            if ((step < 2 && code / 100 != 2) || (step == 2 && code != 354) ||
-                (step == 3 && code != 250))
-                goto bad;
-            if (step == 2) {
-                int more = c->sent + 1 < opt.per_conn;
-                char next[256];
-                snprintf(next, sizeof next, SMTP_TXN, opt.rcpt);
-                sendf(c,
-                      "From: bench@sender.test\r\nTo: %s\r\nSubject: moat bench %d\r\n\r\n"
-                      "A small message of the SMTP benchmark.\r\n.\r\n%s",
-                      opt.rcpt, c->sent, more ? next : "QUIT\r\n");
-            } else if (step == 3) {
-                c->sent++;
-                st.msgs++;
-                if (c->sent >= opt.per_conn)
-                    c->pstate = 3;
-            }
-        } else if (c->pstate == 3) { /* QUIT */
-            finish(c, code == 221);
-        }
-        return;
-    bad:
-        warnx("smtp: unexpected reply in step %d/%d: %s", c->pstate, c->reply, line);
-        finish(c, 0);
-        return;
-    case M_IMAP_FETCH: {
-        size_t len = strlen(line);
-        if (len > 2 && line[len - 1] == '}') { /* "* 1 FETCH (BODY[] {N}" */
-            char *brace = strrchr(line, '{');
-            if (brace)
-                c->literal = atoll(brace + 1);
-            return;
-        }
-        if (c->pstate == 0 && !strncmp(line, "* OK", 4)) {
-            c->pstate = 1;
-            sendf(c, "a LOGIN \"%s\" \"%s\"\r\n", opt.user, opt.pass);
-        } else if (c->pstate == 1 && !strncmp(line, "a ", 2)) {
-            if (strncmp(line, "a OK", 4))
-                goto imap_bad;
-            c->pstate = 2;
-            sendf(c, "b SELECT INBOX\r\n");
-        } else if (c->pstate == 2 && !strncmp(line, "b ", 2)) {
-            if (strncmp(line, "b OK", 4))
-                goto imap_bad;
-            c->pstate = 3;
-            st.t_first = now();
-            sendf(c, "c FETCH 1 BODY.PEEK[]\r\n");
-        } else if (c->pstate == 3 && !strncmp(line, "c ", 2)) {
-            if (strncmp(line, "c OK", 4))
-                goto imap_bad;
-            st.t_last = now();
-            if (++c->fetches < opt.total) {
-                sendf(c, "c FETCH 1 BODY.PEEK[]\r\n");
-            } else {
-                c->pstate = 4;
-                sendf(c, "z LOGOUT\r\n");
-            }
-        } else if (c->pstate == 4 && !strncmp(line, "z ", 2)) {
-            finish(c, 1);
-        }
-        return;
-    imap_bad:
-        warnx("imap: %s", line);
-        finish(c, 0);
-        return;
-    }
-    }
+    c->st = C_RUN;
+    set_events(c, EPOLLIN);
+    on_tls_ready(c);
+}
+
+void
+tls_start(struct conn *c)
+{
+    c->ssl = SSL_new(ctx);
+    SSL_set_fd(c->ssl, c->fd);
+    SSL_set_tlsext_host_name(c->ssl, "mx.moat.test");
+    SSL_set_connect_state(c->ssl);
+    if (opt.resume && resume_session)
+        SSL_set_session(c->ssl, resume_session);
+    c->st = C_TLS;
+    tls_step(c);
 }
 
 static void
@@ -390,6 +321,10 @@ process_input(struct conn *c)
         char *line = c->in + pos;
         pos = (size_t)(nl - c->in) + 1;
         on_line(c, line);
+        if (c->st == C_TLS) { /* STARTTLS: plaintext after the 220 is discarded */
+            c->inlen = 0;
+            return;
+        }
     }
     if (c->st == C_DEAD)
         return;
@@ -411,7 +346,7 @@ on_eof(struct conn *c)
         close(c->fd);
         return;
     }
-    if (opt.mode == M_SMTP_SEND && c->pstate == 3) {
+    if (on_eof_expected(c)) {
         finish(c, 1);
         return;
     }
@@ -471,33 +406,13 @@ on_event(struct conn *c, uint32_t ev)
             return;
         }
         if (opt.tls) {
-            c->ssl = SSL_new(ctx);
-            SSL_set_fd(c->ssl, c->fd);
-            SSL_set_tlsext_host_name(c->ssl, "mx.moat.test");
-            SSL_set_connect_state(c->ssl);
-            c->st = C_TLS;
+            tls_start(c);
         } else {
             c->st = C_RUN;
             set_events(c, EPOLLIN);
         }
-    }
-    if (c->st == C_TLS) {
-        int r = SSL_do_handshake(c->ssl);
-        if (r != 1) {
-            int e = SSL_get_error(c->ssl, r);
-            if (e == SSL_ERROR_WANT_READ) {
-                set_events(c, EPOLLIN);
-            } else if (e == SSL_ERROR_WANT_WRITE) {
-                set_events(c, EPOLLIN | EPOLLOUT);
-            } else {
-                unsigned long le = ERR_get_error();
-                warnx("tls handshake failed: %s", le ? ERR_error_string(le, NULL) : "closed");
-                finish(c, 0);
-            }
-            return;
-        }
-        c->st = C_RUN;
-        set_events(c, EPOLLIN);
+    } else if (c->st == C_TLS) {
+        tls_step(c);
     }
     if (c->st == C_RUN && (ev & EPOLLOUT) && c->outlen > c->outoff)
         if (flush_out(c) < 0)
@@ -552,8 +467,14 @@ want_more(double t_end_work)
 {
     switch (opt.mode) {
     case M_HANDSHAKE:
+        /* -R: one connection first, to get a ticket; then resumed ones. */
+        if (opt.resume && !resume_session && st.started > 0)
+            return 0;
         return now() < t_end_work;
     case M_HOLD:
+    case M_IMAP_LOGIN:
+    case M_SMTP_SUBMIT:
+    case M_STARTTLS:
         return st.started < opt.total;
     case M_SMTP_SEND:
         return st.started * opt.per_conn < opt.total;
@@ -568,38 +489,45 @@ usage(void)
 {
     fprintf(stderr,
             "usage: moat_loadgen MODE -p PORT [options]\n"
-            "  MODE: handshake | hold | smtp-send | imap-fetch\n"
+            "  MODE: handshake | hold | smtp-send | imap-fetch | imap-login | smtp-submit |\n"
+            "        starttls\n"
             "  -H HOST   server address (127.0.0.1)      -p PORT   server port\n"
             "  -t        implicit TLS                     -c N      connections at once (16)\n"
-            "  -n N      sessions (hold), messages (smtp-send), fetches (imap-fetch) (100)\n"
+            "  -n N      sessions (hold, imap-login, smtp-submit, starttls), messages\n"
+            "            (smtp-send), fetches (imap-fetch) (100)\n"
             "  -d SEC    handshake: duration (10)        -T SEC    hard time limit (120)\n"
             "  -s LO-HI  source addresses 127.0.0.LO..HI (2-250)\n"
-            "  -u USER -w PASS   IMAP login             -e        hold: SMTP EHLO\n"
+            "  -u USER -w PASS   IMAP login / SMTP AUTH  -e        hold: SMTP EHLO\n"
             "  -m N      smtp-send: messages per connection (50)   -r RCPT recipient\n"
+            "  -b BYTES  smtp-submit: message size (10240)\n"
+            "  -R        handshake: resume from the latest session ticket\n"
             "  -C SUITES TLS 1.3 suites (OpenSSL names)  -L LIST   TLS 1.2 only, this cipher list\n"
-            "  -G GROUPS key exchange groups              -v        print lines read\n");
+            "  -G GROUPS key exchange groups              -S ALGS   signature algorithms\n"
+            "  -v        print lines read\n");
     exit(2);
 }
 
-int
-main(int argc, char **argv)
+static const char *const MODE_NAMES[] = {
+    [M_HANDSHAKE] = "handshake",   [M_HOLD] = "hold",
+    [M_SMTP_SEND] = "smtp-send",   [M_IMAP_FETCH] = "imap-fetch",
+    [M_IMAP_LOGIN] = "imap-login", [M_SMTP_SUBMIT] = "smtp-submit",
+    [M_STARTTLS] = "starttls",
+};
+
+static void
+parse_args(int argc, char **argv)
 {
     if (argc < 2)
         usage();
-    const char *m = argv[1];
-    if (!strcmp(m, "handshake"))
-        opt.mode = M_HANDSHAKE;
-    else if (!strcmp(m, "hold"))
-        opt.mode = M_HOLD;
-    else if (!strcmp(m, "smtp-send"))
-        opt.mode = M_SMTP_SEND;
-    else if (!strcmp(m, "imap-fetch"))
-        opt.mode = M_IMAP_FETCH;
-    else
+    size_t m = 0;
+    while (m < sizeof MODE_NAMES / sizeof MODE_NAMES[0] && strcmp(argv[1], MODE_NAMES[m]))
+        m++;
+    if (m == sizeof MODE_NAMES / sizeof MODE_NAMES[0])
         usage();
+    opt.mode = (enum mode)m;
     optind = 2;
     int ch;
-    while ((ch = getopt(argc, argv, "H:p:tc:n:d:T:s:u:w:em:r:C:L:G:v")) != -1) {
+    while ((ch = getopt(argc, argv, "H:p:tc:n:d:T:s:u:w:em:r:b:RC:L:G:S:v")) != -1) {
         switch (ch) {
         case 'H':
             opt.host = optarg;
@@ -641,6 +569,12 @@ main(int argc, char **argv)
         case 'r':
             opt.rcpt = optarg;
             break;
+        case 'b':
+            opt.body_bytes = (size_t)atol(optarg);
+            break;
+        case 'R':
+            opt.resume = 1;
+            break;
         case 'C':
             opt.ciphersuites = optarg;
             break;
@@ -650,6 +584,9 @@ main(int argc, char **argv)
         case 'G':
             opt.groups = optarg;
             break;
+        case 'S':
+            opt.sigalgs = optarg;
+            break;
         case 'v':
             opt.verbose = 1;
             break;
@@ -657,40 +594,54 @@ main(int argc, char **argv)
             usage();
         }
     }
+    int needs_user =
+        opt.mode == M_IMAP_FETCH || opt.mode == M_IMAP_LOGIN || opt.mode == M_SMTP_SUBMIT;
     if (opt.port <= 0 || opt.conc <= 0 || opt.total <= 0 || opt.per_conn <= 0 || opt.src_lo < 2 ||
-        opt.src_hi > 254 || opt.src_lo > opt.src_hi || (opt.mode == M_IMAP_FETCH && !opt.user) ||
-        (opt.user && !opt.pass))
+        opt.src_hi > 254 || opt.src_lo > opt.src_hi || (needs_user && !opt.user) ||
+        (opt.user && !opt.pass) || opt.body_bytes > OUTBUF - 1024 ||
+        (opt.resume && (opt.mode != M_HANDSHAKE || !opt.tls)))
         usage();
-    signal(SIGPIPE, SIG_IGN);
+}
 
-    ctx = SSL_CTX_new(TLS_client_method());
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF); /* every handshake is a full one */
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (opt.ciphersuites && !SSL_CTX_set_ciphersuites(ctx, opt.ciphersuites)) {
+static SSL_CTX *
+client_tls(void)
+{
+    SSL_CTX *c = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+    SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL);
+    /* No cache: every handshake is a full one, unless -R hands a session over explicitly. */
+    SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_mode(c, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (opt.ciphersuites && !SSL_CTX_set_ciphersuites(c, opt.ciphersuites)) {
         fprintf(stderr, "bad -C\n");
-        return 2;
+        exit(2);
     }
     if (opt.cipher_list) {
-        SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
-        if (!SSL_CTX_set_cipher_list(ctx, opt.cipher_list)) {
+        SSL_CTX_set_max_proto_version(c, TLS1_2_VERSION);
+        if (!SSL_CTX_set_cipher_list(c, opt.cipher_list)) {
             fprintf(stderr, "bad -L\n");
-            return 2;
+            exit(2);
         }
     }
-    if (opt.groups && !SSL_CTX_set1_groups_list(ctx, opt.groups)) {
+    if (opt.groups && !SSL_CTX_set1_groups_list(c, opt.groups)) {
         fprintf(stderr, "bad -G\n");
-        return 2;
+        exit(2);
     }
+    if (opt.sigalgs && !SSL_CTX_set1_sigalgs_list(c, opt.sigalgs)) {
+        fprintf(stderr, "bad -S\n");
+        exit(2);
+    }
+    return c;
+}
 
-    ep = epoll_create1(EPOLL_CLOEXEC);
-    double t_start = now();
+/* The event loop; bounded: it ends at the -T deadline whatever happens. */
+static void
+run(double t_start)
+{
     double t_deadline = t_start + opt.timeout;
     double t_work_end = t_start + opt.duration;
     struct epoll_event evs[256];
     for (;;) {
-        /* Bounded: the loop ends at the deadline whatever happens. */
         double t = now();
         if (t >= t_deadline) {
             warnx("time limit reached");
@@ -710,45 +661,54 @@ main(int argc, char **argv)
             free(d);
         }
     }
+}
+
+static void
+hold_until_eof(double t_deadline)
+{
+    double left = t_deadline - now();
+    struct pollfd p = {.fd = 0, .events = POLLIN};
+    char buf[64];
+    while (left > 0 && poll(&p, 1, (int)(left * 1000)) > 0 && read(0, buf, sizeof buf) > 0)
+        left = t_deadline - now();
+}
+
+int
+main(int argc, char **argv)
+{
+    parse_args(argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    ctx = client_tls();
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    double t_start = now();
+    run(t_start);
     double elapsed = now() - t_start;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
                  ru.ru_stime.tv_usec / 1e6;
 
-    switch (opt.mode) {
-    case M_HANDSHAKE:
-        printf("mode=handshake ok=%ld fail=%ld secs=%.2f rate=%.1f lat_avg_ms=%.2f "
-               "lat_max_ms=%.2f version=%s cipher=%s client_cpu=%.2f\n",
-               st.ok, st.fail, elapsed, st.ok / elapsed,
-               st.ok + st.fail ? 1000 * st.lat_sum / (double)(st.ok + st.fail) : 0,
-               1000 * st.lat_max, st.version[0] ? st.version : "-", st.cipher[0] ? st.cipher : "-",
-               cpu);
-        break;
-    case M_HOLD:
+    if (opt.mode == M_HOLD) {
         printf("ready ok=%ld fail=%ld secs=%.2f\n", st.ok, st.fail, elapsed);
         fflush(stdout);
-        {
-            /* Hold until stdin closes or the time limit. */
-            double left = t_deadline - now();
-            struct pollfd p = {.fd = 0, .events = POLLIN};
-            char buf[64];
-            while (left > 0 && poll(&p, 1, (int)(left * 1000)) > 0 && read(0, buf, sizeof buf) > 0)
-                left = t_deadline - now();
-        }
-        break;
-    case M_SMTP_SEND:
-        printf("mode=smtp-send msgs=%ld conns_ok=%ld conns_fail=%ld secs=%.2f rate=%.1f "
-               "client_cpu=%.2f\n",
-               st.msgs, st.ok, st.fail, elapsed, st.msgs / elapsed, cpu);
-        break;
-    case M_IMAP_FETCH: {
-        double secs = st.t_last > st.t_first ? st.t_last - st.t_first : 0;
-        printf("mode=imap-fetch ok=%ld fail=%ld bytes=%lld secs=%.3f mb_per_s=%.1f "
-               "client_cpu=%.2f\n",
-               st.ok, st.fail, st.bytes, secs, secs > 0 ? st.bytes / secs / 1e6 : 0, cpu);
-        break;
+        hold_until_eof(t_start + opt.timeout);
+        return st.fail == 0 && st.ok > 0 ? 0 : 1;
     }
-    }
+    double rate_secs = elapsed;
+    if (opt.mode == M_IMAP_FETCH)
+        rate_secs = st.t_last > st.t_first ? st.t_last - st.t_first : 0;
+    long ops = opt.mode == M_HANDSHAKE ? st.ok : st.msgs;
+    printf("mode=%s ok=%ld fail=%ld ops=%ld secs=%.3f rate=%.1f resumed=%ld version=%s "
+           "cipher=%s client_cpu=%.2f",
+           MODE_NAMES[opt.mode], st.ok, st.fail, ops, rate_secs,
+           rate_secs > 0 ? ops / rate_secs : 0, st.resumed, st.version[0] ? st.version : "-",
+           st.cipher[0] ? st.cipher : "-", cpu);
+    if (opt.mode == M_IMAP_FETCH)
+        printf(" bytes=%lld mb_per_s=%.1f", st.bytes,
+               rate_secs > 0 ? st.bytes / rate_secs / 1e6 : 0);
+    if (opt.mode == M_SMTP_SEND)
+        printf(" msgs=%ld conns_ok=%ld conns_fail=%ld", st.msgs, st.ok, st.fail);
+    print_latency();
+    printf("\n");
     return st.fail == 0 && st.ok > 0 ? 0 : 1;
 }

@@ -209,7 +209,7 @@ def mail_ids():
 
 
 PORT_NAMES = ("smtp_plain", "smtp_xclient", "smtp_proxy", "imap", "imap_proxy", "pop3",
-              "pop3_proxy")
+              "pop3_proxy", "smtp_strict", "smtp_slow", "smtp_xclient_lax")
 
 
 class Backends:
@@ -397,7 +397,7 @@ maillog_file_prefixes = {self.dir}
 """)
         common = "inet n - n - - smtpd"
         write_file(os.path.join(self.pf_conf, "master.cf"), f"""\
-# Private test Postfix: three smtpd services on loopback high ports, no port 25.
+# Private test Postfix: six smtpd services on loopback high ports, no port 25.
 # smtp_plain: trusts loopback via mynetworks, no XCLIENT.
 127.0.0.1:{self.ports["smtp_plain"]} {common}
   -o syslog_name=postfix/smtp_plain
@@ -409,10 +409,29 @@ maillog_file_prefixes = {self.dir}
   -o smtpd_sasl_type=dovecot
   -o smtpd_sasl_path={self.auth_socket}
   -o smtpd_tls_security_level=none
+# smtp_strict: like smtp_xclient, but its first error ends the session with its own 421.
+127.0.0.1:{self.ports["smtp_strict"]} {common}
+  -o syslog_name=postfix/smtp_strict
+  -o smtpd_authorized_xclient_hosts=127.0.0.0/8
+  -o smtpd_hard_error_limit=1
+  -o smtpd_error_sleep_time=0
+# smtp_slow: like smtp_xclient, but its greeting comes a second late (a slow backend leg).
+127.0.0.1:{self.ports["smtp_slow"]} {common}
+  -o syslog_name=postfix/smtp_slow
+  -o smtpd_authorized_xclient_hosts=127.0.0.0/8
+  -o smtpd_delay_reject=no
+  -o smtpd_client_restrictions=sleep,1
 # smtp_proxy: HAProxy PROXY protocol (v1 and v2) in front of every session.
 127.0.0.1:{self.ports["smtp_proxy"]} {common}
   -o syslog_name=postfix/smtp_proxy
   -o smtpd_upstream_proxy_protocol=haproxy
+# smtp_xclient_lax: XCLIENT from loopback and IPv6 client addresses (inet_protocols = all),
+# but TEST-NET-1 is in mynetworks: a backend that takes XCLIENT without honouring it (moat -B).
+127.0.0.1:{self.ports["smtp_xclient_lax"]} {common}
+  -o syslog_name=postfix/smtp_xclient_lax
+  -o smtpd_authorized_xclient_hosts=127.0.0.0/8
+  -o inet_protocols=all
+  -o mynetworks=127.0.0.0/8,192.0.2.0/24
 # service   type  private unpriv  chroot  wakeup  maxproc command
 pickup      unix  n       -       n       60      1       pickup
 cleanup     unix  n       -       n       -       0       cleanup
@@ -560,7 +579,8 @@ service auth {{
         if r.returncode != 0:
             raise RuntimeError("postfix start failed (%d): %s\n%s" % (
                 r.returncode, read_text(errfile), self.postfix_log()))
-        wait_ports([self.ports[n] for n in ("smtp_plain", "smtp_xclient", "smtp_proxy")], 10)
+        wait_ports([self.ports[n] for n in ("smtp_plain", "smtp_xclient", "smtp_proxy",
+                                            "smtp_strict", "smtp_slow", "smtp_xclient_lax")], 10)
         return self
 
     def dovecot_pid(self):

@@ -93,7 +93,7 @@ class Front:
     """moat with verifier = sasl on submission (STARTTLS), IMAPS and POP3S, and one
     backend-verifier IMAPS listener, all sharing one brute-force table."""
 
-    def __init__(self, moat, backends, certs, tmp, auth=None, workers=2):
+    def __init__(self, moat, backends, certs, tmp, auth=None, workers=2, moat_keys=""):
         self.db = str(tmp / "sasldb2")
         make_sasldb(self.db, [ALICE, BOB])
         names = ("sub", "imaps", "pop3s", "imaps_backend")
@@ -118,9 +118,10 @@ class Front:
              "max_failures": "3", "ban_ip": "6/1m", "ban_user": "0", "ban_time": "3s",
              "verify_timeout": "2s"}
         a.update(auth or {})
-        extra = ("[auth]\n" + "".join("%s = %s\n" % kv for kv in a.items()) +
-                 "[timeouts]\nbackend_connect = 1s\nbackend_reply = 10s\n")
-        conf = rig.moat_conf(certs, backend_defs, listeners, extra=extra, workers=workers)
+        conf_extra = ("[auth]\n" + "".join("%s = %s\n" % kv for kv in a.items()) +
+                      "[timeouts]\nbackend_connect = 1s\nbackend_reply = 10s\n")
+        conf = rig.moat_conf(certs, backend_defs, listeners, extra=conf_extra, workers=workers)
+        conf = conf.replace("[moat]\n", "[moat]\n" + moat_keys, 1)
         self.moat = moat(conf, wait_ports=list(self.ports.values()))
         self.certs = certs
 

@@ -179,12 +179,19 @@ STARTTLS_OK = {"smtp": b"220 2.0.0", "imap": b"t OK", "pop3": b"+OK"}
 
 
 def hold_handshakes(m):
-    """Silent clients on the implicit-TLS port until one is refused at accept: the handshake in
-    progress is then counted (accept and hand-off to a worker are asynchronous)."""
+    """Clients on the implicit-TLS port that send the start of a ClientHello and stall, until one
+    is refused at accept: a handshake counts from its first bytes (a silent socket holds no slot),
+    and accept, hand-off to a worker and the first read are asynchronous."""
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"  # a record, 11 of its bytes
     held = []
     end = time.monotonic() + 5
     while time.monotonic() < end:
         s = rig.client_socket(m.ports["imaps"], src="127.0.0.5")
+        try:
+            s.sendall(hello)
+        except OSError:
+            s.close()
+            return held
         s.settimeout(0.3)
         try:
             closed = s.recv(1) == b""

@@ -185,7 +185,8 @@ def test_backend_dies_after_354(m, backends, fake_backend):
     r = c.reply()[-1]
     assert r[:1] == b"4", r
     assert not fake_backend["received"].endswith(b"\r\n.\r\n")
-    with pytest.raises(EOFError):
+    # the lines sent after moat closed may have drawn a reset instead of a plain end
+    with pytest.raises((EOFError, ConnectionResetError)):
         c.line()
     c.close()
     c = session(m.smtp_ports["mx"], "127.0.0.35")

@@ -247,6 +247,14 @@ session_replyf(struct session *s, const char *fmt, ...)
     return session_reply(s, line, (size_t)n);
 }
 
+int
+session_reply_line(struct session *s, const char *prefix, const char *text, size_t n)
+{
+    if (session_reply(s, prefix, strlen(prefix)) != 0 || session_reply(s, text, n) != 0)
+        return -1;
+    return session_reply(s, "\r\n", 2);
+}
+
 enum start_tls_result
 session_start_tls(struct session *s)
 {

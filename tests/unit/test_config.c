@@ -466,6 +466,23 @@ test_value_errors(void)
                "t.conf:2: metrics: bad address 'localhost:9100': not a numeric address", NULL);
     load_fails(__LINE__, "[moat]\nhostname =\n" MINIMAL,
                "t.conf:2: hostname: bad value '': empty value", NULL);
+    /* the hostname goes into greetings and refusals: a DNS name, checked at load */
+    load_fails(__LINE__, "[moat]\nhostname = mx..example\n" MINIMAL,
+               "t.conf:2: hostname: not a host name: empty label", NULL);
+    load_fails(__LINE__, "[moat]\nhostname = mx_1.example\n" MINIMAL,
+               "t.conf:2: hostname: not a host name: only letters, digits, '-' and '.' are allowed",
+               NULL);
+    load_fails(__LINE__, "[moat]\nhostname = -mx.example\n" MINIMAL,
+               "t.conf:2: hostname: not a host name: a label starts with '-'", NULL);
+    load_fails(__LINE__,
+               "[moat]\nhostname = "
+               "a234567890123456789012345678901234567890123456789012345678901234.example\n" MINIMAL,
+               "t.conf:2: hostname: not a host name: a label is longer than 63 characters", NULL);
+    /* ticket_lifetime: 0 (off) or whole seconds up to the ticket keys' hour */
+    load_fails(__LINE__, "[tls]\nticket_lifetime = 2h\n" MINIMAL,
+               "t.conf:2: ticket_lifetime: must be 0 (off) or whole seconds from 1s to 1h", NULL);
+    load_fails(__LINE__, "[tls]\nticket_lifetime = 1500ms\n" MINIMAL,
+               "t.conf:2: ticket_lifetime: must be 0 (off) or whole seconds from 1s to 1h", NULL);
     load_fails(__LINE__, "[access]\nallow = 10.0.0.0/8 10.0.0.1/8, bogus\n" MINIMAL,
                "t.conf:2: allow: bad CIDR '10.0.0.1/8': address has bits set beyond the /8 prefix",
                "t.conf:2: allow: bad CIDR 'bogus': not a numeric address", NULL);
@@ -608,12 +625,12 @@ test_syntax_errors(void)
     load_fails(__LINE__, text, "t.conf:2: syntax: line longer than 4094 characters", NULL);
     /* a long value that fits is kept whole */
     memset(text, 0, sizeof(text));
-    strcpy(text, "[moat]\nhostname = ");
+    strcpy(text, "[moat]\nlog_file = ");
     memset(text + strlen(text), 'h', 3000);
     strcat(text, "\n" MINIMAL);
     c = load_ok(text);
     if (c != NULL) {
-        CHECK(strlen(c->hostname) == 3000);
+        CHECK(strlen(c->log_file) == 3000);
         config_unref(c);
     }
     /* the errors of a broken config all come out, sorted by line */

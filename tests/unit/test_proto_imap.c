@@ -266,6 +266,44 @@ test_authenticate(void)
     fake_session_free(s);
 }
 
+/* A refused literal before TLS is a command and an error: it cannot repeat forever. An
+ * over-long line whose end is already here never swallows the next command. */
+static void
+test_refusals_counted_and_long_lines(void)
+{
+    struct session *s = started(LTLS_STARTTLS, IDENT_ID);
+    fake_client_output(s);
+    s->listener.limits.max_errors = 3;
+    fake_client_sends(s, "a LOGIN {1}\r\n");
+    fake_client_sends(s, "b LOGIN {1}\r\n");
+    CHECK(s->errors == 2 && !s->closed);
+    fake_client_sends(s, "c XYZZY {1}\r\n");
+    CHECK(contains(fake_client_output(s), "* BYE Too many errors\r\n") && s->closed);
+    fake_session_free(s);
+    s = started(LTLS_STARTTLS, IDENT_ID);
+    fake_client_output(s);
+    s->listener.limits.max_preauth_commands = 2;
+    fake_client_sends(s, "a LOGIN {1}\r\n");
+    fake_client_sends(s, "b LOGIN {1}\r\n");
+    fake_client_sends(s, "c LOGIN {1}\r\n");
+    CHECK(contains(fake_client_output(s), "* BYE Too many commands\r\n") && s->closed);
+    fake_session_free(s);
+
+    char line[10000];
+    memset(line, 'A', sizeof(line));
+    memcpy(line + sizeof(line) - 11, "\r\nb NOOP\r\n", 11);
+    s = started(LTLS_IMPLICIT, IDENT_NONE);
+    fake_client_output(s);
+    fake_client_sends(s, "a AUTHENTICATE PLAIN\r\n");
+    CHECK_STR(fake_client_output(s), "+ \r\n");
+    fake_client_send(s, line, sizeof(line));
+    CHECK_STR(fake_client_output(s), "a BAD Invalid SASL response.\r\nb OK NOOP completed.\r\n");
+    memcpy(line, "a NOOP ", 7);
+    fake_client_send(s, line, sizeof(line));
+    CHECK_STR(fake_client_output(s), "* BAD Command line too long.\r\nb OK NOOP completed.\r\n");
+    fake_session_free(s);
+}
+
 static void
 test_failures(void)
 {
@@ -373,6 +411,7 @@ main(void)
     test_literal_limits();
     test_garbage();
     test_authenticate();
+    test_refusals_counted_and_long_lines();
     test_failures();
     test_misc_commands();
     return test_finish("test_proto_imap");

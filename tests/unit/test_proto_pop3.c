@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fake_session.h"
+#include "pop3_parse.h"
 #include "protocols.h"
 #include "test.h"
 
@@ -185,6 +186,34 @@ test_auth_login(void)
     CHECK_STR(fake_client_output(s), "+ UGFzc3dvcmQ6\r\n");
     fake_client_sends(s, "YWxpY2Utc2VjcmV0LTE=\r\n"); /* alice-secret-1 */
     backend_accepts(s, false);
+    fake_session_free(s);
+}
+
+/* A server-run exchange abandoned on a bad or over-long line drops its parked job. */
+static void
+test_server_exchange_abandoned(void)
+{
+    struct session *s = start(LTLS_IMPLICIT, IDENT_XCLIENT);
+    s->auth_mechs = SASL_MECH_BIT(SASL_MECH_CRAM_MD5);
+    fake_client_sends(s, "AUTH CRAM-MD5\r\n");
+    CHECK(s->auth_steps == 1);
+    fake_auth_challenge(s, "PDEyMz4=");
+    CHECK_STR(fake_client_output(s), "+ PDEyMz4=\r\n");
+    fake_client_send(s, "\0\r\n", 3);
+    CHECK_STR(fake_client_output(s), "-ERR [AUTH] Invalid authentication data\r\n");
+    CHECK(s->auth_aborted);
+    s->auth_aborted = false;
+    fake_client_sends(s, "AUTH CRAM-MD5\r\n");
+    fake_auth_challenge(s, "PDEyMz4=");
+    fake_client_output(s);
+    char line[POP3_SASL_LINE_MAX + 3];
+    memset(line, 'A', sizeof(line));
+    memcpy(line + sizeof(line) - 2, "\r\n", 2);
+    fake_client_send(s, line, sizeof(line));
+    CHECK_STR(fake_client_output(s), "-ERR Line too long\r\n");
+    CHECK(s->auth_aborted);
+    fake_client_sends(s, "NOOP\r\n");
+    CHECK_STR(fake_client_output(s), "+OK\r\n");
     fake_session_free(s);
 }
 
@@ -382,6 +411,7 @@ main(void)
     test_auth_plain_continuation();
     test_auth_login();
     test_auth_cancel_and_bad();
+    test_server_exchange_abandoned();
     test_failed_logins_alike();
     test_backend_unavailable();
     test_bad_input();

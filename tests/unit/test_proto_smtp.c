@@ -348,6 +348,43 @@ test_starttls_busy(void)
     fake_session_free(s);
 }
 
+/* A backend 421 reaches the client and ends the session (no fresh leg at the next MAIL); backend
+ * refusals of MAIL/RCPT count toward max_errors. */
+static void
+test_backend_421_and_refusals(void)
+{
+    struct session *s = mx_session(IDENT_NONE);
+    fake_client_sends(s, "EHLO client.example\r\nMAIL FROM:<>\r\n");
+    fake_client_output(s);
+    fake_backend_event(s, BACKEND_CONNECTED);
+    fake_backend_sends(s, "220 b\r\n");
+    fake_backend_sends(s, "250 b\r\n");
+    fake_client_sends(s, "RCPT TO:<a@example.test>\r\nRCPT TO:<bob@example.test>\r\n");
+    fake_backend_output(s);
+    fake_backend_sends(s, "250 ok\r\n550 5.1.1 unknown\r\n421 4.7.0 b Error: too many errors\r\n");
+    CHECK(
+        has(fake_client_output(s), "550 5.1.1 unknown\r\n421 4.7.0 b Error: too many errors\r\n"));
+    CHECK(s->closed);
+    fake_session_free(s);
+
+    s = mx_session(IDENT_NONE);
+    s->listener.limits.max_errors = 2;
+    fake_client_sends(s, "EHLO client.example\r\nMAIL FROM:<>\r\n");
+    fake_client_output(s);
+    fake_backend_event(s, BACKEND_CONNECTED);
+    fake_backend_sends(s, "220 b\r\n");
+    fake_backend_sends(s, "250 b\r\n");
+    fake_client_sends(s, "RCPT TO:<a@example.test>\r\n");
+    fake_backend_sends(s, "250 ok\r\n550 5.1.1 unknown\r\n");
+    CHECK(!s->closed);
+    fake_client_sends(s, "RCPT TO:<c@example.test>\r\n");
+    fake_backend_sends(s, "550 5.1.1 unknown\r\n");
+    CHECK(has(fake_client_output(s),
+              "550 5.1.1 unknown\r\n421 4.7.0 mx.moat.test Error: too many errors\r\n"));
+    CHECK(s->closed && s->close_reason == REASON_TOO_MANY_ERRORS);
+    fake_session_free(s);
+}
+
 int
 main(void)
 {
@@ -361,5 +398,6 @@ main(void)
     test_data_reject_and_backend_death();
     test_submission_auth();
     test_handoff_failures();
+    test_backend_421_and_refusals();
     return test_finish("test_proto_smtp");
 }

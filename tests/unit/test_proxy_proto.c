@@ -35,10 +35,12 @@ test_v1(void)
     n = proxy_v1_build(out, sizeof(out), (struct sockaddr *)&s6, (struct sockaddr *)&d6);
     out[n] = '\0';
     CHECK_STR(out, "PROXY TCP6 2001:db8::7 2001:db8::1 1 25\r\n");
-    /* mixed families: UNKNOWN */
-    n = proxy_v1_build(out, sizeof(out), (struct sockaddr *)&s6, (struct sockaddr *)&d);
-    out[n] = '\0';
-    CHECK_STR(out, "PROXY UNKNOWN\r\n");
+    /* mixed families or an unknown address: nothing, never "PROXY UNKNOWN" (the backend would
+     * take moat's own address as the client's) */
+    CHECK(proxy_v1_build(out, sizeof(out), (struct sockaddr *)&s6, (struct sockaddr *)&d) == 0);
+    struct sockaddr_storage unspec = {.ss_family = AF_UNSPEC};
+    CHECK(proxy_v1_build(out, sizeof(out), (struct sockaddr *)&s, (struct sockaddr *)&unspec) == 0);
+    CHECK(proxy_v1_build(out, sizeof(out), (struct sockaddr *)&unspec, (struct sockaddr *)&d) == 0);
     /* IPv4-mapped IPv6 is sent as IPv4 */
     struct sockaddr_in6 m = v6("::ffff:192.0.2.9", 5);
     n = proxy_v1_build(out, sizeof(out), (struct sockaddr *)&m, (struct sockaddr *)&d);
@@ -75,6 +77,14 @@ test_v2(void)
     n = proxy_v2_build(out, sizeof(out), (struct sockaddr *)&s6, (struct sockaddr *)&d6, NULL);
     CHECK(n == 16 + 36 && out[13] == 0x21 && out[15] == 36);
     CHECK(proxy_v2_build(out, 20, (struct sockaddr *)&s, (struct sockaddr *)&d, NULL) == 0);
+    /* never UNSPEC: an unknown or mixed-family address builds nothing */
+    struct sockaddr_storage unspec = {.ss_family = AF_UNSPEC};
+    CHECK(proxy_v2_build(out, sizeof(out), (struct sockaddr *)&s, (struct sockaddr *)&unspec,
+                         &tls) == 0);
+    CHECK(proxy_v2_build(out, sizeof(out), (struct sockaddr *)&unspec, (struct sockaddr *)&d,
+                         NULL) == 0);
+    CHECK(proxy_v2_build(out, sizeof(out), (struct sockaddr *)&s6, (struct sockaddr *)&d, NULL) ==
+          0);
 }
 
 int

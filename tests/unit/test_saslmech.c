@@ -58,6 +58,17 @@ test_server_mechs(void)
     CHECK(sasl_exchange_step(&x, "*", 1, &ch) == SASL_STEP_CANCEL);
     CHECK(sasl_exchange_step(&x, "bad!", 4, &ch) == SASL_STEP_BAD);
     CHECK(!x.has_resp);
+    /* a SCRAM response over SASL_SCRAM_RESP_MAX never reaches Cyrus (it echoes the nonce);
+     * CRAM-MD5 keeps the general bound */
+    char line[2 * SASL_RESP_MAX];
+    memset(line, 'A', sizeof(line));
+    CHECK(sasl_exchange_step(&x, line, 4 * (SASL_SCRAM_RESP_MAX / 3), &ch) == SASL_STEP_SERVER);
+    CHECK(x.resp_len == 3 * (SASL_SCRAM_RESP_MAX / 3));
+    CHECK(sasl_exchange_step(&x, line, 4 * (SASL_SCRAM_RESP_MAX / 3 + 1), &ch) == SASL_STEP_BAD);
+    CHECK(!x.has_resp && x.resp_len == 0 && x.resp[0] == 0);
+    sasl_exchange_start(&x, SASL_MECH_CRAM_MD5);
+    CHECK(sasl_exchange_step(&x, line, 4 * (SASL_SCRAM_RESP_MAX / 3 + 1), &ch) == SASL_STEP_SERVER);
+    CHECK(!x.server_started);
     sasl_exchange_wipe(&x);
     CHECK(x.resp[0] == 0);
     /* mech_list and the advertised forms */
