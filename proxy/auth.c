@@ -37,9 +37,10 @@ static struct {
     char saslauthd[1024];
     uint8_t fake_key[SCRAM_FAKE_KEY_LEN];     /* random per process: the salts of unknown users */
     uint64_t scram_first_ns[SASL_MECH_COUNT]; /* guarded by lock: a known user's first step */
-    struct {
+    struct auth_client {
         struct ratetable_key key;
-        uint32_t jobs;
+        uint32_t jobs;           /* in the pool: queued, running or stuck */
+        uint32_t running;        /* on a pool thread now */
     } clients[AUTH_CLIENTS_MAX]; /* guarded by lock; jobs 0: a free slot */
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
@@ -355,9 +356,9 @@ job_drop(struct auth_job *j)
     auth_job_free(j);
 }
 
-/* The client's count of jobs in the pool: its slot, else a free one (taken for it), else NULL.
- * Under the lock. */
-static uint32_t *
+/* The client's entry in the pool: its slot, else a free one (taken for it), else NULL. Under
+ * the lock. */
+static struct auth_client *
 client_slot(const struct ratetable_key *k)
 {
     size_t free_slot = AUTH_CLIENTS_MAX;
@@ -367,13 +368,14 @@ client_slot(const struct ratetable_key *k)
                 free_slot = i;
         } else if (pool.clients[i].key.len == k->len &&
                    memcmp(pool.clients[i].key.bytes, k->bytes, k->len) == 0) {
-            return &pool.clients[i].jobs;
+            return &pool.clients[i];
         }
     }
     if (free_slot == AUTH_CLIENTS_MAX)
         return NULL;
     pool.clients[free_slot].key = *k;
-    return &pool.clients[free_slot].jobs;
+    pool.clients[free_slot].running = 0;
+    return &pool.clients[free_slot];
 }
 
 /* The job left the pool's hands (done, or dropped): its client may submit again. Under the
@@ -384,9 +386,39 @@ client_release(struct auth_job *j)
     if (!j->counted)
         return;
     j->counted = false;
-    uint32_t *n = client_slot(&j->client);
-    if (n != NULL && *n > 0)
-        (*n)--;
+    struct auth_client *c = client_slot(&j->client);
+    if (c == NULL)
+        return;
+    if (c->jobs > 0)
+        c->jobs--;
+    if (j->running && c->running > 0)
+        c->running--;
+}
+
+/* The first queued job that may run now: a disposal always may; a check only while its client
+ * has fewer than max_checks_per_client running, so a client's slow checks wait behind each
+ * other and never take every thread. Unlinked and marked running. Under the lock. */
+static struct auth_job *
+queue_take(void)
+{
+    struct auth_job *prev = NULL;
+    for (struct auth_job *j = pool.head; j != NULL; prev = j, j = j->next) {
+        struct auth_client *c = j->counted ? client_slot(&j->client) : NULL;
+        if (c != NULL && c->running >= j->auth->max_checks_per_client)
+            continue;
+        if (prev != NULL)
+            prev->next = j->next;
+        else
+            pool.head = j->next;
+        if (pool.tail == j)
+            pool.tail = prev;
+        pool.queued--;
+        if (c != NULL)
+            c->running++;
+        j->running = c != NULL;
+        return j;
+    }
+    return NULL;
 }
 
 static void *
@@ -394,19 +426,17 @@ pool_main(void *arg)
 {
     for (;;) {
         pthread_mutex_lock(&pool.lock);
-        while (pool.head == NULL)
+        struct auth_job *j;
+        while ((j = queue_take()) == NULL)
             pthread_cond_wait(&pool.cond, &pool.lock);
-        struct auth_job *j = pool.head;
-        pool.head = j->next;
-        if (pool.head == NULL)
-            pool.tail = NULL;
-        pool.queued--;
         pthread_mutex_unlock(&pool.lock);
 
         job_run(j);
 
         /* under the lock: auth_stop() waits for a post in progress and prevents later ones */
         pthread_mutex_lock(&pool.lock);
+        if (j->running)
+            pthread_cond_broadcast(&pool.cond); /* its client's next check may run now */
         client_release(j);
         if (pool.stopping || j->kind == AUTH_JOB_DISPOSE)
             job_drop(j);
@@ -490,13 +520,14 @@ auth_submit(struct auth_job *j)
     }
     uint32_t max = j->auth != NULL ? j->auth->max_checks_per_client : 0;
     if (j->kind != AUTH_JOB_DISPOSE && j->client.len > 0 && max > 0) {
-        uint32_t *n = client_slot(&j->client);
-        if (n == NULL || *n >= max) {
+        struct auth_client *c = client_slot(&j->client);
+        if (c == NULL || c->jobs >= max * AUTH_CLIENT_QUEUE_FACTOR) {
             pthread_mutex_unlock(&pool.lock);
             return AUTH_SUBMIT_CLIENT_BUSY;
         }
-        (*n)++;
+        c->jobs++;
         j->counted = true;
+        j->running = false;
     }
     j->next = NULL;
     if (pool.tail != NULL)

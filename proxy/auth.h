@@ -15,6 +15,9 @@
 #define AUTH_QUEUE_MAX 256
 #define AUTH_CHALLENGE_MAX 2048 /* a server challenge, base64 */
 #define AUTH_CLIENTS_MAX 512    /* clients with jobs in the pool at once (queued or running) */
+/* A client may have max_checks_per_client checks running and this many times as many in the
+ * pool in all (the rest wait their turn in the queue). */
+#define AUTH_CLIENT_QUEUE_FACTOR 4
 
 /* auth_submit() refusals */
 enum { AUTH_SUBMIT_OK = 0, AUTH_SUBMIT_UNAVAILABLE = -1, AUTH_SUBMIT_CLIENT_BUSY = -2 };
@@ -44,6 +47,7 @@ struct auth_job {
     char fake_user[SASL_USER_MAX + 1]; /* its user name, for the failure's log and count */
     struct ratetable_key client;       /* for [auth] max_checks_per_client (len 0: none) */
     bool counted;                      /* counted against client until the pool is done */
+    bool running;                      /* pool: on a thread, counted in its client's running */
     void *owner;
     /* filled by the pool */
     void *sasl_conn;      /* sasl_conn_t between steps, owned by the job */
@@ -61,11 +65,13 @@ struct auth_job {
 int auth_init(const struct config *conf, const char **err_out);
 /* Whether auth_init() ran. */
 bool auth_ready(void);
-/* Queue a job; AUTH_SUBMIT_UNAVAILABLE when the pool is not running or the queue is full,
- * AUTH_SUBMIT_CLIENT_BUSY when j->client already has [auth] max_checks_per_client checks or
- * steps in the pool (queued, running, or still stuck after their session gave up): answer a
- * temporary failure. A few clients with slow checks thus never hold every thread. On
- * AUTH_SUBMIT_OK the pool owns j until on_done. */
+/* Queue a job; AUTH_SUBMIT_UNAVAILABLE when the pool is not running or the queue is full. Fair
+ * to clients: a job runs only while its client (j->client) has fewer than [auth]
+ * max_checks_per_client checks on a pool thread (running, or stuck after their session gave
+ * up); the client's further checks wait in the queue, so a few clients with slow checks never
+ * hold every thread while a mail client's parallel logins still go through one after another.
+ * AUTH_SUBMIT_CLIENT_BUSY when the client already has AUTH_CLIENT_QUEUE_FACTOR times that many
+ * in the pool: answer a temporary failure. On AUTH_SUBMIT_OK the pool owns j until on_done. */
 int auth_submit(struct auth_job *j);
 /* Wipe and free a job (drops its config reference). j must be the start of its allocation.
  * A job still holding a sasl_conn_t must go through auth_job_dispose() instead. */

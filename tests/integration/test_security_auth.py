@@ -7,6 +7,7 @@ serves the next client; the fixtures fail the test on any sanitizer report or MO
 import base64
 import socket
 import threading
+import time
 
 import pytest
 
@@ -214,10 +215,12 @@ def test_imap_login_literal_before_tls_is_counted(moat, backends, certs, tmp_pat
 
 class Saslauthd:
     """A saslauthd stand-in on a unix socket: holds every request for a user whose name starts
-    with "slow" forever (a hung verifier), answers the others (OK for alice's password)."""
+    with "slow" forever (a hung verifier), answers the others (OK for alice's password) after
+    delay seconds."""
 
-    def __init__(self, path):
+    def __init__(self, path, delay=0.0):
         self.path = path
+        self.delay = delay
         self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.srv.bind(path)
         self.srv.listen(32)
@@ -255,6 +258,7 @@ class Saslauthd:
             self.held.append(conn)
             return
         answer = b"OK" if password == ALICE[1].encode() else b"NO"
+        time.sleep(self.delay)
         conn.sendall(len(answer).to_bytes(2, "big") + answer)
         conn.close()
 
@@ -284,13 +288,18 @@ def test_hung_checks_of_one_client_do_not_starve_others(moat, backends, certs, t
         first.until(b"* OK")
         first.send('a1 LOGIN "slow1@example.test" "x"')
         rig.wait_until(lambda: len(sasld.held) >= 1, timeout=5.0, what="a held check")
-        # more hung checks from the same address: refused at once, never holding a thread
-        replies = []
+        # more checks from the same address wait behind the hung one (never a second thread):
+        # three queue (max_checks_per_client 1, 4 in the pool in all) and time out at
+        # verify_timeout, the rest are refused at once; the same temporary failure for each
+        waiting = []
         for i in range(2, 7):
             c = f.raw("imaps", src="127.0.0.50")
             c.until(b"* OK")
-            c.sock.settimeout(1.5)
             c.send('a1 LOGIN "slow%d@example.test" "x"' % i)
+            waiting.append(c)
+        replies = []
+        for c in waiting:
+            c.sock.settimeout(10.0)
             try:
                 replies.append(c.line())
             except socket.timeout:
@@ -305,6 +314,30 @@ def test_hung_checks_of_one_client_do_not_starve_others(moat, backends, certs, t
         c.close()
         assert "why=client_busy" in f.moat.log()
         assert f.moat.alive()
+    finally:
+        sasld.close()
+
+
+def test_parallel_logins_of_one_client_all_go_through(moat, backends, certs, tmp_path):
+    """A mail client opens several connections and logs in on each at once: with one check per
+    client running at a time, the others wait their turn instead of failing."""
+    # each check takes a while, so the logins are in the auth service at the same time
+    sasld = Saslauthd(str(tmp_path / "mux"), delay=0.3)
+    try:
+        f = AuthFront(moat, backends, certs, tmp_path,
+                      auth={"pwcheck_method": "saslauthd", "saslauthd_path": sasld.path,
+                            "verify_timeout": "10s", "ban_ip": "0"})
+        conns = []
+        for _ in range(4):
+            c = f.raw("imaps", src="127.0.0.52")
+            c.until(b"* OK")
+            conns.append(c)
+        for c in conns:
+            c.send('a1 LOGIN "%s" "%s"' % ALICE)
+        for c in conns:
+            assert c.line().startswith(b"a1 OK"), "a parallel login from one address failed"
+            c.close()
+        assert "why=client_busy" not in f.moat.log()
     finally:
         sasld.close()
 
