@@ -10,7 +10,6 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "admission.h"
 #include "log.h"
@@ -40,21 +39,13 @@ admission_verdict_name(enum admission_verdict v)
 }
 
 struct ratetable *
-admission_table(void)
-{
-    return atomic_load(&table);
-}
-
-static struct ratetable *
-table_get(const struct config *conf)
+admission_start(const struct config *conf)
 {
     struct ratetable *t = atomic_load(&table);
     if (t != NULL)
         return t;
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
-        seed = moat_now_ms() ^ (uint64_t)(uintptr_t)&seed;
-    t = ratetable_new(conf->max_tracked_clients ? conf->max_tracked_clients : 65536, seed);
+    t = ratetable_new(conf->max_tracked_clients ? conf->max_tracked_clients : 65536,
+                      moat_random_seed());
     atomic_store(&table, t);
     return t;
 }
@@ -117,7 +108,7 @@ check_client(const struct config *conf, const struct config_listener *l,
     admission_client_key(&k, l, peer);
     bool dry = l->limits.mode == MODE_LOG;
     enum admission_verdict v =
-        from_table(ratetable_connect(table_get(conf), &k, l->limits.max_sessions_per_ip,
+        from_table(ratetable_connect(admission_start(conf), &k, l->limits.max_sessions_per_ip,
                                      &l->limits.connection_rate_per_ip, dry, moat_now_ms()));
     /* the table's bound protects moat itself: never waived, and then nothing was counted */
     if (v == ADMIT_OK || v == ADMIT_TABLE_FULL || !dry)

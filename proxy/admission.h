@@ -44,9 +44,10 @@ void admission_handshake_begin(void);
 void admission_handshake_end(void);
 unsigned admission_handshakes(void);
 
-/* Any thread: the per-client table (NULL before the first accept); for the auth service's bans.
- * Its keys for client addresses come from admission_client_key(). */
-struct ratetable *admission_table(void);
+/* Main thread, before the workers start: the per-client table, made once (later calls return
+ * it). The workers hand it to their sessions (session_env) for client rates and the auth
+ * service's bans; its keys for client addresses come from admission_client_key(). */
+struct ratetable *admission_start(const struct config *conf);
 void admission_client_key(struct ratetable_key *k, const struct config_listener *l,
                           const struct sockaddr *peer);
 

@@ -20,7 +20,9 @@
 #include <ev.h>
 
 #include "config.h"
+#include "admission.h"
 #include "auth.h"
+#include "authguard.h"
 #include "backendcheck.h"
 #include "listener.h"
 #include "log.h"
@@ -36,6 +38,7 @@ struct runtime {
     struct worker **workers;
     unsigned nworkers;
     struct metrics *metrics;
+    struct authguard *guard; /* admission's per-client table and the login ban tables */
     bool stopping;
 };
 
@@ -287,7 +290,8 @@ run(struct config *conf, struct tls_ctx *tls)
     if (auth_start(conf) != 0)
         return 1;
     rt.nworkers = worker_count(conf);
-    rt.workers = workers_start(rt.nworkers);
+    rt.guard = authguard_new(admission_start(conf));
+    rt.workers = workers_start(rt.nworkers, rt.guard);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
@@ -311,6 +315,7 @@ run(struct config *conf, struct tls_ctx *tls)
     backendcheck_stop();
     auth_stop();
     workers_join(rt.workers, rt.nworkers);
+    authguard_free(rt.guard);
     listeners_close(rt.listeners);
     metrics_close(rt.metrics);
     /* the generation in force now (a reload may have replaced the one passed in) */

@@ -8,10 +8,8 @@
  * never touches it; no password is ever logged, and every copy is wiped. Nothing a client sends
  * can trip an assertion here: a state it should not reach ends the session.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "admission.h"
 #include "auth.h"
@@ -353,49 +351,13 @@ session_auth_on_timer(struct session *s, double now)
     return true;
 }
 
-/* User-name failures and bans, and familiar addresses: bounded tables of their own, made once
- * per process with random seeds, shared by every worker (the tables lock themselves). */
-#define AUTH_USERS_MAX 8192
-#define AUTH_FAMILIAR_MAX 16384
-
-static struct {
-    pthread_once_t once;
-    struct ratetable *users;
-    struct familiar *familiar;
-} guard_tables = {.once = PTHREAD_ONCE_INIT};
-
-static uint64_t
-random_seed(void)
-{
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
-        seed = moat_now_ms() ^ (uint64_t)(uintptr_t)&seed;
-    return seed;
-}
-
-static void
-guard_tables_make(void)
-{
-    guard_tables.users = ratetable_new(AUTH_USERS_MAX, random_seed());
-    guard_tables.familiar = familiar_new(AUTH_FAMILIAR_MAX, random_seed());
-}
-
-static struct authguard
-guard(void)
-{
-    pthread_once(&guard_tables.once, guard_tables_make);
-    return (struct authguard){.clients = admission_table(),
-                              .users = guard_tables.users,
-                              .familiar = guard_tables.familiar};
-}
-
 bool
 session_auth_banned(struct session *s, const char *user, size_t user_len)
 {
-    struct authguard g = guard();
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
-    return authguard_banned(&g, &s->listener->auth_conf, &k, user, user_len, moat_now_ms());
+    return authguard_banned(s->env->guard, &s->listener->auth_conf, &k, user, user_len,
+                            moat_now_ms());
 }
 
 static void
@@ -433,10 +395,9 @@ session_auth_failed(struct session *s, const char *user, size_t user_len, const 
     const struct config_auth *a = &s->listener->auth_conf;
     struct authguard_verdict v = {0};
     s->auth_failures++;
-    struct authguard g = guard();
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
-    authguard_failure(&g, a, &k, user, user_len, s->auth_failures, moat_now_ms(), &v);
+    authguard_failure(s->env->guard, a, &k, user, user_len, s->auth_failures, moat_now_ms(), &v);
     bool last = a->max_failures > 0 && s->auth_failures >= a->max_failures;
     log_failure(s, user, user_len, mech, &v, last);
     int n = snprintf(s->hold_reply, sizeof(s->hold_reply), "%s", last ? final_reply : reply);
@@ -463,10 +424,9 @@ session_auth_login(struct session *s, const char *user, size_t user_len, const c
     memcpy(name, user, n);
     name[n] = '\0';
     session_set_user(s, name);
-    struct authguard g = guard();
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
-    authguard_login(&g, &k, user, user_len, moat_now_ms());
+    authguard_login(s->env->guard, &k, user, user_len, moat_now_ms());
     struct log_line l;
     log_begin(&l, LOG_INFO, EV_LOGIN);
     if (l.skip)

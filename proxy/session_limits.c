@@ -4,6 +4,7 @@
  * ev_timer, and the SMTP message / recipient rates counted per client address.
  */
 #include "admission.h"
+#include "authguard.h"
 #include "log.h"
 #include "session.h"
 #include "session_env.h"
@@ -47,7 +48,7 @@ session_rate_allows(struct session *s, enum client_rate k)
     enum rate_kind kind;
     const char *name;
     const struct rate *r = client_rate_of(s, k, &kind, &name);
-    struct ratetable *t = admission_table();
+    struct ratetable *t = s->env->guard->clients;
     if (r->count == 0 || t == NULL)
         return true;
     struct ratetable_key key;
@@ -66,7 +67,7 @@ session_rate_count(struct session *s, enum client_rate k)
     enum rate_kind kind;
     const char *name;
     const struct rate *r = client_rate_of(s, k, &kind, &name);
-    struct ratetable *t = admission_table();
+    struct ratetable *t = s->env->guard->clients;
     if (r->count == 0 || t == NULL)
         return;
     struct ratetable_key key;

@@ -238,7 +238,7 @@ worker_main(void *arg)
 }
 
 static struct worker *
-worker_new(unsigned index, struct ev_loop *loop)
+worker_new(unsigned index, struct ev_loop *loop, const struct authguard *guard)
 {
     struct worker *w = xcalloc(1, sizeof(*w));
     w->index = index;
@@ -247,7 +247,8 @@ worker_new(unsigned index, struct ev_loop *loop)
                                   .kick = worker_kick,
                                   .defer_free = worker_defer_finish,
                                   .done = worker_session_done,
-                                  .post = worker_post};
+                                  .post = worker_post,
+                                  .guard = guard};
     pthread_mutex_init(&w->lock, NULL);
     ev_async_init(&w->wake, on_wake);
     w->wake.data = w;
@@ -261,14 +262,14 @@ worker_new(unsigned index, struct ev_loop *loop)
 }
 
 struct worker **
-workers_start(unsigned n)
+workers_start(unsigned n, const struct authguard *guard)
 {
     struct worker **ws = xcalloc(n, sizeof(*ws));
     for (unsigned i = 0; i < n; i++) {
         struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK);
         if (loop == NULL)
             fatal("cannot create an event loop for worker %u", i);
-        struct worker *w = worker_new(i, loop);
+        struct worker *w = worker_new(i, loop, guard);
         ws[i] = w;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -333,9 +334,9 @@ workers_join(struct worker **ws, unsigned n)
 /* --- a worker without a thread, for in-process tests (tests/fuzz/fuzz_session.c) --- */
 
 struct worker *
-worker_local_new(struct ev_loop *loop)
+worker_local_new(struct ev_loop *loop, const struct authguard *guard)
 {
-    return worker_new(0, loop);
+    return worker_new(0, loop, guard);
 }
 
 struct session *

@@ -17,9 +17,10 @@ struct session;
 struct config;
 struct config_listener;
 struct tls_ctx;
+struct authguard;
 
-/* Start n workers; returns the array. */
-struct worker **workers_start(unsigned n);
+/* Start n workers, each handing its sessions the process's tables in guard; returns the array. */
+struct worker **workers_start(unsigned n, const struct authguard *guard);
 /* Hand an accepted socket to the least-loaded worker. Takes a reference on conf and tls. */
 void workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
                       socklen_t peer_len, struct config *conf, const struct config_listener *l,
@@ -32,7 +33,7 @@ void workers_join(struct worker **ws, unsigned n);
  * loop (which the caller runs); workers_dispatch() on it starts sessions. Its open sessions
  * (list head), whether nothing is queued, posted, open or waiting to be freed, and its end (only
  * when idle; the loop stays the caller's). */
-struct worker *worker_local_new(struct ev_loop *loop);
+struct worker *worker_local_new(struct ev_loop *loop, const struct authguard *guard);
 struct session *worker_local_sessions(const struct worker *w);
 bool worker_local_idle(struct worker *w);
 void worker_local_free(struct worker *w);

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "authguard.h"
 #include "config.h"
 #include "log.h"
 #include "protocols.h"
@@ -84,6 +85,7 @@ static struct {
     char dir[64];
     struct ev_loop *loop;
     struct worker *worker;
+    struct authguard *guard;
     struct config *conf;
     struct tls_ctx *tls;
     const struct config_listener *listeners[32]; /* by setting bits 0-3 */
@@ -208,6 +210,7 @@ harness_stop(void)
         ev_run(h.loop, EVRUN_NOWAIT);
     fake_backend_stop();
     worker_local_free(h.worker);
+    authguard_free(h.guard);
     tls_ctx_unref(h.tls);
     config_unref(h.conf);
     ev_loop_destroy(h.loop);
@@ -266,7 +269,9 @@ harness_start(void)
         if (h.listeners[i] == NULL)
             die("a listener is missing");
     }
-    h.worker = worker_local_new(h.loop);
+    /* no admission table (nothing is accepted here): no client rates or client bans */
+    h.guard = authguard_new(NULL);
+    h.worker = worker_local_new(h.loop, h.guard);
     h.ready = true;
     atexit(harness_stop);
 }
