@@ -335,9 +335,7 @@ static const struct imap_cmd imap_cmds[] = {
 static bool
 count_command(struct session *s)
 {
-    struct imap_session *is = imap_session(s);
-    uint32_t max = session_listener(s)->limits.max_preauth_commands;
-    if (max > 0 && ++is->commands > max) {
+    if (session_count_command(s)) {
         session_reply(s, "* BYE Too many commands\r\n", 25);
         session_close(s, REASON_TOO_MANY_COMMANDS);
         return false;

@@ -166,7 +166,6 @@ void
 pop3_auth_failed(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
-    ps->failures++;
     pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
     session_auth_failed(s, ps->cred.user, ps->cred.user_len,
                         ps->mech == SASL_MECH_NONE ? "USER" : sasl_mech_name(ps->mech),
@@ -321,8 +320,7 @@ pop3_discard(struct pop3_session *ps, const char *p, size_t n)
 static bool
 pop3_count_command(struct session *s, struct pop3_session *ps)
 {
-    uint32_t max = session_listener(s)->limits.max_preauth_commands;
-    if (max == 0 || ++ps->commands <= max)
+    if (!session_count_command(s))
         return true;
     pop3_send(s, "-ERR Too many commands\r\n");
     pop3_enter_state(s, POP3_STATE_DONE);

@@ -478,8 +478,7 @@ smtp_count_command(struct session *s, struct smtp_session *st)
 {
     if (st->backend_up || st->authenticated)
         return true;
-    uint32_t max = session_listener(s)->limits.max_preauth_commands;
-    if (max > 0 && ++st->preauth_commands > max) {
+    if (session_count_command(s)) {
         smtp_close_421(s, "4.7.0", "Error: too many commands", REASON_TOO_MANY_COMMANDS);
         return false;
     }
@@ -651,11 +650,8 @@ static void
 smtp_on_tls_ready(struct session *s)
 {
     struct smtp_session *st = smtp_st(s);
-    uint32_t failures = st->auth_failures, commands_seen = st->preauth_commands;
     sasl_exchange_wipe(&st->sasl);
     memset(st, 0, sizeof(*st)); /* RFC 3207 §4.2: forget everything the client said */
-    st->auth_failures = failures;
-    st->preauth_commands = commands_seen;
     st->state = SMTP_FRESH;
     session_input_resume(s);
 }

@@ -171,6 +171,10 @@ void session_set_user(struct session *s, const char *user);
 /* Count a protocol error; returns true when the session's max_errors is reached (the caller
  * then says goodbye and closes). */
 bool session_count_error(struct session *s);
+/* Count one command of the dialogue before login ([limits] max_preauth_commands); returns true
+ * when it is one too many (the caller then says goodbye and closes with
+ * REASON_TOO_MANY_COMMANDS). Like the error count it is the core's: STARTTLS does not reset it. */
+bool session_count_command(struct session *s);
 /* Close: the reply already queued is flushed first (bounded), then both legs close. */
 void session_close(struct session *s, enum close_reason r);
 /* Log one event line for this session: event plus a free-form detail (trusted text). */

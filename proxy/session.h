@@ -52,6 +52,7 @@ struct session {
     const char *tls_version; /* static strings from the TLS library, kept for the log */
     const char *tls_cipher;
     uint32_t errors;
+    uint32_t preauth_commands; /* [limits] max_preauth_commands: STARTTLS keeps the count */
     enum close_reason reason;
     bool closing;
     bool closed;

@@ -357,6 +357,13 @@ session_count_error(struct session *s)
     return s->listener.limits.max_errors > 0 && s->errors >= s->listener.limits.max_errors;
 }
 
+bool
+session_count_command(struct session *s)
+{
+    uint32_t max = s->listener.limits.max_preauth_commands;
+    return max > 0 && ++s->preauth_commands > max;
+}
+
 void
 session_close(struct session *s, enum close_reason r)
 {
