@@ -8,7 +8,6 @@
 
 #include "dns.h"
 #include "dnsbl.h"
-#include "dnscheck.h"
 #include "session.h"
 #include "spf.h"
 
