@@ -40,6 +40,7 @@ struct tls_cert {
     long key_len;
     char *names[TLS_MAX_NAMES];
     size_t nnames;
+    time_t not_after; /* the leaf's validity end; 0 when it could not be read */
 };
 
 struct tls_ctx {
@@ -50,6 +51,7 @@ struct tls_ctx {
     const char *group_names[8]; /* wolfSSL_get_curve_name() spelling of each configured group */
     size_t ngroups;
     unsigned short ecdhe_size; /* octets of the first configured NIST curve, or 0 */
+    bool sni_strict, sni_required;
 };
 
 struct tls {
@@ -58,6 +60,7 @@ struct tls {
     int fd;
     int last_error;
     bool peer_closed;
+    const char *refusal; /* why moat itself ended the handshake, for tls_error() */
     char alpn[8];
     char error_text[96];
 };
@@ -104,7 +107,10 @@ read_file(const char *path, long *len_out)
     return p;
 }
 
-/* Names a certificate answers to: its DNS subjectAltNames, else its subject CN. */
+static time_t der_cert_not_after(const unsigned char *der, size_t n);
+
+/* Names a certificate answers to: its DNS subjectAltNames, else its subject CN; and when it
+ * expires. */
 static void
 cert_collect_names(struct tls_cert *c)
 {
@@ -115,6 +121,7 @@ cert_collect_names(struct tls_cert *c)
         free(der);
         return;
     }
+    c->not_after = der_cert_not_after(der, (size_t)der_len);
     struct DecodedCert dc;
     wc_InitDecodedCert(&dc, der, (word32)der_len, NULL);
     if (wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) == 0) {
@@ -148,16 +155,24 @@ name_matches(const char *pattern, const char *name, size_t name_len)
     return false;
 }
 
-/* SNI: keep the default certificate unless another pair names the requested host. May run
- * more than once per handshake, so it only ever loads onto the connection. */
+/* SNI: keep the default certificate unless another pair names the requested host; with
+ * sni_required a handshake without SNI ends in a missing_extension alert, with sni_strict one
+ * naming no certificate in unrecognized_name. May run more than once per handshake, so it only
+ * ever loads onto the connection. */
 static int
 on_servername(WOLFSSL *ssl, int *alert, void *arg)
 {
     struct tls_ctx *tc = arg;
     void *req = NULL;
     unsigned short len = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &req);
-    if (len == 0 || req == NULL)
-        return 0;
+    struct tls *t = wolfSSL_GetIOReadCtx(ssl);
+    if (len == 0 || req == NULL) {
+        if (!tc->sni_required)
+            return 0;
+        t->refusal = "no SNI (sni_required)";
+        *alert = missing_extension;
+        return fatal_return;
+    }
     for (size_t i = 0; i < tc->ncerts; i++) {
         struct tls_cert *c = &tc->certs[i];
         for (size_t j = 0; j < c->nnames; j++) {
@@ -177,7 +192,11 @@ on_servername(WOLFSSL *ssl, int *alert, void *arg)
             return 0;
         }
     }
-    return 0;
+    if (!tc->sni_strict)
+        return 0;
+    t->refusal = "SNI names no certificate (sni_strict)";
+    *alert = unrecognized_name;
+    return fatal_return;
 }
 
 /* --- session tickets: one key ring for the process, shared by every generation --- */
@@ -292,9 +311,15 @@ der_element(const unsigned char *p, const unsigned char *end, unsigned *tag_out,
     return 0;
 }
 
-/* The SubjectPublicKeyInfo element (header included) inside a DER certificate. */
+/* Fields of tbsCertificate, by position: [0] version (optional), serial, signature, issuer,
+ * validity, subject, SubjectPublicKeyInfo. */
+enum { TBS_VALIDITY = 4, TBS_SPKI = 6 };
+
+/* The SEQUENCE at position want inside a DER certificate's tbsCertificate: where its element
+ * starts (header included) and its whole length. */
 static int
-der_cert_spki(const unsigned char *der, size_t n, const unsigned char **spki_out, size_t *len_out)
+der_cert_field(const unsigned char *der, size_t n, int want, const unsigned char **elem_out,
+               size_t *len_out)
 {
     const unsigned char *end = der + n, *c;
     unsigned tag;
@@ -304,22 +329,72 @@ der_cert_spki(const unsigned char *der, size_t n, const unsigned char **spki_out
     if (der_element(c, c + len, &tag, &c, &len) != 0 || tag != 0x30) /* tbsCertificate */
         return -1;
     const unsigned char *p = c, *tbs_end = c + len;
-    /* [0] version (optional), serial, signature, issuer, validity, subject, then the SPKI */
-    for (int field = 0; field < 7; field++) {
+    for (int field = 0; field <= want; field++) {
         if (der_element(p, tbs_end, &tag, &c, &len) != 0)
             return -1;
         if (field == 0 && tag != 0xa0)
             field++; /* no version: this is the serial */
-        if (field == 6) {
+        if (field == want) {
             if (tag != 0x30)
                 return -1;
-            *spki_out = p;
+            *elem_out = p;
             *len_out = (size_t)(c + len - p);
             return 0;
         }
         p = c + len;
     }
     return -1;
+}
+
+/* n decimal digits at p, or -1. */
+static int
+der_digits(const unsigned char *p, size_t n)
+{
+    int v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* The notAfter of a DER certificate (RFC 5280 4.1.2.5: UTCTime YYMMDDHHMMSSZ, years 1950-2049,
+ * or GeneralizedTime YYYYMMDDHHMMSSZ), as seconds since the epoch; 0 when it cannot be read. */
+static time_t
+der_cert_not_after(const unsigned char *der, size_t n)
+{
+    const unsigned char *v, *c, *end;
+    size_t len;
+    unsigned tag;
+    if (der_cert_field(der, n, TBS_VALIDITY, &v, &len) != 0 ||
+        der_element(v, v + len, &tag, &c, &len) != 0) /* Validity */
+        return 0;
+    end = c + len;
+    if (der_element(c, end, &tag, &c, &len) != 0) /* notBefore */
+        return 0;
+    if (der_element(c + len, end, &tag, &c, &len) != 0) /* notAfter */
+        return 0;
+    size_t ylen = tag == 0x17 ? 2 : tag == 0x18 ? 4 : 0;
+    if (ylen == 0 || len != ylen + 11 || c[len - 1] != 'Z')
+        return 0;
+    int year = der_digits(c, ylen);
+    if (ylen == 2 && year >= 0)
+        year += year < 50 ? 2000 : 1900;
+    struct tm tm = {
+        .tm_year = year - 1900,
+        .tm_mon = der_digits(c + ylen, 2) - 1,
+        .tm_mday = der_digits(c + ylen + 2, 2),
+        .tm_hour = der_digits(c + ylen + 4, 2),
+        .tm_min = der_digits(c + ylen + 6, 2),
+        .tm_sec = der_digits(c + ylen + 8, 2),
+    };
+    if (year < 0 || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+        tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 ||
+        tm.tm_sec > 60)
+        return 0;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? 0 : t;
 }
 
 int
@@ -339,7 +414,7 @@ tls_spki_sha256(const char *cert_file, unsigned char out[32], const char **err_o
     size_t spki_len = 0;
     int rc = -1;
     *err_out = "not a PEM certificate";
-    if (der_len > 0 && der_cert_spki(der, (size_t)der_len, &spki, &spki_len) == 0 &&
+    if (der_len > 0 && der_cert_field(der, (size_t)der_len, TBS_SPKI, &spki, &spki_len) == 0 &&
         wc_Sha256Hash(spki, (word32)spki_len, out) == 0)
         rc = 0;
     free(der);
@@ -566,7 +641,9 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
         *err_out = "ticket_lifetime: cannot configure session resumption";
         goto fail;
     }
-    if (tc->ncerts > 1) {
+    tc->sni_strict = conf->sni_strict;
+    tc->sni_required = conf->sni_required;
+    if (tc->ncerts > 1 || tc->sni_strict || tc->sni_required) {
         wolfSSL_CTX_set_servername_callback(tc->ctx, on_servername);
         wolfSSL_CTX_set_servername_arg(tc->ctx, tc);
     }
@@ -574,6 +651,12 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
 fail:
     tls_ctx_unref(tc);
     return NULL;
+}
+
+time_t
+tls_ctx_cert_not_after(const struct tls_ctx *ctx, size_t i)
+{
+    return i < ctx->ncerts ? ctx->certs[i].not_after : 0;
 }
 
 struct tls_ctx *
@@ -797,6 +880,8 @@ tls_cipher(struct tls *t)
 const char *
 tls_error(struct tls *t)
 {
+    if (t->refusal != NULL)
+        return t->refusal;
     if (t->last_error == 0)
         return "none";
     snprintf(t->error_text, sizeof(t->error_text), "%d %s", t->last_error,
