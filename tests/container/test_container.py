@@ -6,6 +6,7 @@ only); mail goes in through the MX, submission and submissions listeners, IMAPS 
 grace. Then the examples: docker/compose.yaml under podman-compose and docker/k8s-pod.yaml under
 `podman kube play`, each with the sidecar image of docker/mail.Dockerfile, come up ready."""
 
+import json
 import os
 import poplib
 import shutil
@@ -26,7 +27,7 @@ import smtp_helpers  # noqa: E402
 
 MOAT_IMAGE = os.environ.get("MOAT_IMAGE", "localhost/moat:test")
 MAIL_IMAGE = os.environ.get("MAIL_IMAGE", "localhost/moat-mail:test")
-GRACE_S = 5  # shutdown_grace in the test configuration
+GRACE_S = 20  # shutdown_grace in the test configuration
 ALICE, BOB = "alice@example.test", "bob@example.test"
 
 
@@ -258,14 +259,16 @@ def test_sigterm_exits_zero_within_grace(moat_container, certs):
     r = podman("wait", name, timeout=GRACE_S + 30)
     took = time.monotonic() - t0
     assert r.stdout.strip() == "0", r.stdout
-    assert took < GRACE_S + 5, took
+    assert took < GRACE_S, took  # the idle session does not hold the exit back
     try:
         line = im.readline()
         assert line.startswith(b"* BYE") or line == b"", line
     finally:
         im.sock.close()
-    logs = podman("logs", name).stderr
-    assert '"event":"stopped"' in logs.replace(" ", "") or "stopped" in logs, logs[-2000:]
+    events = [json.loads(line) for line in podman("logs", name).stderr.splitlines()
+              if line.startswith("{")]
+    assert any(e["event"] == "shutdown" for e in events), events
+    assert any(e["event"] == "stopped" and "status=0" in e.get("detail", "") for e in events)
 
 
 # --- the examples: compose and the Kubernetes pod, with the mail sidecar image ---------------
@@ -380,8 +383,12 @@ def test_compose_stack(certs):
         for name in ("mail", "moat"):  # depends_on order
             podman(*compose_run_args(project, name, services[name], ports, binds),
                    images[name])
-        rig.wait_until(lambda: http_get(ports[9100], "/readyz")[0] == 200, 30, interval=0.5,
-                       what="/readyz 200 in the compose stack")
+        last = []
+        try:
+            rig.wait_until(lambda: last.append(http_get(ports[9100], "/readyz")) or
+                           last[-1][0] == 200, 30, interval=0.5, what="/readyz 200")
+        except TimeoutError:
+            pytest.fail("compose stack never ready: last /readyz answer %r" % (last[-1:],))
         add_mail_user("%s_mail" % project)
         sidecar_roundtrip(ports, certs)
         # the compose file's stop: SIGTERM, moat exits 0 well within stop_grace_period
