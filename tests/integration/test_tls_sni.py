@@ -152,3 +152,19 @@ def test_expiring_certificate_warned_at_start_and_reload_and_on_metrics(imaps, c
     assert len(expiring_lines(m)) == 2
     assert served(s_client(m.port, "soon.moat.test"))  # permissive default: default cert
     assert m.alive()
+
+
+def test_expiry_after_2049_is_generalized_time(imaps, certs, tmp_path):
+    """RFC 5280 writes a notAfter from 2050 on as GeneralizedTime (4-digit year), not UTCTime."""
+    cert, key = str(tmp_path / "far.pem"), str(tmp_path / "far.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "10000", "-subj", "/CN=far.moat.test"], check=True,
+                   capture_output=True, timeout=30)
+    der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    assert b"\x18\x0f20" in der  # GeneralizedTime, 15 bytes, 20xx
+    m = imaps("[tls]\ncertificate = %s\nkey = %s\n" % (cert, key))
+    got = expiry_metrics(m.metrics)
+    assert abs(got[cert] - (not_after(cert) - time.time())) < 60, got
+    assert not expiring_lines(m)
