@@ -169,7 +169,8 @@ on_servername(WOLFSSL *ssl, int *alert, void *arg)
     if (len == 0 || req == NULL) {
         if (!tc->sni_required)
             return 0;
-        t->refusal = "no SNI (sni_required)";
+        if (t != NULL)
+            t->refusal = "no SNI (sni_required)";
         *alert = missing_extension;
         return fatal_return;
     }
@@ -194,7 +195,8 @@ on_servername(WOLFSSL *ssl, int *alert, void *arg)
     }
     if (!tc->sni_strict)
         return 0;
-    t->refusal = "SNI names no certificate (sni_strict)";
+    if (t != NULL)
+        t->refusal = "SNI names no certificate (sni_strict)";
     *alert = unrecognized_name;
     return fatal_return;
 }
