@@ -3,8 +3,9 @@ names them in $MOAT_IMAGE and $MAIL_IMAGE): moat's image runs read-only with eve
 dropped, as its non-root user, in front of the rig's Postfix and Dovecot (host network, loopback
 only); mail goes in through the MX, submission and submissions listeners, IMAPS and POP3S read it,
 /readyz answers 200, the image's HEALTHCHECK passes, and SIGTERM ends it with status 0 within the
-grace. Then the examples: docker/compose.yaml under podman-compose and docker/k8s-pod.yaml under
-`podman kube play`, each with the sidecar image of docker/mail.Dockerfile, come up ready."""
+grace. Then the examples, each with the sidecar image of docker/mail.Dockerfile:
+docker/compose.yaml's two services (run as compose would) carry mail in and out, and
+docker/k8s-pod.yaml under `podman kube play` comes up ready."""
 
 import json
 import os
@@ -19,6 +20,7 @@ import urllib.request
 import uuid
 
 import pytest
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
@@ -368,7 +370,6 @@ def test_compose_stack(certs):
     """docker/compose.yaml as written (sidecar in the mail service's network namespace,
     read-only, no capabilities), with the images built by scripts/container-test and the
     published ports moved to free loopback ports (nothing listens beyond loopback)."""
-    yaml = pytest.importorskip("yaml")
     compose = yaml.safe_load(open(os.path.join(rig.ROOT, "docker", "compose.yaml")))
     services = compose["services"]
     assert services["moat"]["network_mode"] == "service:mail"
@@ -414,7 +415,6 @@ def pod_volume_names(pod):
 def test_kube_play_pod_example(certs, tmp_path):
     """`podman kube play docker/k8s-pod.yaml` as it is, with its ConfigMap (docker/moat.conf),
     its Secret (the test certificate) and the two images tagged as the example names them."""
-    yaml = pytest.importorskip("yaml")
     pod = list(yaml.safe_load_all(open(os.path.join(rig.ROOT, "docker", "k8s-pod.yaml"))))[0]
     images = {c["name"]: c["image"] for c in pod["spec"]["containers"]}
     podman("tag", MOAT_IMAGE, images["moat"])
