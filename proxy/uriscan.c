@@ -543,11 +543,24 @@ uriscan_init(struct uriscan *u, const struct uriscan_limits *lim, uriscan_found_
 }
 
 void
+uriscan_finish(struct uriscan *u)
+{
+    if (u->where == W_STOPPED)
+        return;
+    if (u->line_len > 0)
+        line_done(u, true);
+    if (u->where == W_HEADERS)
+        header_field_end(u);
+    text_end(u);
+}
+
+void
 uriscan_feed(struct uriscan *u, const char *p, size_t n)
 {
     size_t i = 0;
     while (i < n && u->where != W_STOPPED) {
         if (u->bytes >= u->lim.max_bytes) {
+            uriscan_finish(u); /* what was taken in is looked at */
             u->capped = URISCAN_CAP_BYTES;
             u->where = W_STOPPED;
             return;
@@ -565,18 +578,6 @@ uriscan_feed(struct uriscan *u, const char *p, size_t n)
         else if (u->line_len == sizeof(u->line))
             line_done(u, false);
     }
-}
-
-void
-uriscan_finish(struct uriscan *u)
-{
-    if (u->where == W_STOPPED)
-        return;
-    if (u->line_len > 0)
-        line_done(u, true);
-    if (u->where == W_HEADERS)
-        header_field_end(u);
-    text_end(u);
 }
 
 const char *
