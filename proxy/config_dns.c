@@ -1,8 +1,8 @@
 /*
  * config_dns.c: the [dns] section's values that need more than the key table: the DNSBL/DNSWL
- * and URI list specifications (parsed once at load, errors as FILE:LINE), the signed allowlist threshold,
- * the servers list (spaces allowed), and a check that enforcement is asked only where a protocol
- * can enforce it. It never resolves anything.
+ * and URI list specifications (parsed once at load, errors as FILE:LINE), the signed allowlist
+ * threshold, the servers list (spaces allowed), and a check that enforcement is asked only where a
+ * protocol can enforce it. It never resolves anything.
  */
 #include <arpa/inet.h>
 #include <stdio.h>

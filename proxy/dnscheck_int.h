@@ -78,7 +78,7 @@ struct dnscheck {
     bool spf_answer_cut; /* one answer over DNS_ANSWER_MAX_BYTES */
     char spf_header[1024];
     char reply[256];
-    unsigned logged; /* findings already logged, one bit per check */
+    unsigned logged;     /* findings already logged, one bit per check */
     struct uribl *uribl; /* uribl.c: URI lists on message content, or NULL */
 };
 

@@ -35,8 +35,8 @@ prefix_nocase(const char *p, size_t n, const char *word)
 static bool
 host_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
 }
 
 /* A byte that cannot be inside a URL written in text or HTML. */
@@ -467,8 +467,8 @@ header_line(struct uriscan *u, const char *p, size_t n, bool first)
         headers_end(u);
         return;
     }
-    u->header_keep = prefix_nocase(p, n, "content-type:") ||
-                     prefix_nocase(p, n, "content-transfer-encoding:");
+    u->header_keep =
+        prefix_nocase(p, n, "content-type:") || prefix_nocase(p, n, "content-transfer-encoding:");
     u->header_len = 0;
     header_append(u, p, n);
 }
@@ -531,8 +531,7 @@ line_done(struct uriscan *u, bool complete)
 }
 
 void
-uriscan_init(struct uriscan *u, const struct uriscan_limits *lim, uriscan_found_fn found,
-             void *arg)
+uriscan_init(struct uriscan *u, const struct uriscan_limits *lim, uriscan_found_fn found, void *arg)
 {
     memset(u, 0, sizeof(*u));
     u->lim = *lim;

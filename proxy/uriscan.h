@@ -59,8 +59,8 @@ struct uriscan {
     uint32_t b64_bits;
     unsigned b64_n;
     /* URL recognition in decoded text */
-    char window[8]; /* the last bytes, lower case */
-    int url;        /* not in a URL, in a host, skipping the rest of a URL */
+    char window[8];  /* the last bytes, lower case */
+    int url;         /* not in a URL, in a host, skipping the rest of a URL */
     bool url_scheme; /* the host came after "scheme://": userinfo@ may precede it */
     char host[URISCAN_HOST_MAX + 1];
     size_t host_len;
