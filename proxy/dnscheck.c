@@ -203,6 +203,12 @@ dc_spf_clear(struct dnscheck *d)
     d->spf_answer_cut = false;
 }
 
+bool
+dnscheck_owes_client(const struct dnscheck *d)
+{
+    return d != NULL && uribl_protocol_waits(d->uribl);
+}
+
 void
 dnscheck_cancel(struct dnscheck *d)
 {

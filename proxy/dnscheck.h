@@ -16,6 +16,9 @@ struct dnscheck;
 struct dnscheck *dnscheck_start(struct session *s);
 /* The session is finishing: no callback may reach it any more. */
 void dnscheck_cancel(struct dnscheck *d);
+/* The protocol holds an answer the client waits for until a lookup is done (the end of a
+ * message waiting for URI list answers): a half-closed client is still owed it. */
+bool dnscheck_owes_client(const struct dnscheck *d);
 /* Fields for the session's closing line (rdns=, dnsbl_score=, helo=, spf=). */
 void dnscheck_log_close(const struct dnscheck *d, struct log_line *l);
 void dnscheck_free(struct dnscheck *d);

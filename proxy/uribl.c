@@ -76,6 +76,12 @@ uribl_free(struct uribl *u)
     free(u);
 }
 
+bool
+uribl_protocol_waits(const struct uribl *u)
+{
+    return u != NULL && u->notify;
+}
+
 static void
 on_answer(struct dns_waiter *w, const struct dns_answer *a)
 {

@@ -251,3 +251,27 @@ def test_config_check_names_the_line(certs, tmp_path, line, why):
                        text=True, timeout=10)
     assert r.returncode == 1
     assert why in r.stderr and re.search(r"moat\.conf:\d+: ", r.stderr), r.stderr
+
+
+def test_half_close_after_the_dot_still_answered(start, backends):
+    """The client shuts its side right after the dot while the lookups are still out: it still
+    gets the answer, and a clean message is delivered."""
+    import socket
+    m = start(LISTS + "\nuribl_timeout = 5s")
+    for body, want in (("http://slow.test/ is listed, its answer comes late", b"554 5.7.1 "),
+                       ("http://hang.test/ never answers: delivered", b"250 ")):
+        c = connect(m)
+        subject = "uribl-halfclose-" + uuid.uuid4().hex
+        text, mid = msg(subject, body)
+        assert c.cmd("MAIL FROM:<a@remote.example>")[-1].startswith(b"250")
+        assert c.cmd("RCPT TO:<%s>" % BOB)[-1].startswith(b"250")
+        assert c.cmd("DATA")[-1].startswith(b"354")
+        c.send(text + ".\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        c.sock.settimeout(10)
+        assert c.reply()[-1].startswith(want)
+        c.close()
+        if want == b"250 ":
+            backends.wait_maildir(BOB, subject)
+        else:
+            rig.wait_until(lambda: "event=uribl_refused" in m.log(), 3, what="refusal logged")
