@@ -162,6 +162,8 @@ session_stats_event(struct session *s, const char *event)
         stats_refusal(s->stats, STAT_REFUSED_SMUGGLING);
     else if (strcmp(event, "dnsbl_refused") == 0)
         stats_refusal(s->stats, STAT_REFUSED_DNSBL);
+    else if (strcmp(event, "uribl_refused") == 0)
+        stats_refusal(s->stats, STAT_REFUSED_URIBL);
     else if (strcmp(event, "backend_connect_failed") == 0)
         stats_add(s->stats, STAT_BACKEND_CONNECT_FAILURES, 1);
 }

@@ -23,6 +23,7 @@ static const char *const refusal_names[] = {
     [STAT_REFUSED_SMUGGLING] = "smuggling",
     [STAT_REFUSED_STARTTLS_INJECTION] = "starttls_injection",
     [STAT_REFUSED_ALPN] = "alpn_mismatch",
+    [STAT_REFUSED_URIBL] = "uribl",
 };
 
 static const char *const tls_failure_names[] = {

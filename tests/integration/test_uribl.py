@@ -40,7 +40,7 @@ def ubl():
 
 @pytest.fixture
 def start(moat, backends, certs, ubl):
-    def go(dns):
+    def go(dns, metrics_port=None):
         port = rig.free_port()
         conf = rig.moat_conf(
             certs,
@@ -50,7 +50,9 @@ def start(moat, backends, certs, ubl):
                               "tls": "starttls", "backend": "pf", "local_domains": "example.test",
                               "preauth_idle": "10s"}},
             extra="[dns]\nservers = 127.0.0.1:%d\ntimeout = 2s\ntries = 1\n%s\n" % (ubl.port, dns))
-        m = moat(conf, wait_ports=[port])
+        if metrics_port is not None:
+            conf = conf.replace("[moat]\n", "[moat]\nmetrics = 127.0.0.1:%d\n" % metrics_port, 1)
+        m = moat(conf, wait_ports=[port] + ([metrics_port] if metrics_port else []))
         m.port = port
         return m
     return go
@@ -147,7 +149,8 @@ def test_listed_url_refused_never_delivered_next_message_is(start, backends, cas
 def test_weights_threshold_and_pipelined_quit(start, backends):
     """Threshold 3: one list (weight 2) is not enough, both lists (2 + 1) are; QUIT pipelined
     behind the dot is answered after the refusal."""
-    m = start(LISTS + "\nuribl_threshold = 3")
+    mport = rig.free_port()
+    m = start(LISTS + "\nuribl_threshold = 3", metrics_port=mport)
     c = connect(m)
     subject = "uribl-one-" + uuid.uuid4().hex
     text, _ = msg(subject, "http://spam.test/ is only on one list")
@@ -165,6 +168,15 @@ def test_weights_threshold_and_pipelined_quit(start, backends):
     c.close()
     rig.wait_until(lambda: "event=uribl_refused" in m.log(), 3, what="refusal logged")
     assert "score=3" in m.log()
+    # one refusal on /metrics (parsed as Prometheus text)
+    from prometheus_client.parser import text_string_to_metric_families
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=5) as resp:
+        body = resp.read().decode()
+    refusals = {tuple(sorted(s.labels.items())): s.value
+                for fam in text_string_to_metric_families(body) for s in fam.samples
+                if s.name == "moat_refusals_total"}
+    assert refusals.get((("control", "uribl"), ("listener", "mx"))) == 1, refusals
 
 
 def test_unlisted_and_non_text_parts_delivered(start, backends):
