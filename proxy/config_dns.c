@@ -125,6 +125,9 @@ config_check_dns(struct loader *ld)
     if (d->uribl_list != NULL && d->uribl_max_lookups < d->uribl_list->n)
         config_error(ld, dns_seen(ld, "uribl_max_lookups"), "uribl_max_lookups",
                      "must be at least the number of uribl lists (%zu)", d->uribl_list->n);
+    if (d->uribl_timeout_ms > 60000) /* the backend holds the message meanwhile: keep it short */
+        config_error(ld, dns_seen(ld, "uribl_timeout"), "uribl_timeout",
+                     "must be at most 60s (the backend waits for the end of the message)");
     for (size_t i = 0; i < ld->nsecs; i++) {
         const struct section_rec *sec = &ld->secs[i];
         if (sec->kind != SEC_LISTENER || sec->listener->dns_checks != DNS_CHECKS_ENFORCE)

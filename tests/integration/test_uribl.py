@@ -249,6 +249,7 @@ def test_lookups_capped_per_message(start, backends, ubl):
     ("uribl = a.test, b.test\nuribl_max_lookups = 1", "at least the number of uribl lists"),
     ("uribl_policy = maybe", "uribl_policy"),
     ("uribl_max_depth = 17", "uribl_max_depth"),
+    ("uribl_timeout = 2m", "must be at most 60s"),
 ])
 def test_config_check_names_the_line(certs, tmp_path, line, why):
     import subprocess
