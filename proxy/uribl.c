@@ -14,6 +14,9 @@
 #include "dnscheck_int.h"
 #include "uriscan.h"
 
+/* Name bytes kept per domain on average (a message's domains share one pool). */
+#define URIBL_DOMAIN_BYTES 48
+
 struct uribl {
     struct dnscheck *d;
     const struct dnsbl_list *lists;
@@ -22,8 +25,10 @@ struct uribl {
     bool finished; /* its end was seen */
     bool notify;   /* the protocol waits for on_dns_done */
     size_t max_domains;
-    char (*domains)[DNSNAME_MAX + 2];
+    const char **domains; /* into pool */
     size_t ndomains;
+    char *pool; /* the domains' names, NUL-terminated one after the other */
+    size_t pool_len, pool_cap;
     struct check_waiter *waiters; /* domain * lists->n + zone */
     unsigned pending, skipped;
     uint32_t listed_zones; /* one bit per list */
@@ -50,6 +55,8 @@ uribl_new(struct dnscheck *d)
     u->lists = cd->uribl_list;
     u->max_domains = MOAT_MAX((size_t)1, cd->uribl_max_lookups / u->lists->n);
     u->domains = xcalloc(u->max_domains, sizeof(*u->domains));
+    u->pool_cap = u->max_domains * URIBL_DOMAIN_BYTES; /* room for long names if most are short */
+    u->pool = xcalloc(1, u->pool_cap);
     u->waiters = xcalloc(u->max_domains * u->lists->n, sizeof(*u->waiters));
     return u;
 }
@@ -73,6 +80,7 @@ uribl_free(struct uribl *u)
     uribl_cancel(u);
     free(u->waiters);
     free(u->domains);
+    free(u->pool);
     free(u);
 }
 
@@ -144,12 +152,13 @@ on_host(void *arg, const char *host, size_t n)
     for (size_t i = 0; i < u->ndomains; i++)
         if (strcmp(u->domains[i], dom) == 0)
             return;
-    if (u->ndomains >= u->max_domains) {
+    if (u->ndomains >= u->max_domains || u->pool_cap - u->pool_len < dlen + 1) {
         u->skipped++;
         return;
     }
     size_t di = u->ndomains++;
-    memcpy(u->domains[di], dom, dlen + 1);
+    u->domains[di] = memcpy(u->pool + u->pool_len, dom, dlen + 1);
+    u->pool_len += dlen + 1;
     for (size_t zi = 0; zi < u->lists->n; zi++) {
         char q[DNSNAME_MAX + 2];
         struct check_waiter *cw = &u->waiters[di * u->lists->n + zi];
@@ -174,6 +183,7 @@ session_uribl_start(struct session *s)
     u->active = !(d->lists != NULL && d->bl_pending == 0 && d->bl_verdict == DNSBL_ALLOWLIST);
     u->finished = false;
     u->ndomains = 0;
+    u->pool_len = 0;
     u->skipped = 0;
     u->listed_zones = 0;
     memset(u->zone_domain, 0, sizeof(u->zone_domain));
