@@ -288,3 +288,19 @@ def test_half_close_after_the_dot_still_answered(start, backends):
             backends.wait_maildir(BOB, subject)
         else:
             rig.wait_until(lambda: "event=uribl_refused" in m.log(), 3, what="refusal logged")
+
+
+def test_answers_cached_within_worker(start, backends, ubl):
+    """The same domain in a second message of the session is answered from the worker's cache."""
+    m = start(LISTS)
+    c = connect(m)
+    before = ubl.count("cached.spam.test.ubl.test", "A"), ubl.count("spam.test.ubl.test", "A")
+    for _ in range(2):
+        text, _ = msg("uribl-cache-" + uuid.uuid4().hex, "http://cached.spam.test/ again")
+        r = transaction(c, text)
+        assert r.startswith(b"554 5.7.1 ") and b"spam.test" in r, r
+    c.cmd("QUIT")
+    c.close()
+    # the registered domain is what is asked, once
+    assert ubl.count("cached.spam.test.ubl.test", "A") == before[0]
+    assert ubl.count("spam.test.ubl.test", "A") == before[1] + 1
