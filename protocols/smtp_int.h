@@ -58,8 +58,6 @@ struct smtp_session {
     char helo[SMTP_HELO_MAX + 1];
     bool authenticated;
     char login[SASL_USER_MAX + 1];
-    uint32_t auth_failures;
-    uint32_t preauth_commands;
     bool discarding;       /* an over-long line is being skipped up to its LF */
     bool early_talker;     /* spoke before the greeting (logged once) */
     bool paused;           /* we paused client input until the FIFO empties */

@@ -1,19 +1,19 @@
 /*
  * admission.c: admission control at accept. Cheap, synchronous, on the main thread; a refusal
  * is one non-blocking write of the protocol's line (or nothing on implicit-TLS ports). Owns the
- * process-wide per-client table and the count of TLS handshakes in progress; workers only
- * report ends into them. Never blocks on I/O and never refuses a client in dry-run mode.
+ * process-wide per-client table and the counts of open sessions and of TLS handshakes in
+ * progress; workers only report ends into them. Never blocks on I/O and never refuses a client
+ * in dry-run mode.
  */
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "admission.h"
 #include "log.h"
-#include "worker.h"
+#include "protocol.h"
 
 static const char *const verdict_names[] = {
     [ADMIT_OK] = "ok",
@@ -30,6 +30,7 @@ static const char *const verdict_names[] = {
  * lock orders it before any worker reads it). */
 static _Atomic(struct ratetable *) table;
 static atomic_uint handshakes;
+static atomic_uint sessions; /* admitted and not ended, in every worker (for max_sessions) */
 
 const char *
 admission_verdict_name(enum admission_verdict v)
@@ -38,21 +39,13 @@ admission_verdict_name(enum admission_verdict v)
 }
 
 struct ratetable *
-admission_table(void)
-{
-    return atomic_load(&table);
-}
-
-static struct ratetable *
-table_get(const struct config *conf)
+admission_start(const struct config *conf)
 {
     struct ratetable *t = atomic_load(&table);
     if (t != NULL)
         return t;
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
-        seed = moat_now_ms() ^ (uint64_t)(uintptr_t)&seed;
-    t = ratetable_new(conf->max_tracked_clients ? conf->max_tracked_clients : 65536, seed);
+    t = ratetable_new(conf->max_tracked_clients ? conf->max_tracked_clients : 65536,
+                      moat_random_seed());
     atomic_store(&table, t);
     return t;
 }
@@ -90,18 +83,18 @@ from_table(enum ratetable_verdict v)
 }
 
 static void
-log_verdict(const char *event, const struct config_listener *l, const struct sockaddr *peer,
+log_verdict(enum log_event ev, const struct config_listener *l, const struct sockaddr *peer,
             enum admission_verdict v)
 {
     char addr[CONFVAL_ADDR_STRLEN];
     struct log_line line;
-    log_begin(&line, LOG_INFO, event);
+    log_begin(&line, LOG_INFO, ev);
     if (line.skip)
         return;
     log_kv(&line, "listener", "%s", l->name);
     log_kv(&line, "client", "%s", confval_addr_format(peer, addr, sizeof(addr)));
     log_kv(&line, "reason", "%s", admission_verdict_name(v));
-    if (strcmp(event, "would_refuse") == 0)
+    if (ev == EV_WOULD_REFUSE)
         log_kv(&line, "mode", "log");
     log_end(&line);
 }
@@ -115,26 +108,26 @@ check_client(const struct config *conf, const struct config_listener *l,
     admission_client_key(&k, l, peer);
     bool dry = l->limits.mode == MODE_LOG;
     enum admission_verdict v =
-        from_table(ratetable_connect(table_get(conf), &k, l->limits.max_sessions_per_ip,
+        from_table(ratetable_connect(admission_start(conf), &k, l->limits.max_sessions_per_ip,
                                      &l->limits.connection_rate_per_ip, dry, moat_now_ms()));
     /* the table's bound protects moat itself: never waived, and then nothing was counted */
     if (v == ADMIT_OK || v == ADMIT_TABLE_FULL || !dry)
         return v;
-    log_verdict("would_refuse", l, peer, v);
+    log_verdict(EV_WOULD_REFUSE, l, peer, v);
     return ADMIT_OK;
 }
 
-enum admission_verdict
-admission_check(const struct config *conf, const struct config_listener *l,
-                const struct sockaddr *peer, socklen_t len)
+static enum admission_verdict
+admission_decide(const struct config *conf, const struct config_listener *l,
+                 const struct sockaddr *peer)
 {
     bool allowed = exempt(l, peer);
     if (!allowed && l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer)) {
         if (l->access.mode == MODE_ENFORCE)
             return ADMIT_DENIED;
-        log_verdict("would_refuse", l, peer, ADMIT_DENIED);
+        log_verdict(EV_WOULD_REFUSE, l, peer, ADMIT_DENIED);
     }
-    if (conf->max_sessions > 0 && workers_session_count() >= conf->max_sessions)
+    if (conf->max_sessions > 0 && atomic_load(&sessions) >= conf->max_sessions)
         return ADMIT_MAX_SESSIONS;
     if (l->tls == LTLS_IMPLICIT && conf->max_tls_handshakes > 0 &&
         atomic_load(&handshakes) >= conf->max_tls_handshakes)
@@ -144,9 +137,20 @@ admission_check(const struct config *conf, const struct config_listener *l,
     return check_client(conf, l, peer);
 }
 
+enum admission_verdict
+admission_check(const struct config *conf, const struct config_listener *l,
+                const struct sockaddr *peer, socklen_t len)
+{
+    enum admission_verdict v = admission_decide(conf, l, peer);
+    if (v == ADMIT_OK)
+        atomic_fetch_add(&sessions, 1);
+    return v;
+}
+
 void
 admission_session_end(const struct config_listener *l, const struct sockaddr *peer)
 {
+    atomic_fetch_sub(&sessions, 1);
     struct ratetable *t = atomic_load(&table);
     /* counted exactly when admitted and not allow-listed (see admission_check) */
     if (t == NULL || exempt(l, peer))
@@ -210,30 +214,18 @@ int
 admission_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
                   enum admission_verdict v)
 {
-    if (l->tls == LTLS_IMPLICIT)
-        return 0;
+    const struct protocol_refusals *r = &l->protocol->refusals;
     bool denied = v == ADMIT_DENIED;
-    switch (l->proto) {
-    case LPROTO_SMTP:
-    case LPROTO_SUBMISSION:
-        if (denied)
-            return refusal_line(out, cap, "554 5.7.1 %s Access denied\r\n", conf->hostname);
-        return refusal_line(out, cap, "421 4.7.0 %s %s\r\n", conf->hostname, refusal_text(v));
-    case LPROTO_IMAP:
-        if (denied)
-            return refusal_line(out, cap, "* BYE Access denied\r\n");
-        return refusal_line(out, cap, "* BYE [UNAVAILABLE] %s\r\n", refusal_text(v));
-    case LPROTO_POP3:
-        if (denied)
-            return refusal_line(out, cap, "-ERR Access denied\r\n");
-        return refusal_line(out, cap, "-ERR [SYS/TEMP] %s\r\n", refusal_text(v));
-    }
-    return 0;
+    const char *start = denied ? r->denied : r->busy;
+    if (l->tls == LTLS_IMPLICIT || start == NULL)
+        return 0;
+    return refusal_line(out, cap, "%s%s%s%s\r\n", start, r->names_host ? conf->hostname : "",
+                        r->names_host ? " " : "", denied ? "Access denied" : refusal_text(v));
 }
 
 void
 admission_log(const struct config_listener *l, const struct sockaddr *peer,
               enum admission_verdict v)
 {
-    log_verdict("refused", l, peer, v);
+    log_verdict(EV_REFUSED, l, peer, v);
 }

@@ -25,10 +25,12 @@ enum admission_verdict {
 
 /* Main thread, at accept. Refusals are returned (the caller logs and refuses); in dry-run mode
  * (limits_mode / [access] mode = log) this logs event=would_refuse itself and returns ADMIT_OK.
- * An admitted client is counted until admission_session_end(). */
+ * An admitted client is counted (in the per-client table and the global session count) until
+ * admission_session_end(). */
 enum admission_verdict admission_check(const struct config *conf, const struct config_listener *l,
                                        const struct sockaddr *peer, socklen_t len);
-/* The protocol's refusal line for v into out; 0 on implicit-TLS listeners (plain close). */
+/* The refusal line for v in the words of l's protocol (its table's canned refusals) into out;
+ * 0 on implicit-TLS listeners (plain close). */
 int admission_refusal(char *out, size_t cap, const struct config *conf,
                       const struct config_listener *l, enum admission_verdict v);
 void admission_log(const struct config_listener *l, const struct sockaddr *peer,
@@ -42,9 +44,10 @@ void admission_handshake_begin(void);
 void admission_handshake_end(void);
 unsigned admission_handshakes(void);
 
-/* Any thread: the per-client table (NULL before the first accept); for the auth service's bans.
- * Its keys for client addresses come from admission_client_key(). */
-struct ratetable *admission_table(void);
+/* Main thread, before the workers start: the per-client table, made once (later calls return
+ * it). The workers hand it to their sessions (session_env) for client rates and the auth
+ * service's bans; its keys for client addresses come from admission_client_key(). */
+struct ratetable *admission_start(const struct config *conf);
 void admission_client_key(struct ratetable_key *k, const struct config_listener *l,
                           const struct sockaddr *peer);
 

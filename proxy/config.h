@@ -23,6 +23,7 @@ enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 enum control_mode { MODE_ENFORCE = 0, MODE_LOG };
 
 struct sender_map;
+struct protocol;
 
 /* DNS checks (dnscheck.c): off, log the outcome, log what would be refused, or refuse. */
 enum dns_policy { DNS_POLICY_OFF = 0, DNS_POLICY_WARN, DNS_POLICY_DRY_RUN, DNS_POLICY_REJECT };
@@ -174,6 +175,7 @@ struct config_listener {
     struct config_auth auth_conf;
     struct config_access access;
     enum dns_checks_mode dns_checks;
+    const struct protocol *protocol; /* the protocol table, bound once at load (protocols/) */
     int line;
     struct config_listener *next;
 };

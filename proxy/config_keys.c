@@ -3,6 +3,7 @@
  * the code that parses one value into its field, reporting "bad duration '5x': ..." through the
  * loader. Defaults are strings parsed like the file, so the table is the one place they live.
  * It only checks that certificate, key and list files can be read; it never parses them as TLS.
+ * The names of enumerated values and the backend lookup are here too, below every stage.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -558,4 +559,64 @@ config_apply_defaults(struct loader *ld, enum section_kind kind, void *base)
             config_apply(ld, &config_keys[i], base, config_keys[i].dflt, 0, false);
     }
     MOAT_ASSERT(ld->nerrors == before);
+}
+
+/* --- lookups and the names of enumerated values, for every stage of loading and after --- */
+
+struct config_backend *
+config_backend_find(const struct config *c, const char *name)
+{
+    for (struct config_backend *b = c->backends; b != NULL; b = b->next) {
+        if (strcmp(b->name, name) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+const char *
+listener_proto_name(enum listener_proto p)
+{
+    switch (p) {
+    case LPROTO_SMTP:
+        return "smtp";
+    case LPROTO_SUBMISSION:
+        return "submission";
+    case LPROTO_IMAP:
+        return "imap";
+    case LPROTO_POP3:
+        return "pop3";
+    }
+    return "?";
+}
+
+const char *
+listener_tls_name(enum listener_tls t)
+{
+    switch (t) {
+    case LTLS_NONE:
+        return "none";
+    case LTLS_STARTTLS:
+        return "starttls";
+    case LTLS_IMPLICIT:
+        return "implicit";
+    }
+    return "?";
+}
+
+const char *
+backend_identity_name(enum backend_identity i)
+{
+    switch (i) {
+    case IDENT_NONE:
+        return "none";
+    case IDENT_XCLIENT:
+        return "xclient";
+    case IDENT_PROXY_V1:
+        return "proxy-v1";
+    case IDENT_PROXY_V2:
+        return "proxy-v2";
+    case IDENT_ID:
+        return "id";
+    }
+    return "?";
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dnscheck.h"
 #include "dnscheck_int.h"
 
 struct dnscheck *
@@ -89,7 +90,7 @@ on_ptr(struct dns_waiter *w, const struct dns_answer *a)
         snprintf(d->names[d->nnames++], sizeof(d->names[0]), "%s", n);
     }
     if (d->bad_name)
-        session_log(d->s, LOG_WARN, "rdns_bad_name", "client=%s", d->s->client_addr);
+        session_log(d->s, LOG_WARN, EV_RDNS_BAD_NAME, "client=%s", d->s->client_addr);
     if (d->nnames == 0) {
         dc_progress(d);
         return;
@@ -122,10 +123,10 @@ on_list(struct dns_waiter *w, const struct dns_answer *a)
         ans = dnsbl_classify(z, v4, n);
     }
     if (ans == DNSBL_ERROR_CODE)
-        session_log(d->s, LOG_WARN, "dnsbl_error_code", "zone=%s client=%s", z->name,
+        session_log(d->s, LOG_WARN, EV_DNSBL_ERROR_CODE, "zone=%s client=%s", z->name,
                     d->s->client_addr);
     else if (ans != DNSBL_NOT_LISTED)
-        session_log(d->s, LOG_INFO, "dnsbl", "zone=%s answer=%s weight=%d", z->name,
+        session_log(d->s, LOG_INFO, EV_DNSBL, "zone=%s answer=%s weight=%d", z->name,
                     dnsbl_answer_name(ans), z->weight);
     dnsbl_score_add(&d->score, z, ans);
     if (--d->bl_pending == 0) {
@@ -161,7 +162,7 @@ dnscheck_start(struct session *s)
     d->s = s;
     d->cd = cd;
     d->enforce = enforce;
-    d->r = dns_resolver_get(s->worker, s->conf);
+    d->r = dns_resolver_get(s->env, s->conf);
     if (d->r == NULL) { /* no resolver (logged): this session goes without DNS checks */
         free(d);
         return NULL;
@@ -201,12 +202,6 @@ dc_spf_clear(struct dnscheck *d)
     d->spf_bytes = 0;
     d->spf_too_big = false;
     d->spf_answer_cut = false;
-}
-
-bool
-dnscheck_owes_client(const struct dnscheck *d)
-{
-    return d != NULL && uribl_protocol_waits(d->uribl);
 }
 
 void

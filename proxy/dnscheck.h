@@ -2,7 +2,7 @@
  * dnscheck.h: the DNS checks of one session (core side): forward-confirmed reverse DNS, DNS
  * block/allow lists, HELO and SPF, started at accept and run on the worker's resolver while the
  * protocol talks. The protocol sees them through protocol.h (session_dns_verdict and friends);
- * session.c only starts, cancels, logs and frees them.
+ * session_events.c only starts, cancels, logs and frees them.
  */
 #ifndef MOAT_DNSCHECK_H
 #define MOAT_DNSCHECK_H
@@ -16,9 +16,6 @@ struct dnscheck;
 struct dnscheck *dnscheck_start(struct session *s);
 /* The session is finishing: no callback may reach it any more. */
 void dnscheck_cancel(struct dnscheck *d);
-/* The protocol holds an answer the client waits for until a lookup is done (the end of a
- * message waiting for URI list answers): a half-closed client is still owed it. */
-bool dnscheck_owes_client(const struct dnscheck *d);
 /* Fields for the session's closing line (rdns=, dnsbl_score=, helo=, spf=). */
 void dnscheck_log_close(const struct dnscheck *d, struct log_line *l);
 void dnscheck_free(struct dnscheck *d);

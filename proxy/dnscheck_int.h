@@ -8,7 +8,6 @@
 
 #include "dns.h"
 #include "dnsbl.h"
-#include "dnscheck.h"
 #include "session.h"
 #include "spf.h"
 
@@ -95,6 +94,5 @@ void dc_spf_start(struct dnscheck *d, const char *sender, size_t n, const char *
 struct uribl *uribl_new(struct dnscheck *d);
 void uribl_cancel(struct uribl *u);
 void uribl_free(struct uribl *u);
-bool uribl_protocol_waits(const struct uribl *u);
 
 #endif

@@ -155,7 +155,7 @@ pause_accepting(struct listeners *ls)
     double now = ev_now(ls->loop);
     if (now - ls->last_emfile_log > 10) {
         ls->last_emfile_log = now;
-        log_msg(LOG_WARN, "accept_paused", "error=out_of_fds pause_ms=100");
+        log_msg(LOG_WARN, EV_ACCEPT_PAUSED, "error=out_of_fds pause_ms=100");
     }
 }
 
@@ -212,7 +212,7 @@ listeners_watch(struct listeners *ls)
         k->io.data = k;
         ev_io_start(ls->loop, &k->io);
         if (k->fresh)
-            log_msg(LOG_INFO, "listening", "listener=%s proto=%s tls=%s", k->conf->name,
+            log_msg(LOG_INFO, EV_LISTENING, "listener=%s proto=%s tls=%s", k->conf->name,
                     listener_proto_name(k->conf->proto), listener_tls_name(k->conf->tls));
         k->fresh = false;
     }
@@ -267,7 +267,7 @@ listeners_reload(struct listeners *ls, struct config *conf, struct tls_ctx *tls,
     for (size_t j = 0; j < ls->n; j++) {
         ev_io_stop(ls->loop, &ls->socks[j].io);
         if (!taken[j]) {
-            log_msg(LOG_INFO, "listener_closed", "listener=%s", ls->socks[j].conf->name);
+            log_msg(LOG_INFO, EV_LISTENER_CLOSED, "listener=%s", ls->socks[j].conf->name);
             close(ls->socks[j].fd);
         }
     }

@@ -111,6 +111,46 @@ stats_refusal(struct stats_listener *l, enum stat_refusal r)
 }
 
 void
+stats_mark(struct stats_listener *l, enum stat_mark m)
+{
+    switch (m) {
+    case STAT_MARK_NONE:
+        return;
+    case STAT_MARK_REFUSED_LIMIT:
+        stats_refusal(l, STAT_REFUSED_LIMIT);
+        return;
+    case STAT_MARK_REFUSED_ACCESS:
+        stats_refusal(l, STAT_REFUSED_ACCESS);
+        return;
+    case STAT_MARK_REFUSED_DNSBL:
+        stats_refusal(l, STAT_REFUSED_DNSBL);
+        return;
+    case STAT_MARK_REFUSED_RELAY:
+        stats_refusal(l, STAT_REFUSED_RELAY);
+        return;
+    case STAT_MARK_REFUSED_SMUGGLING:
+        stats_refusal(l, STAT_REFUSED_SMUGGLING);
+        return;
+    case STAT_MARK_REFUSED_URIBL:
+        stats_refusal(l, STAT_REFUSED_URIBL);
+        return;
+    case STAT_MARK_BACKEND_CONNECT_FAILURE:
+        stats_add(l, STAT_BACKEND_CONNECT_FAILURES, 1);
+        return;
+    case STAT_MARK_TLS_HANDSHAKE_FAILED:
+        stats_tls_failure(l, STAT_TLS_FAIL_HANDSHAKE);
+        return;
+    case STAT_MARK_TLS_HANDSHAKE_TIMEOUT:
+        stats_tls_failure(l, STAT_TLS_FAIL_TIMEOUT);
+        return;
+    case STAT_MARK_TLS_ALPN_MISMATCH:
+        stats_tls_failure(l, STAT_TLS_FAIL_ALPN);
+        stats_refusal(l, STAT_REFUSED_ALPN);
+        return;
+    }
+}
+
+void
 stats_session_open(struct stats_listener *l)
 {
     if (l == NULL)

@@ -45,6 +45,21 @@ enum stat_refusal {
     STAT_REFUSAL_COUNT
 };
 
+/* What one log event or close reason counts (events.h binds each to one of these). */
+enum stat_mark {
+    STAT_MARK_NONE = 0,
+    STAT_MARK_REFUSED_LIMIT,
+    STAT_MARK_REFUSED_ACCESS,
+    STAT_MARK_REFUSED_DNSBL,
+    STAT_MARK_REFUSED_RELAY,
+    STAT_MARK_REFUSED_SMUGGLING,
+    STAT_MARK_REFUSED_URIBL,
+    STAT_MARK_BACKEND_CONNECT_FAILURE,
+    STAT_MARK_TLS_HANDSHAKE_FAILED,
+    STAT_MARK_TLS_HANDSHAKE_TIMEOUT,
+    STAT_MARK_TLS_ALPN_MISMATCH /* a TLS failure and a refusal */
+};
+
 struct stats_listener {
     char name[64];  /* the listener's section name, for lookup */
     char label[64]; /* the same with anything but [A-Za-z0-9_.-] as '_', for label values */
@@ -70,6 +85,7 @@ void stats_deactivate_all(void);
 void stats_add(struct stats_listener *l, enum stat_counter c, uint64_t n);
 void stats_tls_failure(struct stats_listener *l, enum stat_tls_failure f);
 void stats_refusal(struct stats_listener *l, enum stat_refusal r);
+void stats_mark(struct stats_listener *l, enum stat_mark m);
 void stats_session_open(struct stats_listener *l);
 void stats_session_close(struct stats_listener *l, uint64_t duration_ms);
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "dnscheck_int.h"
+#include "log.h"
 #include "uriscan.h"
 
 /* Name bytes kept per domain on average (a message's domains share one pool). */
@@ -61,6 +62,15 @@ uribl_new(struct dnscheck *d)
     return u;
 }
 
+/* The protocol waits (or stops waiting) for on_dns_done with the client's answer held: the
+ * session must not close on a half-closed client meanwhile. */
+static void
+uribl_notify(struct uribl *u, bool on)
+{
+    u->notify = on;
+    u->d->s->dns_owes_client = on;
+}
+
 void
 uribl_cancel(struct uribl *u)
 {
@@ -69,7 +79,7 @@ uribl_cancel(struct uribl *u)
     for (size_t i = 0; i < u->ndomains * u->lists->n; i++)
         dns_cancel(&u->waiters[i].w);
     u->pending = 0;
-    u->notify = false;
+    uribl_notify(u, false);
 }
 
 void
@@ -82,12 +92,6 @@ uribl_free(struct uribl *u)
     free(u->domains);
     free(u->pool);
     free(u);
-}
-
-bool
-uribl_protocol_waits(const struct uribl *u)
-{
-    return u != NULL && u->notify;
 }
 
 static void
@@ -118,7 +122,7 @@ on_answer(struct dns_waiter *w, const struct dns_answer *a)
     }
     if (--u->pending > 0 || !u->notify)
         return;
-    u->notify = false;
+    uribl_notify(u, false);
     struct session *s = d->s;
     if (!s->closing && s->proto->on_dns_done != NULL)
         s->proto->on_dns_done(s);
@@ -220,7 +224,7 @@ verdict_log(struct session *s, const struct uribl *u, unsigned timed_out)
     if (u->ndomains == 0 && u->scan.capped == URISCAN_CAP_NONE && u->skipped == 0)
         return;
     struct log_line l;
-    log_begin(&l, timed_out > 0 ? LOG_WARN : LOG_INFO, "uribl");
+    log_begin(&l, timed_out > 0 ? LOG_WARN : LOG_INFO, EV_URIBL);
     if (l.skip)
         return;
     log_kv(&l, "sid", "%s", s->sid);
@@ -250,7 +254,7 @@ session_uribl_verdict(struct session *s, bool give_up, const char **reply_out)
         u->finished = true;
     }
     if (u->pending > 0 && !give_up) {
-        u->notify = true;
+        uribl_notify(u, true);
         return DNS_VERDICT_PENDING;
     }
     unsigned timed_out = u->pending; /* counted as not listed */
@@ -265,11 +269,11 @@ session_uribl_verdict(struct session *s, bool give_up, const char **reply_out)
     bool enforce = s->dns->enforce && cd->uribl_policy == DNS_POLICY_REJECT;
     if (!enforce) {
         session_log(s, LOG_WARN,
-                    cd->uribl_policy == DNS_POLICY_WARN ? "dns_warn" : "dns_would_refuse",
+                    cd->uribl_policy == DNS_POLICY_WARN ? EV_DNS_WARN : EV_DNS_WOULD_REFUSE,
                     "check=uribl zone=%s domain=%s", zone, dom);
         return DNS_VERDICT_PASS;
     }
-    session_log(s, LOG_INFO, "uribl_refused", "zone=%s domain=%s score=%d", zone, dom,
+    session_log(s, LOG_INFO, EV_URIBL_REFUSED, "zone=%s domain=%s score=%d", zone, dom,
                 u->score.score);
     snprintf(u->reply, sizeof(u->reply),
              "554 5.7.1 Message content rejected: it links to %s, listed by %s", dom, zone);

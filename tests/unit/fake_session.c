@@ -357,6 +357,13 @@ session_count_error(struct session *s)
     return s->listener.limits.max_errors > 0 && s->errors >= s->listener.limits.max_errors;
 }
 
+bool
+session_count_command(struct session *s)
+{
+    uint32_t max = s->listener.limits.max_preauth_commands;
+    return max > 0 && ++s->preauth_commands > max;
+}
+
 void
 session_close(struct session *s, enum close_reason r)
 {
@@ -367,7 +374,7 @@ session_close(struct session *s, enum close_reason r)
 }
 
 void
-session_log(struct session *s, int level, const char *event, const char *fmt, ...)
+session_log(struct session *s, int level, enum log_event ev, const char *fmt, ...)
 {
 }
 
@@ -450,15 +457,9 @@ session_auth_login(struct session *s, const char *user, size_t user_len, const c
 }
 
 void
-session_log_peer(struct session *s, int level, const char *event, const char *key, const char *p,
+session_log_peer(struct session *s, int level, enum log_event ev, const char *key, const char *p,
                  size_t n)
 {
-}
-
-const char *
-close_reason_name(enum close_reason r)
-{
-    return "reason";
 }
 
 const char *

@@ -37,6 +37,7 @@ struct session {
     enum session_phase phase;
     char user[256];
     uint32_t errors;
+    uint32_t preauth_commands;
     size_t discarded_at_starttls;
     uint32_t timer_ms;    /* session_timer_start() was called with this (0 = no timer) */
     bool refuse_messages; /* session_rate_allows(CLIENT_RATE_MESSAGES) says no */
