@@ -304,3 +304,18 @@ def test_answers_cached_within_worker(start, backends, ubl):
     # the registered domain is what is asked, once
     assert ubl.count("cached.spam.test.ubl.test", "A") == before[0]
     assert ubl.count("spam.test.ubl.test", "A") == before[1] + 1
+
+
+def test_url_past_the_byte_cap_not_looked_at(start, backends, ubl):
+    m = start(LISTS + "\nuribl_max_bytes = 4k")
+    c = connect(m)
+    subject = "uribl-bytes-" + uuid.uuid4().hex
+    body = "http://early.test/\r\n" + ("filler " * 70 + "\r\n") * 20 + "http://www.spam.test/ late"
+    text, _ = msg(subject, body)
+    assert transaction(c, text).startswith(b"250")
+    c.cmd("QUIT")
+    c.close()
+    msg_bytes = backends.wait_maildir(BOB, subject)
+    assert b"http://www.spam.test/ late" in msg_bytes  # the whole message went through
+    rig.wait_until(lambda: "event=uribl " in m.log(), 3, what="scan logged")
+    assert "domains=1" in m.log() and "capped=bytes" in m.log(), m.log()
