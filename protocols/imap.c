@@ -64,7 +64,7 @@ imap_enter_state(struct session *s, enum imap_state st)
     struct imap_session *is = imap_session(s);
     if (is->state == st)
         return;
-    session_log(s, LOG_DEBUG, "imap_state", "from=%s to=%s", imap_state_name(is->state),
+    session_log(s, LOG_DEBUG, EV_IMAP_STATE, "from=%s to=%s", imap_state_name(is->state),
                 imap_state_name(st));
     is->state = st;
 }
@@ -335,9 +335,7 @@ static const struct imap_cmd imap_cmds[] = {
 static bool
 count_command(struct session *s)
 {
-    struct imap_session *is = imap_session(s);
-    uint32_t max = session_listener(s)->limits.max_preauth_commands;
-    if (max > 0 && ++is->commands > max) {
+    if (session_count_command(s)) {
         session_reply(s, "* BYE Too many commands\r\n", 25);
         session_close(s, REASON_TOO_MANY_COMMANDS);
         return false;
@@ -363,7 +361,7 @@ imap_dispatch(struct session *s, const struct imap_command *cmd)
         }
         break;
     }
-    session_log_peer(s, LOG_DEBUG, "imap_refused", "command", cmd->name, cmd->name_len);
+    session_log_peer(s, LOG_DEBUG, EV_IMAP_REFUSED, "command", cmd->name, cmd->name_len);
     imap_bad(s, cmd->tag, cmd->tag_len, "Command not permitted before authentication.");
 }
 
@@ -401,7 +399,7 @@ command_input(struct session *s, const char *p, size_t n)
     struct imap_session *is = imap_session(s);
     struct imap_command cmd;
     if (crossproto_http(p, n)) { /* never answer (and so reflect) another protocol's lines */
-        session_log(s, LOG_INFO, "refused", "reason=cross_protocol kind=http");
+        session_log(s, LOG_INFO, EV_REFUSED, "reason=cross_protocol kind=http");
         session_replyf(s, "* BYE This is an IMAP server\r\n");
         session_close(s, REASON_PROTOCOL_ERROR);
         return n;
@@ -528,45 +526,23 @@ static void
 imap_farewell(struct session *s, enum close_reason r)
 {
     const char *text = NULL;
-    switch (r) {
-    case REASON_IDLE_TIMEOUT:
-    case REASON_TOTAL_TIMEOUT:
-    case REASON_BACKEND_TIMEOUT:
+    switch (close_reason_farewell(r)) {
+    case FAREWELL_TIMEOUT:
         text = "* BYE Autologout; idle for too long\r\n";
         break;
-    case REASON_SHUTDOWN:
+    case FAREWELL_SHUTDOWN:
         text = "* BYE Server shutting down\r\n";
         break;
-    case REASON_TOO_MANY_ERRORS:
+    case FAREWELL_POLICY:
         text = "* BYE Too many errors\r\n";
         break;
-    case REASON_TOO_MANY_COMMANDS:
-        text = "* BYE Too many commands\r\n";
-        break;
-    case REASON_AUTH_FAILED:
-        text = "* BYE Too many authentication failures\r\n";
-        break;
-    case REASON_LINE_TOO_LONG:
-    case REASON_BUFFER_FULL:
-    case REASON_PROTOCOL_ERROR:
+    case FAREWELL_PROTOCOL:
         text = "* BYE Protocol error\r\n";
         break;
-    case REASON_LIMIT:
-    case REASON_DENIED:
-    case REASON_INTERNAL:
-    case REASON_BACKEND_UNAVAILABLE:
+    case FAREWELL_UNAVAILABLE:
         text = "* BYE Service unavailable\r\n";
         break;
-    case REASON_NONE:
-    case REASON_CLIENT_QUIT:
-    case REASON_CLIENT_EOF:
-    case REASON_CLIENT_ERROR:
-    case REASON_BACKEND_EOF:
-    case REASON_BACKEND_ERROR:
-    case REASON_BACKEND_PROTOCOL:
-    case REASON_HANDSHAKE_FAILED:
-    case REASON_ALPN_MISMATCH:
-    case REASON_HANDSHAKE_TIMEOUT:
+    case FAREWELL_NONE:
         break;
     }
     if (text != NULL)
@@ -589,6 +565,12 @@ imap_proto_state_name(const struct session *s)
 const struct protocol imap_protocol = {
     .name = "imap",
     .state_size = sizeof(struct imap_session),
+    .alpn = "imap",
+    .sasl_service = "imap",
+    .relay_idle_ms = 31u * 60u * 1000u, /* RFC 9051 §5.4: at least 30 minutes */
+    .refusals = {.busy = "* BYE [UNAVAILABLE] ", .denied = "* BYE "},
+    .handoff = HANDOFF_MASTER_USER,
+    .farewell_in_relay = true,
     .on_start = imap_on_start,
     .on_client_input = imap_on_client_input,
     .on_tls_ready = imap_on_tls_ready,
@@ -598,5 +580,4 @@ const struct protocol imap_protocol = {
     .on_close = imap_on_close,
     .state_name = imap_proto_state_name,
     .on_auth_done = imap_on_auth_done,
-    .farewell_in_relay = true,
 };

@@ -33,7 +33,7 @@ back_to_preauth(struct session *s)
 static void
 login_unavailable(struct session *s, const char *why)
 {
-    session_log(s, LOG_WARN, "backend_login_unavailable", "why=\"%s\"", why);
+    session_log(s, LOG_WARN, EV_BACKEND_LOGIN_UNAVAILABLE, "why=\"%s\"", why);
     imap_reply_tagged(s, "NO [UNAVAILABLE] Service temporarily unavailable.");
     back_to_preauth(s);
 }

@@ -28,9 +28,7 @@ struct imap_session {
     char tag[IMAP_TAG_MAX + 1]; /* the current command's tag (validated) */
     size_t cont_done;           /* literal offset for which "+" was sent in this command */
     bool skip_line;             /* drop input up to the next LF */
-    uint32_t commands;
-    uint32_t auth_failures;
-    enum sasl_mech mech; /* SASL_MECH_NONE for the LOGIN command */
+    enum sasl_mech mech;        /* SASL_MECH_NONE for the LOGIN command */
     char user[SASL_USER_MAX + 1];
     struct sasl_exchange sasl; /* secrets: wiped as soon as they are sent */
 };

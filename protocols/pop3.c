@@ -56,7 +56,7 @@ pop3_enter_state(struct session *s, enum pop3_state to)
 {
     struct pop3_session *ps = session_proto_state(s);
     if (ps->state != to)
-        session_log(s, LOG_DEBUG, "pop3_state", "from=%s to=%s", pop3_state_name(ps->state),
+        session_log(s, LOG_DEBUG, EV_POP3_STATE, "from=%s to=%s", pop3_state_name(ps->state),
                     pop3_state_name(to));
     ps->state = to;
 }
@@ -166,7 +166,6 @@ void
 pop3_auth_failed(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
-    ps->failures++;
     pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
     session_auth_failed(s, ps->cred.user, ps->cred.user_len,
                         ps->mech == SASL_MECH_NONE ? "USER" : sasl_mech_name(ps->mech),
@@ -288,7 +287,7 @@ pop3_dispatch(struct session *s, struct pop3_session *ps, const struct pop3_comm
             v = &pop3_verbs[i];
     }
     if (v == NULL) {
-        session_log_peer(s, LOG_DEBUG, "pop3_unknown", "command", c->keyword, c->keyword_len);
+        session_log_peer(s, LOG_DEBUG, EV_POP3_UNKNOWN, "command", c->keyword, c->keyword_len);
         pop3_fail(s, "-ERR Unknown command\r\n");
         return;
     }
@@ -321,8 +320,7 @@ pop3_discard(struct pop3_session *ps, const char *p, size_t n)
 static bool
 pop3_count_command(struct session *s, struct pop3_session *ps)
 {
-    uint32_t max = session_listener(s)->limits.max_preauth_commands;
-    if (max == 0 || ++ps->commands <= max)
+    if (!session_count_command(s))
         return true;
     pop3_send(s, "-ERR Too many commands\r\n");
     pop3_enter_state(s, POP3_STATE_DONE);
@@ -338,7 +336,7 @@ pop3_input_command(struct session *s, struct pop3_session *ps, const char *p, si
     size_t used = 0;
     const char *err = NULL;
     if (crossproto_http(p, n)) { /* never answer (and so reflect) another protocol's lines */
-        session_log(s, LOG_INFO, "refused", "reason=cross_protocol kind=http");
+        session_log(s, LOG_INFO, EV_REFUSED, "reason=cross_protocol kind=http");
         pop3_send(s, "-ERR This is a POP3 server\r\n");
         pop3_enter_state(s, POP3_STATE_DONE);
         session_close(s, REASON_PROTOCOL_ERROR);
@@ -438,39 +436,21 @@ pop3_on_tls_ready(struct session *s)
 static void
 pop3_farewell(struct session *s, enum close_reason r)
 {
-    switch (r) {
-    case REASON_IDLE_TIMEOUT:
-    case REASON_TOTAL_TIMEOUT:
+    switch (close_reason_farewell(r)) {
+    case FAREWELL_TIMEOUT:
         pop3_send(s, "-ERR [SYS/TEMP] Autologout; idle for too long\r\n");
         return;
-    case REASON_SHUTDOWN:
+    case FAREWELL_SHUTDOWN:
         pop3_send(s, "-ERR [SYS/TEMP] Server shutting down\r\n");
         return;
-    case REASON_BACKEND_TIMEOUT:
-    case REASON_BACKEND_UNAVAILABLE:
+    case FAREWELL_UNAVAILABLE:
         pop3_send(s, "-ERR [SYS/TEMP] Service temporarily unavailable\r\n");
         return;
-    case REASON_BUFFER_FULL:
-    case REASON_LINE_TOO_LONG:
-    case REASON_LIMIT:
-    case REASON_DENIED:
-    case REASON_INTERNAL:
+    case FAREWELL_POLICY:
+    case FAREWELL_PROTOCOL:
         pop3_send(s, "-ERR [SYS/TEMP] Connection closed\r\n");
         return;
-    case REASON_NONE:
-    case REASON_CLIENT_QUIT:
-    case REASON_CLIENT_EOF:
-    case REASON_CLIENT_ERROR:
-    case REASON_BACKEND_EOF:
-    case REASON_BACKEND_ERROR:
-    case REASON_BACKEND_PROTOCOL:
-    case REASON_HANDSHAKE_FAILED:
-    case REASON_ALPN_MISMATCH:
-    case REASON_HANDSHAKE_TIMEOUT:
-    case REASON_PROTOCOL_ERROR:
-    case REASON_TOO_MANY_ERRORS:
-    case REASON_TOO_MANY_COMMANDS:
-    case REASON_AUTH_FAILED:
+    case FAREWELL_NONE:
         return;
     }
 }
@@ -493,6 +473,11 @@ pop3_proto_state_name(const struct session *s)
 const struct protocol pop3_protocol = {
     .name = "pop3",
     .state_size = sizeof(struct pop3_session),
+    .alpn = "pop3",
+    .sasl_service = "pop",
+    .relay_idle_ms = 10u * 60u * 1000u, /* RFC 1939 §3: at least 10 minutes */
+    .refusals = {.busy = "-ERR [SYS/TEMP] ", .denied = "-ERR "},
+    .handoff = HANDOFF_MASTER_USER,
     .on_start = pop3_on_start,
     .on_client_input = pop3_on_client_input,
     .on_tls_ready = pop3_on_tls_ready,

@@ -33,8 +33,6 @@ struct pop3_session {
     enum pop3_state state;
     enum pop3_login_step login_step;
     bool discarding;              /* an over-long line is being skipped up to its LF */
-    uint32_t commands;            /* pre-auth commands so far */
-    uint32_t failures;            /* failed logins */
     char user[SASL_USER_MAX + 1]; /* from USER, until PASS */
     size_t user_len;
     struct sasl_exchange sasl;

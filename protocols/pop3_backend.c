@@ -29,7 +29,7 @@ pop3_login_unavailable(struct session *s, const char *why)
 {
     struct pop3_session *ps = session_proto_state(s);
     credentials_wipe(&ps->cred);
-    session_log(s, LOG_WARN, "login_unavailable", "why=%s backend=%s", why,
+    session_log(s, LOG_WARN, EV_LOGIN_UNAVAILABLE, "why=%s backend=%s", why,
                 session_backend_addr(s));
     session_backend_wait(s, false);
     session_backend_close(s);
@@ -121,7 +121,7 @@ pop3_login_done(struct session *s)
     session_backend_wait(s, false);
     session_auth_login(s, ps->cred.user, ps->cred.user_len,
                        ps->mech == SASL_MECH_NONE ? "USER" : sasl_mech_name(ps->mech));
-    session_log(s, LOG_INFO, "backend_login", "backend=%s", session_backend_addr(s));
+    session_log(s, LOG_INFO, EV_BACKEND_LOGIN, "backend=%s", session_backend_addr(s));
     credentials_wipe(&ps->cred);
     pop3_enter_state(s, POP3_STATE_RELAY);
     session_relay(s);
@@ -235,7 +235,7 @@ pop3_backend_line(struct session *s, const char *p, size_t len)
         return false;
     case POP3_LOGIN_GREETING:
         if (!ok) {
-            session_log_peer(s, LOG_WARN, "backend_greeting", "reply", p, len);
+            session_log_peer(s, LOG_WARN, EV_BACKEND_GREETING, "reply", p, len);
             pop3_login_unavailable(s, "greeting");
             return false;
         }
@@ -246,12 +246,12 @@ pop3_backend_line(struct session *s, const char *p, size_t len)
         return ps->state == POP3_STATE_LOGIN;
     case POP3_LOGIN_XCLIENT:
         if (!ok) {
-            session_log_peer(s, LOG_WARN, "backend_xclient", "reply", p, len);
+            session_log_peer(s, LOG_WARN, EV_BACKEND_XCLIENT, "reply", p, len);
             pop3_login_unavailable(s, "xclient");
             return false;
         }
         if (!(len >= 11 && memcmp(p, "+OK Updated", 11) == 0))
-            session_log_peer(s, LOG_WARN, "backend_xclient_ignored", "reply", p, len);
+            session_log_peer(s, LOG_WARN, EV_BACKEND_XCLIENT_IGNORED, "reply", p, len);
         pop3_send_auth(s);
         return ps->state == POP3_STATE_LOGIN;
     case POP3_LOGIN_AUTH:

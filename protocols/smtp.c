@@ -38,6 +38,7 @@ static const char *const state_names[] = {
     [SMTP_DATA] = "data",
     [SMTP_CLOSING] = "closing",
     [SMTP_GREET_WAIT] = "greet_wait",
+    [SMTP_DATA_CHECK] = "data_check",
 };
 
 struct smtp_session *
@@ -52,7 +53,7 @@ smtp_enter_state(struct session *s, enum smtp_state next)
     struct smtp_session *st = smtp_st(s);
     if (st->state == next)
         return;
-    session_log(s, LOG_DEBUG, "smtp_state", "from=%s to=%s", state_names[st->state],
+    session_log(s, LOG_DEBUG, EV_SMTP_STATE, "from=%s to=%s", state_names[st->state],
                 state_names[next]);
     st->state = next;
 }
@@ -367,7 +368,7 @@ cmd_rcpt(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
         if (!smtp_may_reply(s))
             return CMD_WAIT;
         if (refusal[0] == '5' && refusal[2] == '4')
-            session_log_peer(s, LOG_INFO, "relay_denied", "rcpt", path.addr, path.addr_len);
+            session_log_peer(s, LOG_INFO, EV_RELAY_DENIED, "rcpt", path.addr, path.addr_len);
         smtp_error(s, refusal);
         return CMD_DONE;
     }
@@ -418,7 +419,7 @@ cmd_simple(struct session *s, struct smtp_session *st, const struct smtp_cmd *c,
         smtp_error(s, "502 5.5.1 Error: command not implemented");
         return CMD_DONE;
     case SMTP_VERB_HTTP:
-        session_log(s, LOG_INFO, "http_request", "state=%s", state_names[st->state]);
+        session_log(s, LOG_INFO, EV_HTTP_REQUEST, "state=%s", state_names[st->state]);
         smtp_close_421(s, "4.7.0", "Error: HTTP request rejected", REASON_PROTOCOL_ERROR);
         return CMD_DONE;
     case SMTP_VERB_UNKNOWN:
@@ -478,8 +479,7 @@ smtp_count_command(struct session *s, struct smtp_session *st)
 {
     if (st->backend_up || st->authenticated)
         return true;
-    uint32_t max = session_listener(s)->limits.max_preauth_commands;
-    if (max > 0 && ++st->preauth_commands > max) {
+    if (session_count_command(s)) {
         smtp_close_421(s, "4.7.0", "Error: too many commands", REASON_TOO_MANY_COMMANDS);
         return false;
     }
@@ -549,6 +549,7 @@ smtp_on_client_input(struct session *s, const char *p, size_t n)
     case SMTP_AUTH_VERIFY:
     case SMTP_HANDOFF:
     case SMTP_CLOSING:
+    case SMTP_DATA_CHECK:
         smtp_pause(s);
         return 0;
     case SMTP_DATA:
@@ -619,6 +620,10 @@ static void
 smtp_on_timer(struct session *s)
 {
     struct smtp_session *st = smtp_st(s);
+    if (st->state == SMTP_DATA_CHECK) {
+        smtp_dns_data_end(s, true);
+        return;
+    }
     if (st->state != SMTP_GREET_WAIT)
         return;
     smtp_greet(s);
@@ -632,7 +637,7 @@ smtp_early_talker(struct session *s, struct smtp_session *st)
     bool dry = l->greet_mode == MODE_LOG;
     if (!st->early_talker) {
         st->early_talker = true;
-        session_log(s, LOG_INFO, dry ? "would_refuse" : "refused", "reason=early_talker mode=%s",
+        session_log(s, LOG_INFO, dry ? EV_WOULD_REFUSE : EV_REFUSED, "reason=early_talker mode=%s",
                     dry ? "log" : "enforce");
     }
     if (dry) {
@@ -651,11 +656,8 @@ static void
 smtp_on_tls_ready(struct session *s)
 {
     struct smtp_session *st = smtp_st(s);
-    uint32_t failures = st->auth_failures, commands_seen = st->preauth_commands;
     sasl_exchange_wipe(&st->sasl);
     memset(st, 0, sizeof(*st)); /* RFC 3207 §4.2: forget everything the client said */
-    st->auth_failures = failures;
-    st->preauth_commands = commands_seen;
     st->state = SMTP_FRESH;
     session_input_resume(s);
 }
@@ -664,40 +666,23 @@ static void
 smtp_farewell(struct session *s, enum close_reason r)
 {
     const char *host = session_config(s)->hostname;
-    switch (r) {
-    case REASON_IDLE_TIMEOUT:
-    case REASON_TOTAL_TIMEOUT:
-    case REASON_BACKEND_TIMEOUT:
+    switch (close_reason_farewell(r)) {
+    case FAREWELL_TIMEOUT:
         session_replyf(s, "421 4.4.2 %s Error: timeout exceeded\r\n", host);
         return;
-    case REASON_SHUTDOWN:
+    case FAREWELL_SHUTDOWN:
         session_replyf(s, "421 4.3.2 %s Service shutting down\r\n", host);
         return;
-    case REASON_TOO_MANY_ERRORS:
-    case REASON_TOO_MANY_COMMANDS:
-    case REASON_LIMIT:
-    case REASON_DENIED:
-    case REASON_AUTH_FAILED:
+    case FAREWELL_POLICY:
         session_replyf(s, "421 4.7.0 %s Error: too many errors\r\n", host);
         return;
-    case REASON_NONE:
-    case REASON_CLIENT_QUIT:
-    case REASON_CLIENT_EOF:
-    case REASON_CLIENT_ERROR:
-    case REASON_BACKEND_EOF:
-    case REASON_BACKEND_ERROR:
-    case REASON_BACKEND_UNAVAILABLE:
-    case REASON_BACKEND_PROTOCOL:
-    case REASON_HANDSHAKE_FAILED:
-    case REASON_ALPN_MISMATCH:
-    case REASON_HANDSHAKE_TIMEOUT:
-    case REASON_PROTOCOL_ERROR:
-    case REASON_LINE_TOO_LONG:
-    case REASON_BUFFER_FULL:
-    case REASON_INTERNAL:
-        break;
+    case FAREWELL_PROTOCOL:
+    case FAREWELL_UNAVAILABLE:
+        session_replyf(s, "421 4.3.0 %s Service not available, closing connection\r\n", host);
+        return;
+    case FAREWELL_NONE:
+        return;
     }
-    session_replyf(s, "421 4.3.0 %s Service not available, closing connection\r\n", host);
 }
 
 static void
@@ -717,6 +702,11 @@ smtp_state_name(const struct session *s)
 const struct protocol smtp_protocol = {
     .name = "smtp",
     .state_size = sizeof(struct smtp_session),
+    .alpn = "smtp",
+    .sasl_service = "smtp",
+    .relay_idle_ms = 0, /* the command timeout */
+    .refusals = {.busy = "421 4.7.0 ", .denied = "554 5.7.1 ", .names_host = true},
+    .handoff = HANDOFF_XCLIENT,
     .on_start = smtp_on_start,
     .on_client_input = smtp_on_client_input,
     .on_tls_ready = smtp_on_tls_ready,

@@ -80,7 +80,7 @@ static void
 handoff_fail(struct session *s, bool unavailable, const char *why)
 {
     struct smtp_session *st = smtp_st(s);
-    session_log(s, LOG_WARN, "smtp_handoff_failed", "backend=%s step=%d why=\"%s\"",
+    session_log(s, LOG_WARN, EV_SMTP_HANDOFF_FAILED, "backend=%s step=%d why=\"%s\"",
                 session_backend_addr(s), (int)st->ho, why);
     backend_drop(s);
     if (st->handoff_for_auth) {
@@ -189,7 +189,7 @@ handoff_done(struct session *s)
     session_backend_wait(s, false);
     smtp_enter_state(s, SMTP_RELAY);
     session_set_phase(s, PHASE_COMMAND);
-    session_log(s, LOG_INFO, "backend_handoff", "backend=%s identity=%s", session_backend_addr(s),
+    session_log(s, LOG_INFO, EV_BACKEND_HANDOFF, "backend=%s identity=%s", session_backend_addr(s),
                 backend_identity_name(session_listener(s)->backend->identity));
     smtp_resume(s);
 }
@@ -293,7 +293,7 @@ smtp_on_backend(struct session *s, enum backend_event ev)
             handoff_fail(s, st->ho == HO_GREETING, "backend closed");
             return;
         }
-        if (st->state == SMTP_DATA) {
+        if (st->state == SMTP_DATA || st->state == SMTP_DATA_CHECK) {
             session_replyf(s, "451 4.4.0 Error: backend failure, message not accepted\r\n");
             smtp_enter_state(s, SMTP_CLOSING);
             session_close(s, REASON_BACKEND_EOF);
@@ -366,7 +366,7 @@ relay_reply_done(struct session *s, enum smtp_pending what, int code)
         st->rcpt_count = 0;
         if (ok)
             session_rate_count(s, CLIENT_RATE_MESSAGES);
-        session_log(s, LOG_INFO, "message", "reply=%d size=%llu bare_lf=%llu", code,
+        session_log(s, LOG_INFO, EV_MESSAGE, "reply=%d size=%llu bare_lf=%llu", code,
                     (unsigned long long)st->data.size, (unsigned long long)st->data.bare_lf);
         return;
     case PEND_OTHER:
@@ -403,7 +403,7 @@ relay_line(struct session *s, const char *line, size_t n, int code, bool last)
     if (code == 421) {
         /* the backend is closing: so does the session (a fresh leg would reset the backend's
          * per-connection limits) */
-        session_log(s, LOG_INFO, "backend_421", "backend=%s", session_backend_addr(s));
+        session_log(s, LOG_INFO, EV_BACKEND_421, "backend=%s", session_backend_addr(s));
         smtp_enter_state(s, SMTP_CLOSING);
         session_close(s, REASON_BACKEND_EOF);
         return;
@@ -436,7 +436,7 @@ smtp_on_backend_input(struct session *s, const char *p, size_t n)
     int code;
     bool last;
     if (smtp_reply_line(p, len, &code, &last) != SMTP_PARSE_OK) {
-        session_log_peer(s, LOG_WARN, "backend_bad_reply", "line", p, len);
+        session_log_peer(s, LOG_WARN, EV_BACKEND_BAD_REPLY, "line", p, len);
         smtp_close_421(s, "4.3.0", "Error: backend protocol error", REASON_BACKEND_PROTOCOL);
         return used;
     }
@@ -494,17 +494,31 @@ data_end(struct session *s)
     session_set_phase(s, PHASE_COMMAND);
     /* bare LF/CR in DATA is how smuggling is tried; the canonicaliser already defused it */
     if (st->data.bare_lf > 0 || st->data.error == SMTP_DATA_BARE_CR)
-        session_log(s, LOG_INFO, "smuggling_attempt", "bare_lf=%llu bare_cr=%d",
+        session_log(s, LOG_INFO, EV_SMUGGLING_ATTEMPT, "bare_lf=%llu bare_cr=%d",
                     (unsigned long long)st->data.bare_lf, st->data.error == SMTP_DATA_BARE_CR);
     if (refusal == NULL) {
-        smtp_enter_state(s, SMTP_RELAY);
-        smtp_relay_command(s, ".", 1, PEND_DOT);
+        smtp_dns_data_end(s, false);
         return;
     }
-    session_log(s, LOG_INFO, "message_refused", "why=%s size=%llu",
+    session_log(s, LOG_INFO, EV_MESSAGE_REFUSED, "why=%s size=%llu",
                 smtp_data_error_name(st->data.error), (unsigned long long)st->data.size);
     smtp_enter_state(s, SMTP_READY); /* the backend leg is gone: the next MAIL opens one */
     session_replyf(s, "%s\r\n", refusal);
+}
+
+void
+smtp_data_deliver(struct session *s)
+{
+    smtp_enter_state(s, SMTP_RELAY);
+    smtp_relay_command(s, ".", 1, PEND_DOT);
+}
+
+void
+smtp_data_refuse(struct session *s, const char *reply)
+{
+    backend_drop(s); /* no final dot: the backend discards what it has of the message */
+    smtp_enter_state(s, SMTP_READY);
+    session_replyf(s, "%s\r\n", reply);
 }
 
 size_t
@@ -527,8 +541,10 @@ smtp_data_input(struct session *s, const char *p, size_t n)
         if (st->data.error != SMTP_DATA_OK && !st->data_dropped) {
             st->data_dropped = true; /* no final dot: the backend discards the message */
             backend_drop(s);
-        } else if (olen > 0 && !st->data_dropped && session_backend_send(s, out, olen) != 0) {
-            return done;
+        } else if (olen > 0 && !st->data_dropped) {
+            if (session_backend_send(s, out, olen) != 0)
+                return done;
+            session_uribl_feed(s, out, olen);
         }
         if (r == SMTP_DATA_END) {
             data_end(s);

@@ -1,19 +1,23 @@
 /*
- * admission.c: admission control at accept. Cheap, synchronous, on the main thread; a refusal
- * is one non-blocking write of the protocol's line (or nothing on implicit-TLS ports). Owns the
- * process-wide per-client table and the count of TLS handshakes in progress; workers only
- * report ends into them. Never blocks on I/O and never refuses a client in dry-run mode.
+ * admission.c: admission control at accept. Cheap, synchronous, on the main thread (listeners
+ * behind a balancer or in a fleet admit in two steps: the client's part on a worker, intake.c);
+ * a refusal is one non-blocking write of the protocol's line (or nothing on implicit-TLS ports).
+ * Owns the process-wide per-client table and the counts of open sessions and of TLS handshakes
+ * in progress; workers only report ends into them. Never blocks on I/O and never refuses a
+ * client in dry-run mode.
  */
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "admission.h"
 #include "log.h"
-#include "worker.h"
+#include "protocol.h"
+#include "stats.h"
 
 static const char *const verdict_names[] = {
     [ADMIT_OK] = "ok",
@@ -31,6 +35,7 @@ static const char *const verdict_names[] = {
 /* Made on the first admission, by the main thread or a worker (intake.c), once. */
 static _Atomic(struct ratetable *) table;
 static atomic_uint handshakes;
+static atomic_uint sessions; /* admitted and not ended, in every worker (for max_sessions) */
 
 const char *
 admission_verdict_name(enum admission_verdict v)
@@ -39,27 +44,15 @@ admission_verdict_name(enum admission_verdict v)
 }
 
 struct ratetable *
-admission_table(void)
-{
-    return atomic_load(&table);
-}
-
-static struct ratetable *
-table_get(const struct config *conf)
+admission_start(const struct config *conf)
 {
     struct ratetable *t = atomic_load(&table);
     if (t != NULL)
         return t;
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
-        seed = moat_now_ms() ^ (uint64_t)(uintptr_t)&seed;
-    t = ratetable_new(conf->max_tracked_clients ? conf->max_tracked_clients : 65536, seed);
-    /* workers admit too (intake.c): the first table made wins */
-    struct ratetable *none = NULL;
-    if (atomic_compare_exchange_strong(&table, &none, t))
-        return t;
-    ratetable_free(t);
-    return none;
+    t = ratetable_new(conf->max_tracked_clients ? conf->max_tracked_clients : 65536,
+                      moat_random_seed());
+    atomic_store(&table, t);
+    return t;
 }
 
 void
@@ -95,18 +88,18 @@ from_table(enum ratetable_verdict v)
 }
 
 static void
-log_verdict(const char *event, const struct config_listener *l, const struct sockaddr *peer,
+log_verdict(enum log_event ev, const struct config_listener *l, const struct sockaddr *peer,
             enum admission_verdict v)
 {
     char addr[CONFVAL_ADDR_STRLEN];
     struct log_line line;
-    log_begin(&line, LOG_INFO, event);
+    log_begin(&line, LOG_INFO, ev);
     if (line.skip)
         return;
     log_kv(&line, "listener", "%s", l->name);
     log_kv(&line, "client", "%s", confval_addr_format(peer, addr, sizeof(addr)));
     log_kv(&line, "reason", "%s", admission_verdict_name(v));
-    if (strcmp(event, "would_refuse") == 0)
+    if (ev == EV_WOULD_REFUSE)
         log_kv(&line, "mode", "log");
     log_end(&line);
 }
@@ -120,19 +113,20 @@ check_client(const struct config *conf, const struct config_listener *l,
     admission_client_key(&k, l, peer);
     bool dry = l->limits.mode == MODE_LOG;
     enum admission_verdict v =
-        from_table(ratetable_connect(table_get(conf), &k, l->limits.max_sessions_per_ip,
+        from_table(ratetable_connect(admission_start(conf), &k, l->limits.max_sessions_per_ip,
                                      &l->limits.connection_rate_per_ip, dry, moat_now_ms()));
     /* the table's bound protects moat itself: never waived, and then nothing was counted */
     if (v == ADMIT_OK || v == ADMIT_TABLE_FULL || !dry)
         return v;
-    log_verdict("would_refuse", l, peer, v);
+    log_verdict(EV_WOULD_REFUSE, l, peer, v);
     return ADMIT_OK;
 }
 
-enum admission_verdict
-admission_check_accept(const struct config *conf, const struct config_listener *l)
+/* What does not depend on the client: the process's bounds. */
+static enum admission_verdict
+check_process(const struct config *conf, const struct config_listener *l)
 {
-    if (conf->max_sessions > 0 && workers_session_count() >= conf->max_sessions)
+    if (conf->max_sessions > 0 && atomic_load(&sessions) >= conf->max_sessions)
         return ADMIT_MAX_SESSIONS;
     if (l->tls == LTLS_IMPLICIT && conf->max_tls_handshakes > 0 &&
         atomic_load(&handshakes) >= conf->max_tls_handshakes)
@@ -140,15 +134,16 @@ admission_check_accept(const struct config *conf, const struct config_listener *
     return ADMIT_OK;
 }
 
-enum admission_verdict
-admission_check_client(const struct config *conf, const struct config_listener *l,
-                       const struct sockaddr *peer)
+/* Access lists, then (for a client not allow-listed) the per-client table. */
+static enum admission_verdict
+check_access_client(const struct config *conf, const struct config_listener *l,
+                    const struct sockaddr *peer)
 {
     bool allowed = admission_exempt(l, peer);
     if (!allowed && l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer)) {
         if (l->access.mode == MODE_ENFORCE)
             return ADMIT_DENIED;
-        log_verdict("would_refuse", l, peer, ADMIT_DENIED);
+        log_verdict(EV_WOULD_REFUSE, l, peer, ADMIT_DENIED);
     }
     if (allowed)
         return ADMIT_OK;
@@ -156,26 +151,61 @@ admission_check_client(const struct config *conf, const struct config_listener *
 }
 
 enum admission_verdict
+admission_check_accept(const struct config *conf, const struct config_listener *l)
+{
+    return check_process(conf, l);
+}
+
+enum admission_verdict
+admission_check_client(const struct config *conf, const struct config_listener *l,
+                       const struct sockaddr *peer)
+{
+    /* sessions may have opened since accept (intakes are not counted until admitted) */
+    enum admission_verdict v = check_process(conf, l);
+    if (v == ADMIT_OK)
+        v = check_access_client(conf, l, peer);
+    if (v == ADMIT_OK)
+        atomic_fetch_add(&sessions, 1);
+    return v;
+}
+
+void
+admission_count_uncounted(void)
+{
+    atomic_fetch_add(&sessions, 1);
+}
+
+static enum admission_verdict
+admission_decide(const struct config *conf, const struct config_listener *l,
+                 const struct sockaddr *peer)
+{
+    /* access lists first: a denied client is told so even when moat is busy */
+    if (!admission_exempt(l, peer) && l->access.mode == MODE_ENFORCE && l->access.deny.n > 0 &&
+        cidr_list_match(&l->access.deny, peer))
+        return ADMIT_DENIED;
+    enum admission_verdict v = check_process(conf, l);
+    if (v != ADMIT_OK)
+        return v;
+    return check_access_client(conf, l, peer);
+}
+
+enum admission_verdict
 admission_check(const struct config *conf, const struct config_listener *l,
                 const struct sockaddr *peer, socklen_t len)
 {
-    /* access lists first: a denied client is told so even when moat is busy */
-    bool denied = !admission_exempt(l, peer) && l->access.mode == MODE_ENFORCE &&
-                  l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer);
-    if (denied)
-        return ADMIT_DENIED;
-    enum admission_verdict v = admission_check_accept(conf, l);
-    if (v != ADMIT_OK)
-        return v;
-    return admission_check_client(conf, l, peer);
+    enum admission_verdict v = admission_decide(conf, l, peer);
+    if (v == ADMIT_OK)
+        atomic_fetch_add(&sessions, 1);
+    return v;
 }
 
 void
 admission_session_end(const struct config_listener *l, const struct sockaddr *peer)
 {
+    atomic_fetch_sub(&sessions, 1);
     struct ratetable *t = atomic_load(&table);
     /* counted exactly when admitted and not allow-listed (see admission_check) */
-    if (t == NULL || admission_exempt(l, peer))
+    if (t == NULL || peer == NULL || admission_exempt(l, peer))
         return;
     struct ratetable_key k;
     admission_client_key(&k, l, peer);
@@ -238,31 +268,54 @@ int
 admission_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
                   enum admission_verdict v)
 {
-    /* a balancer that is not trusted or did not speak PROXY is not told anything */
-    if (l->tls == LTLS_IMPLICIT || v == ADMIT_PROXY_UNTRUSTED || v == ADMIT_PROXY_HEADER)
-        return 0;
+    const struct protocol_refusals *r = &l->protocol->refusals;
     bool denied = v == ADMIT_DENIED;
-    switch (l->proto) {
-    case LPROTO_SMTP:
-    case LPROTO_SUBMISSION:
-        if (denied)
-            return refusal_line(out, cap, "554 5.7.1 %s Access denied\r\n", conf->hostname);
-        return refusal_line(out, cap, "421 4.7.0 %s %s\r\n", conf->hostname, refusal_text(v));
-    case LPROTO_IMAP:
-        if (denied)
-            return refusal_line(out, cap, "* BYE Access denied\r\n");
-        return refusal_line(out, cap, "* BYE [UNAVAILABLE] %s\r\n", refusal_text(v));
-    case LPROTO_POP3:
-        if (denied)
-            return refusal_line(out, cap, "-ERR Access denied\r\n");
-        return refusal_line(out, cap, "-ERR [SYS/TEMP] %s\r\n", refusal_text(v));
-    }
-    return 0;
+    const char *start = denied ? r->denied : r->busy;
+    /* a balancer that is not trusted or did not speak PROXY is not told anything */
+    if (l->tls == LTLS_IMPLICIT || start == NULL || v == ADMIT_PROXY_UNTRUSTED ||
+        v == ADMIT_PROXY_HEADER)
+        return 0;
+    return refusal_line(out, cap, "%s%s%s%s\r\n", start, r->names_host ? conf->hostname : "",
+                        r->names_host ? " " : "", denied ? "Access denied" : refusal_text(v));
 }
 
 void
 admission_log(const struct config_listener *l, const struct sockaddr *peer,
               enum admission_verdict v)
 {
-    log_verdict("refused", l, peer, v);
+    log_verdict(EV_REFUSED, l, peer, v);
+}
+
+/* The /metrics control behind an admission refusal. */
+static enum stat_refusal
+admission_control(enum admission_verdict v)
+{
+    switch (v) {
+    case ADMIT_DENIED:
+    case ADMIT_PROXY_UNTRUSTED:
+        return STAT_REFUSED_ACCESS;
+    case ADMIT_OK:
+    case ADMIT_MAX_SESSIONS:
+    case ADMIT_PER_IP:
+    case ADMIT_RATE:
+    case ADMIT_TLS_HANDSHAKES:
+    case ADMIT_TABLE_FULL:
+    case ADMIT_BANNED:
+    case ADMIT_PROXY_HEADER:
+        return STAT_REFUSED_LIMIT;
+    }
+    return STAT_REFUSED_LIMIT;
+}
+
+void
+admission_refuse(int fd, const struct config *conf, const struct config_listener *l,
+                 const struct sockaddr *peer, enum admission_verdict v, struct stats_listener *st)
+{
+    admission_log(l, peer, v);
+    stats_refusal(st != NULL ? st : stats_find(l->name), admission_control(v));
+    char line[512]; /* a 253-character hostname fits */
+    int n = admission_refusal(line, sizeof(line), conf, l, v);
+    if (n > 0)
+        (void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(fd);
 }

@@ -27,34 +27,48 @@ enum admission_verdict {
 
 /* Main thread, at accept. Refusals are returned (the caller logs and refuses); in dry-run mode
  * (limits_mode / [access] mode = log) this logs event=would_refuse itself and returns ADMIT_OK.
- * An admitted client is counted until admission_session_end(). */
+ * An admitted client is counted (in the per-client table and the global session count) until
+ * admission_session_end(). */
 enum admission_verdict admission_check(const struct config *conf, const struct config_listener *l,
                                        const struct sockaddr *peer, socklen_t len);
 /* The same in two steps, for listeners that learn the client's address after accept (intake.c):
  * what does not depend on the client (max_sessions, max_tls_handshakes) at accept, then access
- * lists and the per-client table once the address is known (counted as admission_check does). */
+ * lists and the per-client table (and the process bounds again) once the address is known
+ * (counted as admission_check does). */
 enum admission_verdict admission_check_accept(const struct config *conf,
                                               const struct config_listener *l);
 enum admission_verdict admission_check_client(const struct config *conf,
                                               const struct config_listener *l,
                                               const struct sockaddr *peer);
-/* The protocol's refusal line for v into out; 0 on implicit-TLS listeners (plain close). */
+/* The refusal line for v in the words of l's protocol (its table's canned refusals) into out;
+ * 0 on implicit-TLS listeners (plain close). */
 int admission_refusal(char *out, size_t cap, const struct config *conf,
                       const struct config_listener *l, enum admission_verdict v);
 void admission_log(const struct config_listener *l, const struct sockaddr *peer,
                    enum admission_verdict v);
+/* Any thread: refuse fd (a connection of l from peer) for v: the log line, the /metrics refusal
+ * (into st, or l's own stats when NULL), the protocol's line or a plain close; closes fd. */
+struct stats_listener;
+void admission_refuse(int fd, const struct config *conf, const struct config_listener *l,
+                      const struct sockaddr *peer, enum admission_verdict v,
+                      struct stats_listener *st);
 const char *admission_verdict_name(enum admission_verdict v);
 
-/* Any thread: a session admitted by admission_check() on listener l from peer has ended. */
+/* A session in no client's count (a balancer's PROXY LOCAL health check): counted in the
+ * global session count only; its end is admission_session_end() with peer NULL. */
+void admission_count_uncounted(void);
+/* Any thread: a session admitted by admission_check() on listener l from peer has ended (peer
+ * NULL: one counted by admission_count_uncounted()). */
 void admission_session_end(const struct config_listener *l, const struct sockaddr *peer);
 /* Any thread: a TLS handshake started / ended (counted for max_tls_handshakes). */
 void admission_handshake_begin(void);
 void admission_handshake_end(void);
 unsigned admission_handshakes(void);
 
-/* Any thread: the per-client table (NULL before the first accept); for the auth service's bans.
- * Its keys for client addresses come from admission_client_key(). */
-struct ratetable *admission_table(void);
+/* Main thread, before the workers start: the per-client table, made once (later calls return
+ * it). The workers hand it to their sessions (session_env) for client rates and the auth
+ * service's bans; its keys for client addresses come from admission_client_key(). */
+struct ratetable *admission_start(const struct config *conf);
 /* Allow-listed ([access] allow): exempt from deny and from every per-client limit. */
 bool admission_exempt(const struct config_listener *l, const struct sockaddr *peer);
 void admission_client_key(struct ratetable_key *k, const struct config_listener *l,

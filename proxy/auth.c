@@ -115,7 +115,7 @@ on_sasl_log(void *context, int level, const char *message)
     if (message == NULL || level > SASL_LOG_WARN)
         return SASL_OK;
     struct log_line l;
-    log_begin(&l, LOG_DEBUG, "sasl_log");
+    log_begin(&l, LOG_DEBUG, EV_SASL_LOG);
     if (!l.skip) {
         log_kv_str(&l, "msg", message, strlen(message));
         log_end(&l);
@@ -499,7 +499,7 @@ auth_init(const struct config *conf, const char **err_out)
     char names[256];
     if (sasl_mechs_format(pool.mechs, " ", names, sizeof(names)) < 0)
         names[0] = '\0';
-    log_msg(LOG_INFO, "auth_ready", "threads=%u pwcheck_method=%s mech_list=\"%s\" plugins=\"%s\"",
+    log_msg(LOG_INFO, EV_AUTH_READY, "threads=%u pwcheck_method=%s mech_list=\"%s\" plugins=\"%s\"",
             AUTH_POOL_THREADS, pool.pwcheck, pool.mech_list, names[0] ? names + 1 : "");
     return 0;
 }

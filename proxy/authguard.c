@@ -9,6 +9,8 @@
 #include "authguard.h"
 
 #define FAMILIAR_WAYS 8
+#define AUTH_USERS_MAX 8192
+#define AUTH_FAMILIAR_MAX 16384
 
 struct familiar_entry {
     struct ratetable_key user;
@@ -194,4 +196,24 @@ authguard_login(const struct authguard *g, const struct ratetable_key *client, c
     struct ratetable_key k;
     ratetable_key_user(&k, user, user_len);
     familiar_note(g->familiar, &k, client, now_ms);
+}
+
+struct authguard *
+authguard_new(struct ratetable *clients)
+{
+    struct authguard *g = xcalloc(1, sizeof(*g));
+    g->clients = clients;
+    g->users = ratetable_new(AUTH_USERS_MAX, moat_random_seed());
+    g->familiar = familiar_new(AUTH_FAMILIAR_MAX, moat_random_seed());
+    return g;
+}
+
+void
+authguard_free(struct authguard *g)
+{
+    if (g == NULL)
+        return;
+    ratetable_free(g->users);
+    familiar_free(g->familiar);
+    free(g);
 }

@@ -34,6 +34,12 @@ struct authguard {
     struct familiar *familiar; /* may be NULL: no address is familiar */
 };
 
+/* The tables of a process, once at start (shared by every worker; they lock themselves): the
+ * admission table given (may be NULL: no client bans), a bounded user-name table and a bounded
+ * familiar-address table of its own, with random seeds. Freed with authguard_free(). */
+struct authguard *authguard_new(struct ratetable *clients);
+void authguard_free(struct authguard *g);
+
 struct authguard_verdict {
     uint32_t delay_ms;    /* before the failure reply */
     uint32_t ip_failures; /* in the ban_ip window, this one included */

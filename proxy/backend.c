@@ -10,13 +10,13 @@
 #include "log.h"
 #include "proxy_proto.h"
 #include "session.h"
-#include "worker.h"
+#include "session_env.h"
 
 static void
 backend_attempt(struct session *s)
 {
     const struct config_backend *b = s->listener->backend;
-    struct ev_loop *loop = worker_loop(s->worker);
+    struct ev_loop *loop = s->env->loop;
     while (s->backend_next < b->naddrs) {
         size_t i = s->backend_next;
         const struct sockaddr *sa = (const struct sockaddr *)&b->addrs[i];
@@ -40,14 +40,14 @@ backend_attempt(struct session *s)
             session_timer_arm(s);
             return;
         }
-        session_log(s, LOG_WARN, "backend_connect_failed", "backend=%s error=\"%s\"",
+        session_log(s, LOG_WARN, EV_BACKEND_CONNECT_FAILED, "backend=%s error=\"%s\"",
                     s->backend_addr, s->backend.error ? s->backend.error : "-");
         conn_close(&s->backend, true);
         s->backend_next++;
     }
     s->connect_deadline = 0;
     session_timer_arm(s);
-    session_log(s, LOG_WARN, "backend_unavailable", "backend=%s", b->name);
+    session_log(s, LOG_WARN, EV_BACKEND_UNAVAILABLE, "backend=%s", b->name);
     s->proto->on_backend(s, BACKEND_FAILED);
 }
 
@@ -63,7 +63,7 @@ session_backend_connect(struct session *s)
 void
 backend_attempt_failed(struct session *s, const char *why)
 {
-    session_log(s, LOG_WARN, "backend_connect_failed", "backend=%s error=\"%s\"", s->backend_addr,
+    session_log(s, LOG_WARN, EV_BACKEND_CONNECT_FAILED, "backend=%s error=\"%s\"", s->backend_addr,
                 why ? why : "-");
     conn_close(&s->backend, true);
     s->connect_deadline = 0;
@@ -86,7 +86,7 @@ send_proxy_header(struct session *s, enum backend_identity id)
     else if (s->local_len != 0)
         n = proxy_v2_build((unsigned char *)h, sizeof(h), src, dst, &tls);
     if (n == 0) {
-        session_log(s, LOG_WARN, "proxy_header_failed",
+        session_log(s, LOG_WARN, EV_PROXY_HEADER_FAILED,
                     "error=\"client or local address unknown\"");
         return -1;
     }
@@ -103,7 +103,7 @@ backend_connected(struct session *s)
         session_close(s, REASON_INTERNAL);
         return;
     }
-    session_log(s, LOG_DEBUG, "backend_connected", "backend=%s", s->backend_addr);
+    session_log(s, LOG_DEBUG, EV_BACKEND_CONNECTED, "backend=%s", s->backend_addr);
     s->proto->on_backend(s, BACKEND_CONNECTED);
 }
 

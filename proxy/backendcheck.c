@@ -387,7 +387,7 @@ log_result(const struct bcheck_line *l, void *arg)
     if (l->status == BCHECK_OK)
         return;
     struct log_line line;
-    log_begin(&line, LOG_WARN, "backend_check");
+    log_begin(&line, LOG_WARN, EV_BACKEND_CHECK);
     log_kv(&line, "backend", "%s", l->backend);
     log_kv(&line, "address", "%s", l->address);
     log_kv(&line, "check", "%s", l->check);
@@ -403,7 +403,7 @@ job_main(void *arg)
     unsigned warnings = 0;
     unsigned failures = run_checks(job->conf, &job->stop, log_result, NULL, &warnings);
     if (!atomic_load(&job->stop))
-        log_msg(failures + warnings > 0 ? LOG_WARN : LOG_INFO, "backend_check_done",
+        log_msg(failures + warnings > 0 ? LOG_WARN : LOG_INFO, EV_BACKEND_CHECK_DONE,
                 "failed=%u warnings=%u hint=\"moat -B -c FILE prints every check\"", failures,
                 warnings);
     return NULL;
@@ -423,7 +423,7 @@ backendcheck_start(struct config *conf)
     int r = pthread_create(&job->thread, NULL, job_main, job);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r != 0) {
-        log_msg(LOG_WARN, "backend_check_done", "error=\"cannot start a thread\"");
+        log_msg(LOG_WARN, EV_BACKEND_CHECK_DONE, "error=\"cannot start a thread\"");
         config_unref(job->conf);
         free(job);
         return;

@@ -24,7 +24,7 @@
 #include "config.h"
 #include "ratetable.h"
 
-struct worker;
+struct session_env;
 struct cluster_link;
 struct cluster_lease;
 struct cluster_req;
@@ -38,16 +38,17 @@ enum cluster_verdict {
 };
 
 bool cluster_enabled(const struct config *conf);
-/* Main thread, at start: each worker connects its link now rather than at its first client.
- * [cluster] is read once: a reload does not change it. */
-void cluster_start(struct worker **ws, unsigned n, struct config *conf);
+/* Main thread, at start, once per worker (e: the env it hands its sessions): the worker connects
+ * its link now rather than at its first client. [cluster] is read once: a reload does not
+ * change it. */
+void cluster_start(struct session_env *e, struct config *conf);
 
 /* Admission of a client the local table admitted: ask Redis. Returns NULL when there is no
- * link up (the answer is CLUSTER_UNKNOWN now); otherwise on_done(arg, v) runs later on w's loop
+ * link up (the answer is CLUSTER_UNKNOWN now); otherwise on_done(arg, v) runs later on e's loop
  * unless cluster_req_cancel() came first. *lease_out is the session's lease either way (may be
  * NULL): hand it to cluster_lease_end() when the session ends, whatever the verdict. dry: count
  * even when refusing (limits_mode = log). */
-struct cluster_req *cluster_admit(struct worker *w, const struct config *conf,
+struct cluster_req *cluster_admit(struct session_env *e, const struct config *conf,
                                   const struct config_listener *l, const struct ratetable_key *k,
                                   bool dry, struct cluster_lease **lease_out,
                                   void (*on_done)(void *arg, enum cluster_verdict v), void *arg);
@@ -58,20 +59,22 @@ void cluster_lease_end(struct cluster_lease *l);
 
 /* Message / recipient rates: whether n more events of kind fit rate by the fleet's count last
  * seen (synchronous, from this worker's cache; true when unknown), and counting them. */
-bool cluster_rate_allows(struct worker *w, const struct config *conf, const struct ratetable_key *k,
-                         enum rate_kind kind, const struct rate *rate, uint32_t n);
-void cluster_rate_add(struct worker *w, const struct config *conf, const struct ratetable_key *k,
-                      enum rate_kind kind, const struct rate *rate, uint32_t n);
+bool cluster_rate_allows(struct session_env *e, const struct config *conf,
+                         const struct ratetable_key *k, enum rate_kind kind,
+                         const struct rate *rate, uint32_t n);
+void cluster_rate_add(struct session_env *e, const struct config *conf,
+                      const struct ratetable_key *k, enum rate_kind kind, const struct rate *rate,
+                      uint32_t n);
 /* A failed login from client k (user may be NULL/empty; familiar: the client is familiar for
  * the user, so the user name is not counted). A ban earned in Redis is mirrored into the local
  * admission table when the answer comes. */
-void cluster_auth_failure(struct worker *w, const struct config *conf, const struct config_auth *a,
-                          const struct ratetable_key *k, const char *user, size_t user_len,
-                          bool familiar);
+void cluster_auth_failure(struct session_env *e, const struct config *conf,
+                          const struct config_auth *a, const struct ratetable_key *k,
+                          const char *user, size_t user_len, bool familiar);
 
 /* A successful login of user from client k: every moat of the fleet takes the client as
  * familiar for the user (smart lockout holds across the fleet). */
-void cluster_login(struct worker *w, const struct config *conf, const struct ratetable_key *k,
+void cluster_login(struct session_env *e, const struct config *conf, const struct ratetable_key *k,
                    const char *user, size_t user_len);
 void cluster_link_free(struct cluster_link *c);
 

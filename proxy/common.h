@@ -39,5 +39,7 @@ void *xrealloc(void *p, size_t size);
 
 /* Monotonic clock in milliseconds. */
 uint64_t moat_now_ms(void);
+/* A seed for a table's keyed hash: from the kernel's random pool, else from the clock. */
+uint64_t moat_random_seed(void);
 
 #endif

@@ -1,12 +1,14 @@
 /*
  * common_util.c: the few helpers common.h declares: fatal() for a broken environment at startup,
- * moat_panic() for bugs, allocation that cannot fail, and the monotonic clock. Nothing here knows
- * about sessions or configuration; nothing here may be called with a peer's bytes as a format.
+ * moat_panic() for bugs, allocation that cannot fail, the monotonic clock and table seeds. Nothing
+ * here knows about sessions or configuration; nothing here may be called with a peer's bytes as a
+ * format.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "common.h"
@@ -66,4 +68,13 @@ moat_now_ms(void)
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
         fatal("clock_gettime(CLOCK_MONOTONIC) failed");
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t
+moat_random_seed(void)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
+        seed = moat_now_ms() ^ (uint64_t)(uintptr_t)&seed;
+    return seed;
 }

@@ -25,6 +25,7 @@ enum control_mode { MODE_ENFORCE = 0, MODE_LOG };
 enum proxy_accept { PROXY_ACCEPT_OFF = 0, PROXY_ACCEPT_V1, PROXY_ACCEPT_V2, PROXY_ACCEPT_ANY };
 
 struct sender_map;
+struct protocol;
 
 /* DNS checks (dnscheck.c): off, log the outcome, log what would be refused, or refuse. */
 enum dns_policy { DNS_POLICY_OFF = 0, DNS_POLICY_WARN, DNS_POLICY_DRY_RUN, DNS_POLICY_REJECT };
@@ -95,10 +96,12 @@ struct config_cert {
 struct config_tls {
     struct config_cert certs[CONFIG_MAX_CERTS];
     size_t ncerts;
-    int min_version;  /* 12 or 13 */
-    char *ciphers;    /* wolfSSL suite names, colon-separated */
-    char *groups;     /* "X25519:P-256" */
-    bool alpn_strict; /* abort the handshake when the client's ALPN has no match */
+    int min_version;   /* 12 or 13 */
+    char *ciphers;     /* wolfSSL suite names, colon-separated */
+    char *groups;      /* "X25519:P-256" */
+    bool alpn_strict;  /* abort the handshake when the client's ALPN has no match */
+    bool sni_strict;   /* refuse an SNI name that no certificate answers to */
+    bool sni_required; /* refuse a handshake without SNI */
     uint32_t ticket_lifetime_ms;
 };
 
@@ -123,6 +126,16 @@ struct config_dns {
     char *dnsbl_allowlist_threshold_text;
     int dnsbl_allowlist_threshold; /* <= 0; 0 = off */
     enum dns_policy spf;
+    /* URI block lists on MX message content (uribl.c) */
+    char *uribl;                   /* "zone[=127.0.0.2..11]*weight, ..." like dnsbl */
+    struct dnsbl_list *uribl_list; /* parsed; NULL when empty */
+    enum dns_policy uribl_policy;
+    uint32_t uribl_threshold;
+    uint32_t uribl_max_lookups; /* DNS queries per message (domains x lists) */
+    size_t uribl_max_bytes;     /* message bytes scanned */
+    uint32_t uribl_max_depth;   /* nested MIME entities */
+    uint32_t uribl_max_parts;   /* MIME entities */
+    uint32_t uribl_timeout_ms;  /* end of data waits this long for answers at most */
 };
 
 /* [cluster]: limits, rates and bans shared by several moats through Redis (cluster.c). */
@@ -181,6 +194,7 @@ struct config_listener {
     enum dns_checks_mode dns_checks;
     enum proxy_accept proxy_protocol; /* a balancer's PROXY header first (off: none) */
     struct cidr_list proxy_trusted;   /* who may send it; anyone else is closed at once */
+    const struct protocol *protocol;  /* the protocol table, bound once at load (protocols/) */
     int line;
     struct config_listener *next;
 };

@@ -1,7 +1,8 @@
 /*
- * config_impl.h: what the three config files share and nobody else may include: the key table,
- * the loader state with its collected errors, and the per-section records. config.c reads the
- * file and tracks sections, config_keys.c parses values, config_check.c finishes and cross-checks.
+ * config_impl.h: what the config files share and nobody else may include: the key table, the
+ * loader state with its collected errors, and the per-section records. config_load.c reads the
+ * file and tracks sections, config_keys.c parses values, config_check.c finishes and
+ * cross-checks.
  */
 #ifndef MOAT_CONFIG_IMPL_H
 #define MOAT_CONFIG_IMPL_H

@@ -3,6 +3,7 @@
  * the code that parses one value into its field, reporting "bad duration '5x': ..." through the
  * loader. Defaults are strings parsed like the file, so the table is the one place they live.
  * It only checks that certificate, key and list files can be read; it never parses them as TLS.
+ * The names of enumerated values and the backend lookup are here too, below every stage.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -109,6 +110,8 @@ const struct key_def config_keys[] = {
     TLS("ciphers", KT_STR, ciphers, TLS_CIPHERS_DEFAULT, NULL, 0),
     TLS("groups", KT_STR, groups, "X25519:P-256:P-384", NULL, 0),
     TLS("alpn_strict", KT_BOOL, alpn_strict, "yes", NULL, 0),
+    TLS("sni_strict", KT_BOOL, sni_strict, "no", NULL, 0),
+    TLS("sni_required", KT_BOOL, sni_required, "no", NULL, 0),
     TLS("ticket_lifetime", KT_DURATION, ticket_lifetime_ms, "1h", NULL, 0),
 
     LIM("max_sessions_per_ip", KT_UINT, max_sessions_per_ip, "20", 0, 1000000),
@@ -173,6 +176,14 @@ const struct key_def config_keys[] = {
     DNS("dnsbl_threshold", KT_UINT, dnsbl_threshold, "1", 1, 100000, NULL),
     DNS("dnsbl_allowlist_threshold", KT_STR, dnsbl_allowlist_threshold_text, "0", 0, 0, NULL),
     DNS("spf", KT_ENUM, spf, "off", 0, 0, dns_policy_names),
+    DNS("uribl", KT_STR, uribl, NULL, 0, 0, NULL),
+    DNS("uribl_policy", KT_ENUM, uribl_policy, "reject", 0, 0, dns_policy_names),
+    DNS("uribl_threshold", KT_UINT, uribl_threshold, "1", 1, 100000, NULL),
+    DNS("uribl_max_lookups", KT_UINT, uribl_max_lookups, "40", 1, 1000, NULL),
+    DNS("uribl_max_bytes", KT_SIZE, uribl_max_bytes, "2M", 1024, 1ull << 30, NULL),
+    DNS("uribl_max_depth", KT_UINT, uribl_max_depth, "8", 1, 16, NULL),
+    DNS("uribl_max_parts", KT_UINT, uribl_max_parts, "64", 1, 10000, NULL),
+    DNS("uribl_timeout", KT_DURATION, uribl_timeout_ms, "5s", 1, 0, NULL),
 
     /* [cluster]: off until redis is set */
     {SEC_CLUSTER, "redis", KT_ADDR_OFF, offsetof(struct config_cluster, redis_addr),
@@ -572,4 +583,80 @@ config_apply_defaults(struct loader *ld, enum section_kind kind, void *base)
             config_apply(ld, &config_keys[i], base, config_keys[i].dflt, 0, false);
     }
     MOAT_ASSERT(ld->nerrors == before);
+}
+
+/* --- lookups and the names of enumerated values, for every stage of loading and after --- */
+
+struct config_backend *
+config_backend_find(const struct config *c, const char *name)
+{
+    for (struct config_backend *b = c->backends; b != NULL; b = b->next) {
+        if (strcmp(b->name, name) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+const char *
+listener_proto_name(enum listener_proto p)
+{
+    switch (p) {
+    case LPROTO_SMTP:
+        return "smtp";
+    case LPROTO_SUBMISSION:
+        return "submission";
+    case LPROTO_IMAP:
+        return "imap";
+    case LPROTO_POP3:
+        return "pop3";
+    }
+    return "?";
+}
+
+const char *
+listener_tls_name(enum listener_tls t)
+{
+    switch (t) {
+    case LTLS_NONE:
+        return "none";
+    case LTLS_STARTTLS:
+        return "starttls";
+    case LTLS_IMPLICIT:
+        return "implicit";
+    }
+    return "?";
+}
+
+const char *
+backend_identity_name(enum backend_identity i)
+{
+    switch (i) {
+    case IDENT_NONE:
+        return "none";
+    case IDENT_XCLIENT:
+        return "xclient";
+    case IDENT_PROXY_V1:
+        return "proxy-v1";
+    case IDENT_PROXY_V2:
+        return "proxy-v2";
+    case IDENT_ID:
+        return "id";
+    }
+    return "?";
+}
+
+const char *
+proxy_accept_name(enum proxy_accept p)
+{
+    switch (p) {
+    case PROXY_ACCEPT_OFF:
+        return "off";
+    case PROXY_ACCEPT_V1:
+        return "v1";
+    case PROXY_ACCEPT_V2:
+        return "v2";
+    case PROXY_ACCEPT_ANY:
+        return "any";
+    }
+    return "?";
 }

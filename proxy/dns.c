@@ -19,7 +19,7 @@
 #include "config.h"
 #include "dns.h"
 #include "log.h"
-#include "worker.h"
+#include "session_env.h"
 
 #define DNS_MAX_RECORDS 32
 #define DNS_TXT_RECORD_MAX 4096 /* one TXT record, chunks joined: longer ones are cut */
@@ -612,7 +612,7 @@ resolver_new(struct ev_loop *loop, const struct config_dns *d)
 {
     pthread_once(&ares_once, ares_init_once);
     if (!ares_ready) {
-        log_msg(LOG_ERROR, "dns_unavailable", "error=\"c-ares library init failed\"");
+        log_msg(LOG_ERROR, EV_DNS_UNAVAILABLE, "error=\"c-ares library init failed\"");
         return NULL;
     }
     struct dns_resolver *r = xcalloc(1, sizeof(*r));
@@ -644,7 +644,7 @@ resolver_new(struct ev_loop *loop, const struct config_dns *d)
                ARES_OPT_FLAGS;
     int rc = ares_init_options(&r->channel, &o, mask);
     if (rc != ARES_SUCCESS) {
-        log_msg(LOG_ERROR, "dns_unavailable", "error=\"cannot create a channel: %s\"",
+        log_msg(LOG_ERROR, EV_DNS_UNAVAILABLE, "error=\"cannot create a channel: %s\"",
                 ares_strerror(rc));
         free(r->servers);
         free(r->buckets);
@@ -654,7 +654,7 @@ resolver_new(struct ev_loop *loop, const struct config_dns *d)
     if (d->servers != NULL) {
         rc = ares_set_servers_ports_csv(r->channel, d->servers);
         if (rc != ARES_SUCCESS)
-            log_msg(LOG_WARN, "dns_servers_bad", "servers=\"%s\" error=\"%s\"", d->servers,
+            log_msg(LOG_WARN, EV_DNS_SERVERS_BAD, "servers=\"%s\" error=\"%s\"", d->servers,
                     ares_strerror(rc));
     }
     return r;
@@ -690,14 +690,14 @@ on_reaper(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 struct dns_resolver *
-dns_resolver_get(struct worker *w, const struct config *c)
+dns_resolver_get(struct session_env *e, const struct config *c)
 {
-    struct dns_resolver **slot = worker_dns_slot(w);
+    struct dns_resolver **slot = &e->resolver;
     struct dns_resolver *r = *slot;
     if (r != NULL && !resolver_matches(r, &c->dns)) {
         /* a reload changed [dns]: new sessions get a new resolver; the old one finishes the
          * queries of the sessions that still hold it */
-        struct dns_resolver *n = resolver_new(worker_loop(w), &c->dns);
+        struct dns_resolver *n = resolver_new(e->loop, &c->dns);
         if (n == NULL)
             return NULL;
         n->retired = r;
@@ -707,7 +707,7 @@ dns_resolver_get(struct worker *w, const struct config *c)
         *slot = r = n;
     }
     if (r == NULL)
-        *slot = r = resolver_new(worker_loop(w), &c->dns);
+        *slot = r = resolver_new(e->loop, &c->dns);
     if (r == NULL)
         return NULL;
     r->users++;

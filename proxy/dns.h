@@ -11,7 +11,7 @@
 #include "common.h"
 #include "dnsname.h"
 
-struct worker;
+struct session_env;
 struct config;
 struct dns_resolver;
 struct dns_entry;
@@ -51,10 +51,10 @@ struct dns_waiter {
     bool ready; /* on the resolver's delivery list rather than the entry's */
 };
 
-/* The calling worker's resolver for c's [dns] section, created on first use (and anew when a
+/* The resolver of e's loop for c's [dns] section, created on first use (and anew when a
  * reload changed it), with one more user: give it back with dns_resolver_put(). NULL (logged)
  * when c-ares cannot make a channel: the caller goes without DNS checks. */
-struct dns_resolver *dns_resolver_get(struct worker *w, const struct config *c);
+struct dns_resolver *dns_resolver_get(struct session_env *e, const struct config *c);
 void dns_resolver_put(struct dns_resolver *r);
 /* Look name up; w->done runs later from the loop, exactly once unless cancelled. w must stay
  * alive until then. */
@@ -63,7 +63,7 @@ void dns_lookup(struct dns_resolver *r, enum dns_type t, const char *name, struc
 /* Forget a waiter (no callback); harmless if it is not waiting. */
 void dns_cancel(struct dns_waiter *w);
 bool dns_waiting(const struct dns_waiter *w);
-/* At worker exit, on its thread, with the older resolvers still chained to it. NULL is fine. */
+/* At the loop's end, on its thread, with the older resolvers still chained to it. NULL is fine. */
 void dns_resolver_free(struct dns_resolver *r);
 const char *dns_status_name(enum dns_status s);
 /* The bytes of strings and addresses an answer holds (what the cache charges for it). */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dnscheck.h"
 #include "dnscheck_int.h"
 
 struct dnscheck *
@@ -89,7 +90,7 @@ on_ptr(struct dns_waiter *w, const struct dns_answer *a)
         snprintf(d->names[d->nnames++], sizeof(d->names[0]), "%s", n);
     }
     if (d->bad_name)
-        session_log(d->s, LOG_WARN, "rdns_bad_name", "client=%s", d->s->client_addr);
+        session_log(d->s, LOG_WARN, EV_RDNS_BAD_NAME, "client=%s", d->s->client_addr);
     if (d->nnames == 0) {
         dc_progress(d);
         return;
@@ -122,10 +123,10 @@ on_list(struct dns_waiter *w, const struct dns_answer *a)
         ans = dnsbl_classify(z, v4, n);
     }
     if (ans == DNSBL_ERROR_CODE)
-        session_log(d->s, LOG_WARN, "dnsbl_error_code", "zone=%s client=%s", z->name,
+        session_log(d->s, LOG_WARN, EV_DNSBL_ERROR_CODE, "zone=%s client=%s", z->name,
                     d->s->client_addr);
     else if (ans != DNSBL_NOT_LISTED)
-        session_log(d->s, LOG_INFO, "dnsbl", "zone=%s answer=%s weight=%d", z->name,
+        session_log(d->s, LOG_INFO, EV_DNSBL, "zone=%s answer=%s weight=%d", z->name,
                     dnsbl_answer_name(ans), z->weight);
     dnsbl_score_add(&d->score, z, ans);
     if (--d->bl_pending == 0) {
@@ -153,18 +154,20 @@ dnscheck_start(struct session *s)
     const struct config_dns *cd = &s->conf->dns;
     bool enforce;
     bool any = cd->fcrdns != DNS_POLICY_OFF || cd->helo_check != DNS_POLICY_OFF ||
-               cd->dnsbl_list != NULL || cd->spf != DNS_POLICY_OFF;
+               cd->dnsbl_list != NULL || cd->spf != DNS_POLICY_OFF ||
+               (cd->uribl_list != NULL && s->listener->proto == LPROTO_SMTP);
     if (!any || !checks_mode(s, &enforce))
         return NULL;
     struct dnscheck *d = xcalloc(1, sizeof(*d));
     d->s = s;
     d->cd = cd;
     d->enforce = enforce;
-    d->r = dns_resolver_get(s->worker, s->conf);
+    d->r = dns_resolver_get(s->env, s->conf);
     if (d->r == NULL) { /* no resolver (logged): this session goes without DNS checks */
         free(d);
         return NULL;
     }
+    d->uribl = uribl_new(d);
     if (dns_addr_from_sockaddr((const struct sockaddr *)&s->peer, &d->client) != 0)
         return d; /* not an IP client: nothing to check */
     char q[DNSNAME_MAX + 2];
@@ -214,6 +217,7 @@ dnscheck_cancel(struct dnscheck *d)
         dns_cancel(&d->bl_w[i].w);
     dns_cancel(&d->helo_w.w);
     dns_cancel(&d->spf_w.w);
+    uribl_cancel(d->uribl);
 }
 
 void
@@ -223,6 +227,7 @@ dnscheck_free(struct dnscheck *d)
         return;
     dnscheck_cancel(d);
     dc_spf_clear(d);
+    uribl_free(d->uribl);
     if (d->r != NULL)
         dns_resolver_put(d->r);
     free(d);

@@ -2,7 +2,7 @@
  * dnscheck.h: the DNS checks of one session (core side): forward-confirmed reverse DNS, DNS
  * block/allow lists, HELO and SPF, started at accept and run on the worker's resolver while the
  * protocol talks. The protocol sees them through protocol.h (session_dns_verdict and friends);
- * session.c only starts, cancels, logs and frees them.
+ * session_events.c only starts, cancels, logs and frees them.
  */
 #ifndef MOAT_DNSCHECK_H
 #define MOAT_DNSCHECK_H

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dnscheck_int.h"
+#include "log.h"
 
 enum finding { F_DNSBL = 0, F_FCRDNS, F_HELO, F_SPF };
 static const char *const finding_names[] = {"dnsbl", "fcrdns", "helo", "spf"};
@@ -150,11 +151,11 @@ finding_act(struct dnscheck *d, enum finding f, enum dns_policy pol, const char 
     bool enforce = d->enforce && pol == DNS_POLICY_REJECT;
     if ((d->logged & (1u << f)) == 0 && pol != DNS_POLICY_OFF) {
         d->logged |= 1u << f;
-        /* "dnsbl_refused" is also what /metrics counts (session.c) */
-        const char *event = !enforce ? (pol == DNS_POLICY_WARN ? "dns_warn" : "dns_would_refuse")
-                            : f == F_DNSBL ? "dnsbl_refused"
-                                           : "dns_refuse";
-        session_log(d->s, enforce ? LOG_INFO : LOG_WARN, event, "check=%s reply=\"%.3s\"",
+        /* EV_DNSBL_REFUSED is also what /metrics counts (events.h) */
+        enum log_event ev = !enforce ? (pol == DNS_POLICY_WARN ? EV_DNS_WARN : EV_DNS_WOULD_REFUSE)
+                            : f == F_DNSBL ? EV_DNSBL_REFUSED
+                                           : EV_DNS_REFUSE;
+        session_log(d->s, enforce ? LOG_INFO : LOG_WARN, ev, "check=%s reply=\"%.3s\"",
                     finding_names[f], reply);
     }
     return enforce;

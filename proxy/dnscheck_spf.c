@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dnscheck_int.h"
+#include "log.h"
 
 static enum spf_rcode
 store_lookup(void *arg, enum spf_qtype t, const char *name, struct spf_rrset *out)
@@ -95,7 +96,7 @@ static void
 spf_log(struct dnscheck *d)
 {
     struct log_line l;
-    log_begin(&l, LOG_INFO, "spf");
+    log_begin(&l, LOG_INFO, EV_SPF);
     if (l.skip)
         return;
     log_kv(&l, "sid", "%s", d->s->sid);

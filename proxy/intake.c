@@ -11,17 +11,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admission.h"
 #include "cluster.h"
 #include "intake.h"
-#include "listener.h"
 #include "log.h"
 #include "proxy_parse.h"
 #include "session.h"
+#include "session_env.h"
 #include "tls.h"
-#include "worker.h"
 
 struct intake {
-    struct worker *worker;
+    struct session_env *env; /* of the worker that took the connection over */
     int fd;
     struct sockaddr_storage peer; /* the connection's own peer: the balancer */
     socklen_t peer_len;
@@ -32,7 +32,7 @@ struct intake {
     struct tls_ctx *tls;
     ev_io io;
     ev_timer timer;
-    bool counted;            /* in the local admission table: release when refused */
+    bool counted;            /* admitted locally (admission_check_client): end it when refused */
     struct cluster_req *req; /* waiting for the fleet's answer */
     struct cluster_lease *lease;
     size_t hdr_len;
@@ -58,14 +58,14 @@ intake_check_accept(const struct config *conf, const struct config_listener *l,
 static void
 intake_unlink(struct intake *in)
 {
-    struct intake **head = worker_intake_slot(in->worker);
+    struct intake **head = &in->env->intakes;
     if (in->prev != NULL)
         in->prev->next = in->next;
     else
         *head = in->next;
     if (in->next != NULL)
         in->next->prev = in->prev;
-    struct ev_loop *loop = worker_loop(in->worker);
+    struct ev_loop *loop = in->env->loop;
     ev_io_stop(loop, &in->io);
     ev_timer_stop(loop, &in->timer);
     if (in->req != NULL)
@@ -82,25 +82,29 @@ intake_drop(struct intake *in, enum admission_verdict v)
         admission_session_end(in->listener, (const struct sockaddr *)&in->client);
     cluster_lease_end(in->lease);
     if (v != ADMIT_OK)
-        listener_refuse(in->fd, in->conf, in->listener,
-                        (const struct sockaddr *)(in->client_len ? &in->client : &in->peer), v);
+        admission_refuse(in->fd, in->conf, in->listener,
+                         (const struct sockaddr *)(in->client_len ? &in->client : &in->peer), v,
+                         NULL);
     else
         close(in->fd);
     config_unref(in->conf);
     if (in->tls != NULL)
         tls_ctx_unref(in->tls);
-    worker_intake_dropped(in->worker);
+    in->env->intake_dropped(in->env);
     free(in);
 }
 
+/* Admitted: the connection becomes a session of the worker (uncounted: a balancer's own
+ * connection, in no client's count). */
 static void
-intake_session(struct intake *in)
+intake_session(struct intake *in, bool uncounted)
 {
     intake_unlink(in);
-    struct session *s = session_new(in->worker, in->fd, (const struct sockaddr *)&in->client,
+    struct session *s = session_new(in->env, in->fd, (const struct sockaddr *)&in->client,
                                     in->client_len, in->conf, in->listener, in->tls);
     s->lease = in->lease;
-    worker_session_adopt(in->worker, s);
+    s->admission_uncounted = uncounted;
+    in->env->adopt(in->env, s);
     free(in);
 }
 
@@ -128,16 +132,16 @@ on_cluster(void *arg, enum cluster_verdict cv)
     in->req = NULL;
     enum admission_verdict v = from_cluster(cv);
     if (v == ADMIT_OK) {
-        intake_session(in);
+        intake_session(in, false);
         return;
     }
     if (in->listener->limits.mode == MODE_LOG) {
         char addr[CONFVAL_ADDR_STRLEN];
-        log_msg(LOG_INFO, "would_refuse", "listener=%s client=%s reason=%s mode=log",
+        log_msg(LOG_INFO, EV_WOULD_REFUSE, "listener=%s client=%s reason=%s mode=log",
                 in->listener->name,
                 confval_addr_format((const struct sockaddr *)&in->client, addr, sizeof(addr)),
                 admission_verdict_name(v));
-        intake_session(in);
+        intake_session(in, false);
         return;
     }
     intake_drop(in, v);
@@ -153,20 +157,20 @@ intake_admit(struct intake *in)
         intake_drop(in, v);
         return;
     }
-    in->counted = !admission_exempt(in->listener, client);
-    if (!in->counted || !cluster_enabled(in->conf)) {
-        intake_session(in);
+    in->counted = true;
+    if (admission_exempt(in->listener, client) || !cluster_enabled(in->conf)) {
+        intake_session(in, false);
         return;
     }
     struct ratetable_key k;
     admission_client_key(&k, in->listener, client);
-    in->req = cluster_admit(in->worker, in->conf, in->listener, &k,
+    in->req = cluster_admit(in->env, in->conf, in->listener, &k,
                             in->listener->limits.mode == MODE_LOG, &in->lease, on_cluster, in);
     if (in->req == NULL) {
-        intake_session(in); /* no link: the local decision stands */
+        intake_session(in, false); /* no link: the local decision stands */
         return;
     }
-    struct ev_loop *loop = worker_loop(in->worker);
+    struct ev_loop *loop = in->env->loop;
     ev_timer_stop(loop, &in->timer);
     ev_timer_set(&in->timer, in->conf->cluster.timeout_ms / 1000.0, 0.);
     ev_timer_start(loop, &in->timer);
@@ -176,7 +180,7 @@ static void
 log_header(const struct intake *in, const struct proxy_header *h)
 {
     struct log_line line;
-    log_begin(&line, LOG_DEBUG, "proxy_header");
+    log_begin(&line, LOG_DEBUG, EV_PROXY_HEADER);
     if (line.skip)
         return;
     char a[CONFVAL_ADDR_STRLEN], b[CONFVAL_ADDR_STRLEN];
@@ -263,7 +267,8 @@ on_readable(struct ev_loop *loop, ev_io *w, int revents)
         memcpy(&in->client, &in->peer, in->peer_len);
         in->client_len = in->peer_len;
         log_header(in, &h);
-        intake_session(in);
+        admission_count_uncounted();
+        intake_session(in, true);
         return;
     }
     in->client = h.src;
@@ -280,30 +285,30 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
         /* the fleet is slow: the local decision stands (cluster.c counts the fallback) */
         cluster_req_cancel(in->req);
         in->req = NULL;
-        intake_session(in);
+        intake_session(in, false);
         return;
     }
     intake_drop(in, ADMIT_PROXY_HEADER);
 }
 
 void
-intake_start(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,
+intake_start(struct session_env *e, int fd, const struct sockaddr *peer, socklen_t peer_len,
              struct config *conf, const struct config_listener *l, struct tls_ctx *tls)
 {
     struct intake *in = xcalloc(1, sizeof(*in));
-    in->worker = w;
+    in->env = e;
     in->fd = fd;
     memcpy(&in->peer, peer, peer_len);
     in->peer_len = peer_len;
     in->conf = conf;
     in->listener = l;
     in->tls = tls;
-    struct intake **head = worker_intake_slot(w);
+    struct intake **head = &e->intakes;
     in->next = *head;
     if (*head != NULL)
         (*head)->prev = in;
     *head = in;
-    struct ev_loop *loop = worker_loop(w);
+    struct ev_loop *loop = e->loop;
     ev_io_init(&in->io, on_readable, fd, EV_READ);
     in->io.data = in;
     ev_init(&in->timer, on_timer);
@@ -320,9 +325,9 @@ intake_start(struct worker *w, int fd, const struct sockaddr *peer, socklen_t pe
 }
 
 void
-intake_drop_all(struct worker *w)
+intake_drop_all(struct session_env *e)
 {
-    struct intake **head = worker_intake_slot(w);
+    struct intake **head = &e->intakes;
     while (*head != NULL)
         intake_drop(*head, ADMIT_OK);
 }

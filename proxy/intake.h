@@ -11,7 +11,7 @@
 
 #include "admission.h"
 
-struct worker;
+struct session_env;
 struct tls_ctx;
 
 /* Whether connections of l are admitted through here. */
@@ -21,10 +21,11 @@ bool intake_wanted(const struct config *conf, const struct config_listener *l);
 enum admission_verdict intake_check_accept(const struct config *conf,
                                            const struct config_listener *l,
                                            const struct sockaddr *peer);
-/* Worker: take over fd (and one reference on conf and tls) until it is admitted or refused. */
-void intake_start(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peer_len,
+/* Worker (e: its env, which keeps the list and adopts the sessions): take over fd (and one
+ * reference on conf and tls) until it is admitted or refused. */
+void intake_start(struct session_env *e, int fd, const struct sockaddr *peer, socklen_t peer_len,
                   struct config *conf, const struct config_listener *l, struct tls_ctx *tls);
 /* Worker: close every connection still in intake (drain, exit). */
-void intake_drop_all(struct worker *w);
+void intake_drop_all(struct session_env *e);
 
 #endif

@@ -4,8 +4,8 @@
  * cheap refusal (or a plain close on implicit-TLS ports) and never reaches a worker. Handles
  * EMFILE by pausing accept briefly instead of spinning. Listeners behind a balancer (PROXY
  * protocol) or in a fleet admit in two steps: the client-independent part here, the rest in
- * intake.c. On reload, sockets whose address is unchanged are kept (no connection is refused
- * meanwhile), new ones bound, removed ones closed.
+ * intake.c (on the worker). On reload, sockets whose address is unchanged are kept (no connection
+ * is refused meanwhile), new ones bound, removed ones closed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -111,46 +111,6 @@ listeners_open(const struct config *conf, char *err, size_t cap)
     return ls;
 }
 
-/* The /metrics control behind an admission refusal. */
-static enum stat_refusal
-admission_control(enum admission_verdict v)
-{
-    switch (v) {
-    case ADMIT_DENIED:
-    case ADMIT_PROXY_UNTRUSTED:
-        return STAT_REFUSED_ACCESS;
-    case ADMIT_OK:
-    case ADMIT_MAX_SESSIONS:
-    case ADMIT_PER_IP:
-    case ADMIT_RATE:
-    case ADMIT_TLS_HANDSHAKES:
-    case ADMIT_TABLE_FULL:
-    case ADMIT_BANNED:
-    case ADMIT_PROXY_HEADER:
-        return STAT_REFUSED_LIMIT;
-    }
-    return STAT_REFUSED_LIMIT;
-}
-
-static void
-refuse(int fd, const struct config *conf, const struct config_listener *l, enum admission_verdict v)
-{
-    char line[512]; /* a 253-character hostname fits */
-    int n = admission_refusal(line, sizeof(line), conf, l, v);
-    if (n > 0)
-        (void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    close(fd);
-}
-
-void
-listener_refuse(int fd, const struct config *conf, const struct config_listener *l,
-                const struct sockaddr *peer, enum admission_verdict v)
-{
-    admission_log(l, peer, v);
-    stats_refusal(stats_find(l->name), admission_control(v));
-    refuse(fd, conf, l, v);
-}
-
 static void
 on_resume(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -169,7 +129,7 @@ pause_accepting(struct listeners *ls)
     double now = ev_now(ls->loop);
     if (now - ls->last_emfile_log > 10) {
         ls->last_emfile_log = now;
-        log_msg(LOG_WARN, "accept_paused", "error=out_of_fds pause_ms=100");
+        log_msg(LOG_WARN, EV_ACCEPT_PAUSED, "error=out_of_fds pause_ms=100");
     }
 }
 
@@ -194,9 +154,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
             later ? intake_check_accept(ls->conf, k->conf, (struct sockaddr *)&peer)
                   : admission_check(ls->conf, k->conf, (struct sockaddr *)&peer, len);
         if (v != ADMIT_OK) {
-            admission_log(k->conf, (struct sockaddr *)&peer, v);
-            stats_refusal(k->stats, admission_control(v));
-            refuse(fd, ls->conf, k->conf, v);
+            admission_refuse(fd, ls->conf, k->conf, (struct sockaddr *)&peer, v, k->stats);
             continue;
         }
         struct tls_ctx *tls = k->conf->tls != LTLS_NONE ? ls->tls : NULL;
@@ -232,7 +190,7 @@ listeners_watch(struct listeners *ls)
         k->io.data = k;
         ev_io_start(ls->loop, &k->io);
         if (k->fresh)
-            log_msg(LOG_INFO, "listening", "listener=%s proto=%s tls=%s", k->conf->name,
+            log_msg(LOG_INFO, EV_LISTENING, "listener=%s proto=%s tls=%s", k->conf->name,
                     listener_proto_name(k->conf->proto), listener_tls_name(k->conf->tls));
         k->fresh = false;
     }
@@ -287,7 +245,7 @@ listeners_reload(struct listeners *ls, struct config *conf, struct tls_ctx *tls,
     for (size_t j = 0; j < ls->n; j++) {
         ev_io_stop(ls->loop, &ls->socks[j].io);
         if (!taken[j]) {
-            log_msg(LOG_INFO, "listener_closed", "listener=%s", ls->socks[j].conf->name);
+            log_msg(LOG_INFO, EV_LISTENER_CLOSED, "listener=%s", ls->socks[j].conf->name);
             close(ls->socks[j].fd);
         }
     }

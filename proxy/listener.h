@@ -7,7 +7,6 @@
 
 #include <ev.h>
 
-#include "admission.h"
 #include "common.h"
 
 struct config;
@@ -25,10 +24,6 @@ void listeners_start(struct listeners *ls, struct ev_loop *loop, struct config *
  * reason in err. The caller keeps conf and tls alive as long as the listeners use them. */
 int listeners_reload(struct listeners *ls, struct config *conf, struct tls_ctx *tls, char *err,
                      size_t cap);
-/* Any thread: refuse a connection of listener l from peer as admission does at accept (the log
- * line, the /metrics refusal, the protocol's line or a plain close); closes fd. */
-void listener_refuse(int fd, const struct config *conf, const struct config_listener *l,
-                     const struct sockaddr *peer, enum admission_verdict v);
 /* Stop accepting and close every listening socket. */
 void listeners_close(struct listeners *ls);
 

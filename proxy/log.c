@@ -112,7 +112,7 @@ needs_quotes(const char *p, size_t n)
 }
 
 void
-log_begin(struct log_line *l, enum log_level level, const char *event)
+log_begin(struct log_line *l, enum log_level level, enum log_event ev)
 {
     l->len = 0;
     l->json = log_format_json;
@@ -138,8 +138,7 @@ log_begin(struct log_line *l, enum log_level level, const char *event)
         line_putc(l, ' ');
         line_append(l, level_names[level], strlen(level_names[level]));
     }
-    if (event != NULL)
-        log_kv(l, "event", "%s", event);
+    log_kv(l, "event", "%s", log_event_name(ev));
 }
 
 static void
@@ -209,10 +208,10 @@ log_end(struct log_line *l)
 }
 
 void
-log_msg(enum log_level level, const char *event, const char *fmt, ...)
+log_msg(enum log_level level, enum log_event ev, const char *fmt, ...)
 {
     struct log_line l;
-    log_begin(&l, level, event);
+    log_begin(&l, level, ev);
     if (l.skip)
         return;
     char v[1024];

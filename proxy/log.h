@@ -7,6 +7,7 @@
 #define MOAT_LOG_H
 
 #include "common.h"
+#include "events.h"
 
 enum log_level { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -25,7 +26,7 @@ int log_init(int format, int level, const char *path);
 int log_reopen(void);
 bool log_enabled(enum log_level level);
 
-void log_begin(struct log_line *l, enum log_level level, const char *event);
+void log_begin(struct log_line *l, enum log_level level, enum log_event ev);
 void log_kv(struct log_line *l, const char *key, const char *fmt, ...) MOAT_PRINTF(3, 4);
 void log_kv_str(struct log_line *l, const char *key, const char *p, size_t n);
 void log_end(struct log_line *l);
@@ -34,6 +35,6 @@ void log_end(struct log_line *l);
  * one "detail" field in JSON. */
 void log_append_trusted(struct log_line *l, const char *text, size_t n);
 /* Process-level messages (startup, errors without a session); fmt makes trusted k=v text. */
-void log_msg(enum log_level level, const char *event, const char *fmt, ...) MOAT_PRINTF(3, 4);
+void log_msg(enum log_level level, enum log_event ev, const char *fmt, ...) MOAT_PRINTF(3, 4);
 
 #endif

@@ -15,17 +15,22 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
 
 #include "cluster.h"
 #include "config.h"
+#include "admission.h"
 #include "auth.h"
+#include "authguard.h"
 #include "backendcheck.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "protocols.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -36,6 +41,7 @@ struct runtime {
     struct worker **workers;
     unsigned nworkers;
     struct metrics *metrics;
+    struct authguard *guard; /* admission's per-client table and the login ban tables */
     bool stopping;
 };
 
@@ -85,6 +91,28 @@ build_tls(const struct config *conf, bool *failed, char *msg, size_t cap)
     return NULL;
 }
 
+#define CERT_EXPIRY_WARN_S (14 * 86400)
+
+/* Each certificate's expiry into /metrics, and a warning for each that ends within 14 days. */
+static void
+note_certificates(const struct config *conf, const struct tls_ctx *tls)
+{
+    const char *files[CONFIG_MAX_CERTS];
+    time_t not_after[CONFIG_MAX_CERTS];
+    size_t n = tls != NULL ? conf->tls.ncerts : 0;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < n; i++) {
+        files[i] = conf->tls.certs[i].cert_file;
+        not_after[i] = tls_ctx_cert_not_after(tls, i);
+        long long left = (long long)(not_after[i] - now);
+        if (not_after[i] != 0 && left < CERT_EXPIRY_WARN_S)
+            log_msg(LOG_WARN, left > 0 ? EV_CERTIFICATE_EXPIRING : EV_CERTIFICATE_EXPIRED,
+                    "file=\"%s\" days_left=%lld not_after=%lld", files[i], left / 86400,
+                    (long long)not_after[i]);
+    }
+    stats_set_certs(n, files, not_after);
+}
+
 static void
 raise_nofile(void)
 {
@@ -102,7 +130,7 @@ drop_privileges(const struct config *conf)
         return;
     if (conf->user == NULL) {
         /* checked at startup (root_refused); only allow_root = yes gets here */
-        log_msg(LOG_WARN, "running_as_root", "hint=\"set [moat] user to drop privileges\"");
+        log_msg(LOG_WARN, EV_RUNNING_AS_ROOT, "hint=\"set [moat] user to drop privileges\"");
         return;
     }
     struct passwd *pw = getpwnam(conf->user);
@@ -120,7 +148,7 @@ drop_privileges(const struct config *conf)
     if (setuid(0) == 0)
         fatal("privilege drop did not stick");
     (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    log_msg(LOG_INFO, "privileges_dropped", "user=%s uid=%u gid=%u", conf->user,
+    log_msg(LOG_INFO, EV_PRIVILEGES_DROPPED, "user=%s uid=%u gid=%u", conf->user,
             (unsigned)pw->pw_uid, (unsigned)gid);
 }
 
@@ -131,7 +159,7 @@ on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     if (rt->stopping)
         return;
     rt->stopping = true;
-    log_msg(LOG_INFO, "shutdown", "signal=%d grace_ms=%u", w->signum, rt->conf->shutdown_grace_ms);
+    log_msg(LOG_INFO, EV_SHUTDOWN, "signal=%d grace_ms=%u", w->signum, rt->conf->shutdown_grace_ms);
     listeners_close(rt->listeners);
     rt->listeners = NULL;
     workers_drain(rt->workers, rt->nworkers, rt->conf->shutdown_grace_ms / 1000.0);
@@ -142,14 +170,14 @@ static void
 on_reopen_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     if (log_reopen() != 0)
-        log_msg(LOG_ERROR, "log_reopen_failed", "error=\"%s\"", strerror(errno));
+        log_msg(LOG_ERROR, EV_LOG_REOPEN_FAILED, "error=\"%s\"", strerror(errno));
 }
 
 static void
 log_reload_error(const char *text)
 {
     struct log_line l;
-    log_begin(&l, LOG_ERROR, "reload_error");
+    log_begin(&l, LOG_ERROR, EV_RELOAD_ERROR);
     log_kv_str(&l, "error", text, strlen(text));
     log_end(&l);
 }
@@ -173,7 +201,7 @@ reload_warn_restart(const struct config *old, const struct config *conf)
                     conf->cluster.redis_addr_len) != 0)
         key = "cluster";
     if (key != NULL)
-        log_msg(LOG_WARN, "reload_partial", "key=%s error=\"changes only with a restart\"", key);
+        log_msg(LOG_WARN, EV_RELOAD_PARTIAL, "key=%s error=\"changes only with a restart\"", key);
 }
 
 /* SIGHUP: build the new generation off to the side; switch only if all of it works. Live
@@ -190,21 +218,22 @@ on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
         log_reload_error(errs.lines[i]);
     config_errors_free(&errs);
     if (conf == NULL) {
-        log_msg(LOG_ERROR, "reload_failed", "reason=config generation=kept");
+        log_msg(LOG_ERROR, EV_RELOAD_FAILED, "reason=config generation=kept");
         return;
     }
+    protocols_bind(conf);
     char err[768];
     bool failed;
     struct tls_ctx *tls = build_tls(conf, &failed, err, sizeof(err));
     if (failed) {
         log_reload_error(err);
-        log_msg(LOG_ERROR, "reload_failed", "reason=tls generation=kept");
+        log_msg(LOG_ERROR, EV_RELOAD_FAILED, "reason=tls generation=kept");
         config_unref(conf);
         return;
     }
     if (listeners_reload(rt->listeners, conf, tls, err, sizeof(err)) != 0) {
         log_reload_error(err);
-        log_msg(LOG_ERROR, "reload_failed", "reason=listeners generation=kept");
+        log_msg(LOG_ERROR, EV_RELOAD_FAILED, "reason=listeners generation=kept");
         tls_ctx_unref(tls);
         config_unref(conf);
         return;
@@ -215,7 +244,8 @@ on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
     config_unref(rt->conf);
     rt->conf = conf;
     rt->tls = tls;
-    log_msg(LOG_INFO, "reloaded", "certificates=%zu", conf->tls.ncerts);
+    log_msg(LOG_INFO, EV_RELOADED, "certificates=%zu", conf->tls.ncerts);
+    note_certificates(conf, tls);
     backendcheck_start(conf);
 }
 
@@ -238,7 +268,7 @@ auth_start(const struct config *conf)
             continue;
         const char *err = NULL;
         if (auth_init(conf, &err) != 0) {
-            log_msg(LOG_ERROR, "startup_failed", "error=\"sasl: %s\"", err);
+            log_msg(LOG_ERROR, EV_STARTUP_FAILED, "error=\"sasl: %s\"", err);
             fprintf(stderr, "moat: sasl: %s\n", err);
             return -1;
         }
@@ -257,22 +287,23 @@ run(struct config *conf, struct tls_ctx *tls)
     }
     if (geteuid() == 0 && conf->user == NULL && !conf->allow_root) {
         /* a front facing the internet must not keep root: say so before binding anything */
-        log_msg(LOG_ERROR, "root_refused", "hint=\"set [moat] user (or allow_root = yes)\"");
+        log_msg(LOG_ERROR, EV_ROOT_REFUSED, "hint=\"set [moat] user (or allow_root = yes)\"");
         fprintf(stderr, "moat: refusing to run as root: set [moat] user = an unprivileged account "
                         "(or allow_root = yes)\n");
         return 1;
     }
+    note_certificates(conf, tls);
     raise_nofile();
     char err[256];
     rt.listeners = listeners_open(conf, err, sizeof(err));
     if (rt.listeners == NULL) {
-        log_msg(LOG_ERROR, "startup_failed", "error=\"%s\"", err);
+        log_msg(LOG_ERROR, EV_STARTUP_FAILED, "error=\"%s\"", err);
         fprintf(stderr, "moat: %s\n", err);
         return 1;
     }
     rt.metrics = metrics_open(conf, err, sizeof(err));
     if (rt.metrics == NULL && err[0] != '\0') {
-        log_msg(LOG_ERROR, "startup_failed", "error=\"%s\"", err);
+        log_msg(LOG_ERROR, EV_STARTUP_FAILED, "error=\"%s\"", err);
         fprintf(stderr, "moat: %s\n", err);
         listeners_close(rt.listeners);
         return 1;
@@ -290,8 +321,10 @@ run(struct config *conf, struct tls_ctx *tls)
     if (auth_start(conf) != 0)
         return 1;
     rt.nworkers = worker_count(conf);
-    rt.workers = workers_start(rt.nworkers);
-    cluster_start(rt.workers, rt.nworkers, conf);
+    rt.guard = authguard_new(admission_start(conf));
+    rt.workers = workers_start(rt.nworkers, rt.guard);
+    for (unsigned i = 0; i < rt.nworkers; i++)
+        cluster_start(worker_env(rt.workers[i]), conf);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;
@@ -308,19 +341,20 @@ run(struct config *conf, struct tls_ctx *tls)
 
     listeners_start(rt.listeners, loop, conf, tls, rt.workers, rt.nworkers);
     metrics_start(rt.metrics, loop, conf);
-    log_msg(LOG_INFO, "started", "workers=%u", rt.nworkers);
+    log_msg(LOG_INFO, EV_STARTED, "workers=%u", rt.nworkers);
     backendcheck_start(conf); /* a thread: warnings in the log, never a delay */
     ev_run(loop, 0);
 
     backendcheck_stop();
     auth_stop();
     workers_join(rt.workers, rt.nworkers);
+    authguard_free(rt.guard);
     listeners_close(rt.listeners);
     metrics_close(rt.metrics);
     /* the generation in force now (a reload may have replaced the one passed in) */
     tls_ctx_unref(rt.tls);
     config_unref(rt.conf);
-    log_msg(LOG_INFO, "stopped", "status=0");
+    log_msg(LOG_INFO, EV_STOPPED, "status=0");
     return 0;
 }
 
@@ -391,6 +425,7 @@ main(int argc, char **argv)
         return 1;
     }
     config_errors_free(&errs);
+    protocols_bind(conf);
     if (check_backends) {
         unsigned failed = backendcheck_print(conf, stdout);
         config_unref(conf);

@@ -449,7 +449,7 @@ metrics_start(struct metrics *m, struct ev_loop *loop, struct config *conf)
     ev_timer_init(&m->probe_timer, on_probe_cycle, 0., PROBE_INTERVAL_S);
     m->probe_timer.data = m;
     ev_timer_start(loop, &m->probe_timer);
-    log_msg(LOG_INFO, "metrics_listening", "paths=/metrics,/healthz,/readyz");
+    log_msg(LOG_INFO, EV_METRICS_LISTENING, "paths=/metrics,/healthz,/readyz");
 }
 
 void
@@ -459,7 +459,7 @@ metrics_reload(struct metrics *m, struct config *conf)
         return;
     if (conf->metrics_addr_len != m->conf->metrics_addr_len ||
         memcmp(&conf->metrics_addr, &m->conf->metrics_addr, conf->metrics_addr_len) != 0)
-        log_msg(LOG_WARN, "reload_partial",
+        log_msg(LOG_WARN, EV_RELOAD_PARTIAL,
                 "key=metrics error=\"the metrics address changes "
                 "only with a restart\"");
     probes_stop(m);

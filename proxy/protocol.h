@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "config.h"
+#include "events.h"
 #include "saslmech.h"
 #include "sendermap.h"
 
@@ -27,33 +28,6 @@ enum session_phase {
     PHASE_DATA,      /* SMTP message content */
     PHASE_RELAY,     /* byte relay */
     PHASE_CLOSING
-};
-
-enum close_reason {
-    REASON_NONE = 0,
-    REASON_CLIENT_QUIT,
-    REASON_CLIENT_EOF,
-    REASON_CLIENT_ERROR,
-    REASON_BACKEND_EOF,
-    REASON_BACKEND_ERROR,
-    REASON_BACKEND_UNAVAILABLE,
-    REASON_BACKEND_PROTOCOL,
-    REASON_HANDSHAKE_FAILED,
-    REASON_ALPN_MISMATCH,
-    REASON_HANDSHAKE_TIMEOUT,
-    REASON_IDLE_TIMEOUT,
-    REASON_TOTAL_TIMEOUT,
-    REASON_BACKEND_TIMEOUT,
-    REASON_PROTOCOL_ERROR,
-    REASON_TOO_MANY_ERRORS,
-    REASON_TOO_MANY_COMMANDS, /* max_preauth_commands */
-    REASON_LINE_TOO_LONG,
-    REASON_BUFFER_FULL,
-    REASON_AUTH_FAILED,
-    REASON_SHUTDOWN,
-    REASON_LIMIT,
-    REASON_DENIED,
-    REASON_INTERNAL
 };
 
 /* Backend events the protocol receives through on_backend. */
@@ -86,9 +60,35 @@ enum dns_verdict {
     DNS_VERDICT_REFUSE    /* refuse with the reply given (one line, no CRLF) */
 };
 
+/* What a backend hand-off can vouch for besides the client's own password: with one of these
+ * the core offers mechanisms only the auth service can verify (CRAM-MD5, SCRAM-*). */
+enum protocol_handoff {
+    HANDOFF_XCLIENT = 1u << 0,     /* a backend with identity = xclient takes the login as told */
+    HANDOFF_MASTER_USER = 1u << 1, /* a backend with a master_user logs in for the user */
+};
+
+/* The one-line refusals the core writes in the protocol's words before any dialogue (at
+ * accept): the start below, then the host name and a space when names_host, then the core's
+ * text and CRLF. NULL: the connection is closed without a word. */
+struct protocol_refusals {
+    const char *busy;   /* temporary: too many connections, try again later */
+    const char *denied; /* permanent: [access] deny */
+    bool names_host;
+};
+
 struct protocol {
     const char *name;
     size_t state_size; /* zeroed per session; session_proto_state() returns it */
+    /* --- what the core needs to know of the protocol (data, read once per listener) --- */
+    const char *alpn;         /* RFC 7301 id on implicit TLS and after STARTTLS (NULL: none) */
+    const char *sasl_service; /* the SASL service name for verifier = sasl */
+    uint32_t relay_idle_ms;   /* relay idle when [timeouts] relay_idle is unset (0: command) */
+    struct protocol_refusals refusals;
+    unsigned handoff; /* enum protocol_handoff bits */
+    /* farewell may also be written into the byte relay (an IMAP untagged BYE may come at any
+     * time, RFC 9051 §7.1.5); the core calls it there only between backend lines. */
+    bool farewell_in_relay;
+    /* --- events (hooks) --- */
     /* The session is ready to talk: plaintext accepted, or implicit TLS handshake done. */
     void (*on_start)(struct session *s);
     /* Client bytes (p, n) buffered; return how many were consumed. Called again when more
@@ -100,7 +100,8 @@ struct protocol {
     /* Backend bytes before the relay phase; return how many were consumed. */
     size_t (*on_backend_input)(struct session *s, const char *p, size_t n);
     /* Say goodbye in the protocol's words before moat closes for reason r (timeouts, shutdown,
-     * limits). Only write a reply; the core closes. May be NULL. */
+     * limits): what to say depends only on close_reason_farewell(r). Only write a reply; the
+     * core closes. May be NULL. */
     void (*farewell)(struct session *s, enum close_reason r);
     /* Free resources, wipe secrets. May be NULL. */
     void (*on_close)(struct session *s);
@@ -111,9 +112,6 @@ struct protocol {
     void (*on_timer)(struct session *s);
     /* The result of session_auth_verify(). May be NULL for protocols that never ask. */
     void (*on_auth_done)(struct session *s, const struct auth_result *r);
-    /* farewell may also be written into the byte relay (an IMAP untagged BYE may come at any
-     * time, RFC 9051 §7.1.5); the core calls it there only between backend lines. */
-    bool farewell_in_relay;
 };
 
 /* --- services the core offers to protocols --- */
@@ -173,13 +171,17 @@ void session_set_user(struct session *s, const char *user);
 /* Count a protocol error; returns true when the session's max_errors is reached (the caller
  * then says goodbye and closes). */
 bool session_count_error(struct session *s);
+/* Count one command of the dialogue before login ([limits] max_preauth_commands); returns true
+ * when it is one too many (the caller then says goodbye and closes with
+ * REASON_TOO_MANY_COMMANDS). Like the error count it is the core's: STARTTLS does not reset it. */
+bool session_count_command(struct session *s);
 /* Close: the reply already queued is flushed first (bounded), then both legs close. */
 void session_close(struct session *s, enum close_reason r);
 /* Log one event line for this session: event plus a free-form detail (trusted text). */
-void session_log(struct session *s, int level, const char *event, const char *fmt, ...)
+void session_log(struct session *s, int level, enum log_event ev, const char *fmt, ...)
     MOAT_PRINTF(4, 5);
 /* Log an event with one peer-supplied value, escaped by the logger. */
-void session_log_peer(struct session *s, int level, const char *event, const char *key,
+void session_log_peer(struct session *s, int level, enum log_event ev, const char *key,
                       const char *p, size_t n);
 
 /* --- DNS checks (dnscheck.c, dnscheck_policy.c): started at accept, per [dns] and the
@@ -199,6 +201,18 @@ const char *session_client_name(struct session *s);
 enum dns_verdict session_spf_verdict(struct session *s, const char *sender, size_t n,
                                      const char *helo, const char **reply_out,
                                      const char **header_out);
+/* --- URI block lists on message content (uribl.c): MX listeners with [dns] uribl --- */
+
+/* A message's content starts (354): the previous message's scan and lookups are forgotten. */
+void session_uribl_start(struct session *s);
+/* Canonical content on its way to the backend: URL host names in it are looked up at once. */
+void session_uribl_feed(struct session *s, const char *p, size_t n);
+/* At the end of data, before the final dot: PASS (deliver), PENDING (answers outstanding:
+ * on_dns_done follows, ask again; the protocol bounds the wait with [dns] uribl_timeout and then
+ * asks with give_up, which counts what is outstanding as not listed), or REFUSE (do not deliver:
+ * *reply_out is the one-line refusal, no CRLF). */
+enum dns_verdict session_uribl_verdict(struct session *s, bool give_up, const char **reply_out);
+
 /* --- protocol timer and per-client rates (session_limits.c) --- */
 
 /* One protocol timer per session: on_timer follows after ms unless stopped or restarted. */
@@ -242,7 +256,6 @@ void session_auth_abort(struct session *s);
 /* A successful login: records the user and logs event=login user= mech= verifier=. */
 void session_auth_login(struct session *s, const char *user, size_t user_len, const char *mech);
 
-const char *close_reason_name(enum close_reason r);
 const char *session_phase_name(enum session_phase p);
 
 #endif

@@ -8,19 +8,18 @@
 
 #include <netinet/in.h>
 
-#include "authguard.h"
 #include "conn.h"
 #include "protocol.h"
 
-struct worker;
+struct session_env;
 struct tls_ctx;
 struct stats_listener;
 
 struct session {
     uint32_t id;
     char sid[12];
-    struct worker *worker;
-    struct config *conf; /* this session's generation (one reference) */
+    struct session_env *env; /* what the worker running it hands down */
+    struct config *conf;     /* this session's generation (one reference) */
     const struct config_listener *listener;
     struct stats_listener *stats; /* this listener's /metrics counters (may be NULL) */
     const struct protocol *proto;
@@ -53,6 +52,7 @@ struct session {
     const char *tls_version; /* static strings from the TLS library, kept for the log */
     const char *tls_cipher;
     uint32_t errors;
+    uint32_t preauth_commands; /* [limits] max_preauth_commands: STARTTLS keeps the count */
     enum close_reason reason;
     bool closing;
     bool closed;
@@ -64,7 +64,9 @@ struct session {
     bool redispatch;
     bool kicked;
     bool client_eof;          /* the client closed its side: answer what it asked, then close */
+    bool dns_owes_client;     /* the protocol holds an answer until DNS answers are in (uribl.c) */
     bool in_handshake;        /* counted in admission's TLS handshakes in progress */
+    bool admission_uncounted; /* in no client's count (a PROXY LOCAL health check) */
     bool past_preauth;        /* reached a post-auth phase once: preauth_total no longer applies */
     const char *timeout_name; /* the timeout that ended the session, for the closing line */
     bool draining;            /* shutdown asked; close when idle */
@@ -86,31 +88,36 @@ struct session {
     struct cluster_lease *lease; /* cluster.c: this session's count in the fleet, or NULL */
 };
 
-struct session *session_new(struct worker *w, int fd, const struct sockaddr *peer,
+/* session_events.c, for the worker */
+struct session *session_new(struct session_env *e, int fd, const struct sockaddr *peer,
                             socklen_t peer_len, struct config *conf,
                             const struct config_listener *l, struct tls_ctx *tls);
 void session_free(struct session *s);
 /* Drain: say goodbye to sessions not in the middle of something; others finish first. */
 void session_shutdown(struct session *s);
-/* Called from the worker's idle watcher for sessions that asked to be re-dispatched. */
-void session_kick_run(struct session *s);
-/* The protocol table for a listener protocol. */
-const struct protocol *protocol_for(enum listener_proto p, enum listener_tls tls);
-
-/* Close both legs, write the closing line, hand the memory to the worker for a later free. */
+/* Close both legs, write the closing line, hand the memory to the loop for a later free. */
 void session_finish(struct session *s);
+
+/* session.c, for the worker: run a session that asked to be re-dispatched (env->kick) */
+void session_kick_run(struct session *s);
+/* session.c, for the events in session_events.c and the session's services */
 void session_timer_arm(struct session *s);
+bool session_in_preauth(const struct session *s);
+void session_tls_started(struct session *s); /* the client's first handshake bytes arrived */
+double session_last_activity(const struct session *s); /* client (and backend in the relay) */
+void session_dispatch(struct session *s);              /* client input to the protocol */
+void session_client_eof(struct session *s);
+void session_close_if_done(struct session *s); /* after a half-close: close once nothing is owed */
+void session_relay_pump(struct conn *from, struct conn *to);
+void session_relay_from_client(struct session *s); /* and half-close the backend after EOF */
+void session_relay_both(struct session *s);
 
 /* backend.c */
 void backend_connected(struct session *s);
-/* session_auth.c: the earliest auth deadline (0 = none); the timer's auth work (returns true if
- * it acted); dropping a job when the session ends. */
-double session_auth_next_deadline(const struct session *s);
+/* session_auth.c: the timer's auth work (returns true if it acted); dropping a job when the
+ * session ends. Its deadlines are s->auth_deadline and s->hold_until. */
 bool session_auth_on_timer(struct session *s, double now);
 void session_auth_cancel(struct session *s);
-/* The process's brute-force tables (bans of clients and user names, familiar addresses), for
- * cluster.c to mirror what other moats of a fleet saw. */
-struct authguard session_auth_guard(void);
 
 void backend_attempt_failed(struct session *s, const char *why);
 

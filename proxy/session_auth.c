@@ -8,10 +8,8 @@
  * never touches it; no password is ever logged, and every copy is wiped. Nothing a client sends
  * can trip an assertion here: a state it should not reach ends the session.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "admission.h"
 #include "auth.h"
@@ -20,14 +18,14 @@
 #include "log.h"
 #include "session.h"
 #include "stats.h"
-#include "worker.h"
+#include "session_env.h"
 
 /* A job plus what the worker needs to take it back. The job comes first: auth_job_free()
  * frees the whole allocation. */
 struct session_job {
     struct auth_job job;
     struct worker_msg msg;
-    struct worker *worker;
+    struct session_env *env; /* where to post the result */
     bool in_pool; /* submitted and not back yet; else parked between steps (s->auth_job) */
 };
 
@@ -49,25 +47,10 @@ verifier_name(const struct session *s)
     return "?";
 }
 
-static const char *
-sasl_service(const struct session *s)
-{
-    switch (s->listener->proto) {
-    case LPROTO_SMTP:
-    case LPROTO_SUBMISSION:
-        return "smtp";
-    case LPROTO_IMAP:
-        return "imap";
-    case LPROTO_POP3:
-        return "pop";
-    }
-    return "smtp";
-}
-
 static double
 loop_now(const struct session *s)
 {
-    return ev_now(worker_loop(s->worker));
+    return ev_now(s->env->loop);
 }
 
 static void
@@ -117,7 +100,7 @@ on_job_posted(struct worker_msg *m)
         return;
     }
     struct log_line l;
-    log_begin(&l, sj->job.status == AUTH_TEMPFAIL ? LOG_WARN : LOG_DEBUG, "sasl_result");
+    log_begin(&l, sj->job.status == AUTH_TEMPFAIL ? LOG_WARN : LOG_DEBUG, EV_SASL_RESULT);
     if (!l.skip) {
         log_kv(&l, "sid", "%s", s->sid);
         log_kv(&l, "code", "%d", sj->job.sasl_code);
@@ -141,7 +124,7 @@ static void
 on_job_done(struct auth_job *j)
 {
     struct session_job *sj = (struct session_job *)j;
-    worker_post(sj->worker, &sj->msg);
+    sj->env->post(sj->env, &sj->msg);
 }
 
 /* A result without asking the pool (banned, pool full): delivered from the timer, never from
@@ -171,7 +154,7 @@ job_fill(struct session *s, struct auth_job *j, const struct credentials *c)
 {
     j->conf = config_ref(s->conf);
     j->auth = &s->listener->auth_conf;
-    j->service = sasl_service(s);
+    j->service = s->proto->sasl_service;
     snprintf(j->local, sizeof(j->local), "%s;%u", s->local_addr, s->local_port);
     snprintf(j->remote, sizeof(j->remote), "%s;%u", s->client_addr, s->client_port);
     j->ssf = session_is_tls(s) ? ssf_of_cipher(s->tls_cipher) : 0;
@@ -192,7 +175,7 @@ submit(struct session *s, struct auth_job *j)
     const char *why = !auth_ready()                  ? "no_pool"
                       : r == AUTH_SUBMIT_CLIENT_BUSY ? "client_busy"
                                                      : "queue_full";
-    session_log(s, LOG_WARN, "auth_unavailable", "why=%s", why);
+    session_log(s, LOG_WARN, EV_AUTH_UNAVAILABLE, "why=%s", why);
     return false;
 }
 
@@ -201,7 +184,7 @@ session_job_new(struct session *s, const struct credentials *c)
 {
     struct session_job *sj = xcalloc(1, sizeof(*sj));
     sj->msg.run = on_job_posted;
-    sj->worker = s->worker;
+    sj->env = s->env;
     job_fill(s, &sj->job, c);
     return sj;
 }
@@ -215,7 +198,7 @@ auth_busy(struct session *s)
     session_auth_abort(s);
     if (s->auth_job == NULL && s->auth_deadline == 0 && s->hold_until == 0)
         return false;
-    session_log(s, LOG_WARN, "auth_busy", "state=%s",
+    session_log(s, LOG_WARN, EV_AUTH_BUSY, "state=%s",
                 s->proto->state_name != NULL ? s->proto->state_name(s) : "?");
     session_close(s, REASON_PROTOCOL_ERROR);
     return true;
@@ -312,17 +295,12 @@ session_auth_abort(struct session *s)
 
 /* Whether the backend hand-off can tell the backend a login verified without a password. */
 static bool
-handoff_without_password(const struct config_listener *l)
+handoff_without_password(const struct protocol *p, const struct config_backend *b)
 {
-    switch (l->proto) {
-    case LPROTO_SMTP:
-    case LPROTO_SUBMISSION:
-        return l->backend != NULL && l->backend->identity == IDENT_XCLIENT;
-    case LPROTO_IMAP:
-    case LPROTO_POP3:
-        return l->backend != NULL && l->backend->master_user != NULL;
-    }
-    return false;
+    if (b == NULL)
+        return false;
+    return ((p->handoff & HANDOFF_XCLIENT) && b->identity == IDENT_XCLIENT) ||
+           ((p->handoff & HANDOFF_MASTER_USER) && b->master_user != NULL);
 }
 
 unsigned
@@ -333,19 +311,9 @@ session_auth_mechs(struct session *s)
         return SASL_MECHS_PLAIN_LOGIN;
     unsigned list = sasl_mech_list_parse(l->auth_conf.mech_list);
     unsigned server = list & auth_mechs_available() & ~SASL_MECHS_PLAIN_LOGIN;
-    if (!handoff_without_password(l))
+    if (!handoff_without_password(s->proto, l->backend))
         server = 0;
     return (list & SASL_MECHS_PLAIN_LOGIN) | server;
-}
-
-double
-session_auth_next_deadline(const struct session *s)
-{
-    if (s->hold_until == 0)
-        return s->auth_deadline;
-    if (s->auth_deadline == 0)
-        return s->hold_until;
-    return s->hold_until < s->auth_deadline ? s->hold_until : s->auth_deadline;
 }
 
 /* The failure delay is over: the reply goes out, input flows again (or the session ends). */
@@ -361,7 +329,7 @@ hold_release(struct session *s)
         session_close(s, REASON_AUTH_FAILED);
         return;
     }
-    worker_kick(s->worker, s);
+    s->env->kick(s->env, s);
 }
 
 bool
@@ -375,7 +343,7 @@ session_auth_on_timer(struct session *s, double now)
         return false;
     enum auth_status st = s->auth_early;
     if (s->auth_job != NULL) {
-        session_log(s, LOG_WARN, "auth_timeout", "verifier=sasl after_ms=%u",
+        session_log(s, LOG_WARN, EV_AUTH_TIMEOUT, "verifier=sasl after_ms=%u",
                     s->listener->auth_conf.verify_timeout_ms);
         session_auth_cancel(s);
         st = AUTH_TEMPFAIL;
@@ -384,49 +352,13 @@ session_auth_on_timer(struct session *s, double now)
     return true;
 }
 
-/* User-name failures and bans, and familiar addresses: bounded tables of their own, made once
- * per process with random seeds, shared by every worker (the tables lock themselves). */
-#define AUTH_USERS_MAX 8192
-#define AUTH_FAMILIAR_MAX 16384
-
-static struct {
-    pthread_once_t once;
-    struct ratetable *users;
-    struct familiar *familiar;
-} guard_tables = {.once = PTHREAD_ONCE_INIT};
-
-static uint64_t
-random_seed(void)
-{
-    uint64_t seed = 0;
-    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed))
-        seed = moat_now_ms() ^ (uint64_t)(uintptr_t)&seed;
-    return seed;
-}
-
-static void
-guard_tables_make(void)
-{
-    guard_tables.users = ratetable_new(AUTH_USERS_MAX, random_seed());
-    guard_tables.familiar = familiar_new(AUTH_FAMILIAR_MAX, random_seed());
-}
-
-struct authguard
-session_auth_guard(void)
-{
-    pthread_once(&guard_tables.once, guard_tables_make);
-    return (struct authguard){.clients = admission_table(),
-                              .users = guard_tables.users,
-                              .familiar = guard_tables.familiar};
-}
-
 bool
 session_auth_banned(struct session *s, const char *user, size_t user_len)
 {
-    struct authguard g = session_auth_guard();
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
-    return authguard_banned(&g, &s->listener->auth_conf, &k, user, user_len, moat_now_ms());
+    return authguard_banned(s->env->guard, &s->listener->auth_conf, &k, user, user_len,
+                            moat_now_ms());
 }
 
 static void
@@ -435,7 +367,7 @@ log_failure(struct session *s, const char *user, size_t user_len, const char *me
 {
     stats_add(s->stats, STAT_AUTH_FAILURE, 1); /* /metrics, whatever the log level */
     struct log_line l;
-    log_begin(&l, LOG_INFO, "auth_failed");
+    log_begin(&l, LOG_INFO, EV_AUTH_FAILED);
     if (l.skip)
         return;
     log_kv(&l, "sid", "%s", s->sid);
@@ -464,11 +396,10 @@ session_auth_failed(struct session *s, const char *user, size_t user_len, const 
     const struct config_auth *a = &s->listener->auth_conf;
     struct authguard_verdict v = {0};
     s->auth_failures++;
-    struct authguard g = session_auth_guard();
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
-    authguard_failure(&g, a, &k, user, user_len, s->auth_failures, moat_now_ms(), &v);
-    cluster_auth_failure(s->worker, s->conf, a, &k, user, user_len, v.familiar);
+    authguard_failure(s->env->guard, a, &k, user, user_len, s->auth_failures, moat_now_ms(), &v);
+    cluster_auth_failure(s->env, s->conf, a, &k, user, user_len, v.familiar);
     bool last = a->max_failures > 0 && s->auth_failures >= a->max_failures;
     log_failure(s, user, user_len, mech, &v, last);
     int n = snprintf(s->hold_reply, sizeof(s->hold_reply), "%s", last ? final_reply : reply);
@@ -495,13 +426,12 @@ session_auth_login(struct session *s, const char *user, size_t user_len, const c
     memcpy(name, user, n);
     name[n] = '\0';
     session_set_user(s, name);
-    struct authguard g = session_auth_guard();
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
-    authguard_login(&g, &k, user, user_len, moat_now_ms());
-    cluster_login(s->worker, s->conf, &k, user, user_len);
+    authguard_login(s->env->guard, &k, user, user_len, moat_now_ms());
+    cluster_login(s->env, s->conf, &k, user, user_len);
     struct log_line l;
-    log_begin(&l, LOG_INFO, "login");
+    log_begin(&l, LOG_INFO, EV_LOGIN);
     if (l.skip)
         return;
     log_kv(&l, "sid", "%s", s->sid);

@@ -5,16 +5,17 @@
  * across the fleet when [cluster] is set).
  */
 #include "admission.h"
+#include "authguard.h"
 #include "cluster.h"
 #include "log.h"
 #include "session.h"
-#include "worker.h"
+#include "session_env.h"
 
 void
 session_timer_start(struct session *s, uint32_t ms)
 {
     MOAT_ASSERT(s->proto->on_timer != NULL);
-    s->proto_deadline = ev_now(worker_loop(s->worker)) + ms / 1000.0;
+    s->proto_deadline = ev_now(s->env->loop) + ms / 1000.0;
     session_timer_arm(s);
 }
 
@@ -49,17 +50,17 @@ session_rate_allows(struct session *s, enum client_rate k)
     enum rate_kind kind;
     const char *name;
     const struct rate *r = client_rate_of(s, k, &kind, &name);
-    struct ratetable *t = admission_table();
+    struct ratetable *t = s->env->guard->clients;
     if (r->count == 0 || t == NULL)
         return true;
     struct ratetable_key key;
     admission_client_key(&key, s->listener, (const struct sockaddr *)&s->peer);
     if (ratetable_check(t, &key, kind, r, 1, moat_now_ms()) == RT_OK &&
-        cluster_rate_allows(s->worker, s->conf, &key, kind, r, 1))
+        cluster_rate_allows(s->env, s->conf, &key, kind, r, 1))
         return true;
     bool dry = s->listener->limits.mode == MODE_LOG;
-    session_log(s, LOG_INFO, dry ? "would_refuse" : "refused", "reason=%s client=%s mode=%s", name,
-                s->client_addr, dry ? "log" : "enforce");
+    session_log(s, LOG_INFO, dry ? EV_WOULD_REFUSE : EV_REFUSED, "reason=%s client=%s mode=%s",
+                name, s->client_addr, dry ? "log" : "enforce");
     return dry;
 }
 
@@ -69,11 +70,11 @@ session_rate_count(struct session *s, enum client_rate k)
     enum rate_kind kind;
     const char *name;
     const struct rate *r = client_rate_of(s, k, &kind, &name);
-    struct ratetable *t = admission_table();
+    struct ratetable *t = s->env->guard->clients;
     if (r->count == 0 || t == NULL)
         return;
     struct ratetable_key key;
     admission_client_key(&key, s->listener, (const struct sockaddr *)&s->peer);
     (void)ratetable_add(t, &key, kind, r, 1, moat_now_ms());
-    cluster_rate_add(s->worker, s->conf, &key, kind, r, 1);
+    cluster_rate_add(s->env, s->conf, &key, kind, r, 1);
 }

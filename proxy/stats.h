@@ -8,11 +8,13 @@
 #define MOAT_STATS_H
 
 #include <stdatomic.h>
+#include <time.h>
 
 #include "common.h"
 
 #define STATS_MAX_LISTENERS 64
 #define STATS_DURATION_BUCKETS 9 /* finite upper bounds; +Inf is the count */
+#define STATS_MAX_CERTS 8
 
 enum stat_counter {
     STAT_SESSIONS_TOTAL = 0,
@@ -41,7 +43,23 @@ enum stat_refusal {
     STAT_REFUSED_SMUGGLING,
     STAT_REFUSED_STARTTLS_INJECTION,
     STAT_REFUSED_ALPN,
+    STAT_REFUSED_URIBL,
     STAT_REFUSAL_COUNT
+};
+
+/* What one log event or close reason counts (events.h binds each to one of these). */
+enum stat_mark {
+    STAT_MARK_NONE = 0,
+    STAT_MARK_REFUSED_LIMIT,
+    STAT_MARK_REFUSED_ACCESS,
+    STAT_MARK_REFUSED_DNSBL,
+    STAT_MARK_REFUSED_RELAY,
+    STAT_MARK_REFUSED_SMUGGLING,
+    STAT_MARK_REFUSED_URIBL,
+    STAT_MARK_BACKEND_CONNECT_FAILURE,
+    STAT_MARK_TLS_HANDSHAKE_FAILED,
+    STAT_MARK_TLS_HANDSHAKE_TIMEOUT,
+    STAT_MARK_TLS_ALPN_MISMATCH /* a TLS failure and a refusal */
 };
 
 struct stats_listener {
@@ -69,8 +87,13 @@ void stats_deactivate_all(void);
 void stats_add(struct stats_listener *l, enum stat_counter c, uint64_t n);
 void stats_tls_failure(struct stats_listener *l, enum stat_tls_failure f);
 void stats_refusal(struct stats_listener *l, enum stat_refusal r);
+void stats_mark(struct stats_listener *l, enum stat_mark m);
 void stats_session_open(struct stats_listener *l);
 void stats_session_close(struct stats_listener *l, uint64_t duration_ms);
+
+/* The current generation's certificate files and when each expires (0: unknown, not rendered).
+ * Main thread only, like stats_render: set at startup and after each successful reload. */
+void stats_set_certs(size_t n, const char *const files[], const time_t not_after[]);
 
 const char *stat_refusal_name(enum stat_refusal r);
 const char *stat_tls_failure_name(enum stat_tls_failure f);

@@ -16,6 +16,7 @@
 #include "intake.h"
 #include "log.h"
 #include "session.h"
+#include "session_env.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -31,6 +32,7 @@ struct pending {
 };
 
 struct worker {
+    struct session_env env; /* first: the callbacks find the worker from it */
     unsigned index;
     pthread_t thread;
     struct ev_loop *loop;
@@ -47,57 +49,12 @@ struct worker {
     struct session *sessions;
     struct session *kick_list;
     struct session *dead_list;
-    struct dns_resolver *dns; /* dns.c: this worker's c-ares channel and cache, made on first use */
-    struct intake *intakes;   /* intake.c: connections not admitted yet */
-    struct cluster_link *cluster; /* cluster.c: this worker's Redis link, made on first use */
 };
 
-static atomic_uint total_sessions;
-
-unsigned
-workers_session_count(void)
+static struct worker *
+worker_of(struct session_env *e)
 {
-    return atomic_load(&total_sessions);
-}
-
-struct ev_loop *
-worker_loop(struct worker *w)
-{
-    return w->loop;
-}
-
-struct dns_resolver **
-worker_dns_slot(struct worker *w)
-{
-    return &w->dns;
-}
-
-struct intake **
-worker_intake_slot(struct worker *w)
-{
-    return &w->intakes;
-}
-
-struct cluster_link **
-worker_cluster_slot(struct worker *w)
-{
-    return &w->cluster;
-}
-
-void
-worker_session_adopt(struct worker *w, struct session *s)
-{
-    s->next = w->sessions;
-    if (w->sessions != NULL)
-        w->sessions->prev = s;
-    w->sessions = s;
-}
-
-void
-worker_intake_dropped(struct worker *w)
-{
-    atomic_fetch_sub(&w->nsessions, 1);
-    atomic_fetch_sub(&total_sessions, 1);
+    return (struct worker *)((char *)e - offsetof(struct worker, env));
 }
 
 static void
@@ -107,9 +64,10 @@ worker_idle_start(struct worker *w)
         ev_idle_start(w->loop, &w->idle);
 }
 
-void
-worker_kick(struct worker *w, struct session *s)
+static void
+worker_kick(struct session_env *e, struct session *s)
 {
+    struct worker *w = worker_of(e);
     if (s->kicked || s->closing)
         return;
     s->kicked = true;
@@ -118,9 +76,10 @@ worker_kick(struct worker *w, struct session *s)
     worker_idle_start(w);
 }
 
-void
-worker_defer_finish(struct worker *w, struct session *s)
+static void
+worker_defer_finish(struct session_env *e, struct session *s)
 {
+    struct worker *w = worker_of(e);
     if (s->on_dead_list)
         return;
     s->on_dead_list = true;
@@ -136,9 +95,10 @@ worker_maybe_exit(struct worker *w)
         ev_break(w->loop, EVBREAK_ALL);
 }
 
-void
-worker_session_done(struct worker *w, struct session *s)
+static void
+worker_session_done(struct session_env *e, struct session *s)
 {
+    struct worker *w = worker_of(e);
     if (s->prev != NULL)
         s->prev->next = s->next;
     else if (w->sessions == s)
@@ -147,8 +107,26 @@ worker_session_done(struct worker *w, struct session *s)
         s->next->prev = s->prev;
     s->prev = s->next = NULL;
     atomic_fetch_sub(&w->nsessions, 1);
-    atomic_fetch_sub(&total_sessions, 1);
-    worker_defer_finish(w, s);
+    worker_defer_finish(e, s);
+}
+
+/* intake.c: a connection handed over by workers_dispatch_intake() was admitted (s is its new
+ * session), or was refused (it is no longer counted). */
+static void
+worker_session_adopt(struct session_env *e, struct session *s)
+{
+    struct worker *w = worker_of(e);
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+}
+
+static void
+worker_intake_dropped(struct session_env *e)
+{
+    struct worker *w = worker_of(e);
+    atomic_fetch_sub(&w->nsessions, 1);
 }
 
 static void
@@ -183,7 +161,7 @@ worker_start_drain(struct worker *w, double grace_s)
     if (w->draining)
         return;
     w->draining = true;
-    intake_drop_all(w);
+    intake_drop_all(&w->env);
     for (struct session *s = w->sessions, *next; s != NULL; s = next) {
         next = s->next;
         session_shutdown(s);
@@ -204,9 +182,10 @@ on_drain_deadline(struct ev_loop *loop, ev_timer *t, int revents)
     worker_idle_start(w);
 }
 
-void
-worker_post(struct worker *w, struct worker_msg *m)
+static void
+worker_post(struct session_env *e, struct worker_msg *m)
 {
+    struct worker *w = worker_of(e);
     pthread_mutex_lock(&w->lock);
     m->next = w->posted;
     w->posted = m;
@@ -262,17 +241,17 @@ on_wake(struct ev_loop *loop, ev_async *a, int revents)
                 config_unref(p->conf);
                 if (p->tls != NULL)
                     tls_ctx_unref(p->tls);
-                worker_intake_dropped(w);
+                worker_intake_dropped(&w->env);
             } else {
-                intake_start(w, p->fd, (struct sockaddr *)&p->peer, p->peer_len, p->conf,
+                intake_start(&w->env, p->fd, (struct sockaddr *)&p->peer, p->peer_len, p->conf,
                              p->listener, p->tls);
             }
             free(p);
             continue;
         }
-        struct session *s = session_new(w, p->fd, (struct sockaddr *)&p->peer, p->peer_len, p->conf,
-                                        p->listener, p->tls);
-        worker_session_adopt(w, s);
+        struct session *s = session_new(&w->env, p->fd, (struct sockaddr *)&p->peer, p->peer_len,
+                                        p->conf, p->listener, p->tls);
+        worker_session_adopt(&w->env, s);
         free(p);
         if (drain)
             session_shutdown(s);
@@ -286,21 +265,29 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
     ev_run(w->loop, 0);
-    intake_drop_all(w);
-    cluster_link_free(w->cluster);
-    w->cluster = NULL;
-    dns_resolver_free(w->dns);
-    w->dns = NULL;
+    intake_drop_all(&w->env);
+    cluster_link_free(w->env.cluster);
+    w->env.cluster = NULL;
+    dns_resolver_free(w->env.resolver);
+    w->env.resolver = NULL;
     tls_thread_cleanup();
     return NULL;
 }
 
 static struct worker *
-worker_new(unsigned index, struct ev_loop *loop)
+worker_new(unsigned index, struct ev_loop *loop, const struct authguard *guard)
 {
     struct worker *w = xcalloc(1, sizeof(*w));
     w->index = index;
     w->loop = loop;
+    w->env = (struct session_env){.loop = loop,
+                                  .kick = worker_kick,
+                                  .defer_free = worker_defer_finish,
+                                  .done = worker_session_done,
+                                  .post = worker_post,
+                                  .adopt = worker_session_adopt,
+                                  .intake_dropped = worker_intake_dropped,
+                                  .guard = guard};
     pthread_mutex_init(&w->lock, NULL);
     ev_async_init(&w->wake, on_wake);
     w->wake.data = w;
@@ -314,14 +301,14 @@ worker_new(unsigned index, struct ev_loop *loop)
 }
 
 struct worker **
-workers_start(unsigned n)
+workers_start(unsigned n, const struct authguard *guard)
 {
     struct worker **ws = xcalloc(n, sizeof(*ws));
     for (unsigned i = 0; i < n; i++) {
         struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOENV | EVFLAG_NOSIGMASK);
         if (loop == NULL)
             fatal("cannot create an event loop for worker %u", i);
-        struct worker *w = worker_new(i, loop);
+        struct worker *w = worker_new(i, loop, guard);
         ws[i] = w;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -352,7 +339,6 @@ dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer, so
     p->tls = tls ? tls_ctx_ref(tls) : NULL;
     p->intake = intake;
     atomic_fetch_add(&best->nsessions, 1);
-    atomic_fetch_add(&total_sessions, 1);
     pthread_mutex_lock(&best->lock);
     p->next = best->queue;
     best->queue = p;
@@ -374,6 +360,12 @@ workers_dispatch_intake(struct worker **ws, unsigned n, int fd, const struct soc
                         struct tls_ctx *tls)
 {
     dispatch(ws, n, fd, peer, peer_len, conf, l, tls, true);
+}
+
+struct session_env *
+worker_env(struct worker *w)
+{
+    return &w->env;
 }
 
 void
@@ -403,9 +395,9 @@ workers_join(struct worker **ws, unsigned n)
 /* --- a worker without a thread, for in-process tests (tests/fuzz/fuzz_session.c) --- */
 
 struct worker *
-worker_local_new(struct ev_loop *loop)
+worker_local_new(struct ev_loop *loop, const struct authguard *guard)
 {
-    return worker_new(0, loop);
+    return worker_new(0, loop, guard);
 }
 
 struct session *
@@ -430,9 +422,9 @@ worker_local_free(struct worker *w)
     ev_async_stop(w->loop, &w->wake);
     ev_idle_stop(w->loop, &w->idle);
     ev_timer_stop(w->loop, &w->drain_timer);
-    intake_drop_all(w);
-    cluster_link_free(w->cluster);
-    dns_resolver_free(w->dns);
+    intake_drop_all(&w->env);
+    cluster_link_free(w->env.cluster);
+    dns_resolver_free(w->env.resolver);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }

@@ -42,8 +42,10 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "authguard.h"
 #include "config.h"
 #include "log.h"
+#include "protocols.h"
 #include "session.h"
 #include "session_fake_backend.h"
 #include "tls.h"
@@ -83,6 +85,7 @@ static struct {
     char dir[64];
     struct ev_loop *loop;
     struct worker *worker;
+    struct authguard *guard;
     struct config *conf;
     struct tls_ctx *tls;
     const struct config_listener *listeners[32]; /* by setting bits 0-3 */
@@ -207,6 +210,7 @@ harness_stop(void)
         ev_run(h.loop, EVRUN_NOWAIT);
     fake_backend_stop();
     worker_local_free(h.worker);
+    authguard_free(h.guard);
     tls_ctx_unref(h.tls);
     config_unref(h.conf);
     ev_loop_destroy(h.loop);
@@ -243,6 +247,7 @@ harness_start(void)
     config_errors_free(&errs);
     if (h.conf == NULL)
         die("the configuration does not load");
+    protocols_bind(h.conf);
     h.trace = getenv("MOAT_FUZZ_TRACE") != NULL;
     const char *log_to = getenv("MOAT_FUZZ_LOG"); /* unset: /dev/null (the code still runs) */
     if (log_init(0, LOG_DEBUG, log_to != NULL ? log_to : "/dev/null") != 0)
@@ -264,7 +269,9 @@ harness_start(void)
         if (h.listeners[i] == NULL)
             die("a listener is missing");
     }
-    h.worker = worker_local_new(h.loop);
+    /* no admission table (nothing is accepted here): no client rates or client bans */
+    h.guard = authguard_new(NULL);
+    h.worker = worker_local_new(h.loop, h.guard);
     h.ready = true;
     atexit(harness_stop);
 }

@@ -7,6 +7,7 @@ they share again once it is back. Clients use 127.0.0.2 and up; every wait is bo
 
 import re
 import socket
+import struct
 import subprocess
 import ssl
 import time
@@ -35,7 +36,7 @@ def fleet(moat, backends, certs, tmp_path):
 
     def start(limits=None, auth=None, cluster=True, extra="",
               cluster_keys="timeout = 2s\nconnect_timeout = 2s\n", redis_password=None,
-              wait_cluster=True):
+              wait_cluster=True, moat_keys=""):
         f = Fleet()
         f.redis = fleet_rig.Redis(str(tmp_path / "redis"), password=redis_password)
         made.append(f.redis)
@@ -65,8 +66,8 @@ def fleet(moat, backends, certs, tmp_path):
                 "[auth]\n" + "".join("%s = %s\n" % kv for kv in au.items()) +
                 ("[cluster]\nredis = 127.0.0.1:%d\nlease = 3s\n%s" % (f.redis.port, cluster_keys)
                  if cluster else "") + extra))
-            conf = conf.replace("[moat]\n", "[moat]\nmetrics = 127.0.0.1:%d\n"
-                                % ports["metrics"], 1)
+            conf = conf.replace("[moat]\n", "[moat]\nmetrics = 127.0.0.1:%d\n%s"
+                                % (ports["metrics"], moat_keys), 1)
             f.moats.append(moat(conf, wait_ports=[ports["smtp"], ports["imap"], ports["imaps"]]))
             f.ports.append(ports)
         hp = fleet_rig.HAProxy(str(tmp_path / "haproxy"), {
@@ -182,6 +183,60 @@ def test_balancer_own_connections(fleet):
     assert s.recv(300) == b""
     assert time.monotonic() - t0 < 3
     s.close()
+
+
+PROXY_V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2_tcp4(src, dst="127.0.0.1", sport=40000, dport=25):
+    return (PROXY_V2_SIG + b"\x21\x11" + struct.pack("!H", 12) + socket.inet_aton(src) +
+            socket.inet_aton(dst) + struct.pack("!HH", sport, dport))
+
+
+def sessions_open(f, i, listener="mx"):
+    status, body = fleet_rig.http_get(f.ports[i]["metrics"], "/metrics")
+    m = re.search(r'^moat_sessions_open\{listener="%s"[^}]*\} (\d+)' % listener, body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def test_health_checks_give_their_session_back(fleet):
+    """A balancer's health check (PROXY LOCAL) is a session while open (max_sessions counts it)
+    and gives its count back when it ends: after several, clients are admitted up to
+    max_sessions and no further."""
+    f = fleet(cluster=False, moat_keys="max_sessions = 2\n")
+    port = f.ports[0]["smtp"]
+    local = PROXY_V2_SIG + b"\x20\x00\x00\x00"
+    for _ in range(4):
+        s = rig.client_socket(port, src="127.0.0.1")
+        s.settimeout(5)
+        s.sendall(local)
+        assert s.recv(300).startswith(SMTP_OK)
+        s.close()
+    rig.wait_until(lambda: sessions_open(f, 0) == 0, 5.0, what="health checks ended")
+    held = []
+    for header in (local, proxy_v2_tcp4("192.0.2.21")):
+        s = rig.client_socket(port, src="127.0.0.1")
+        s.settimeout(5)
+        s.sendall(header)
+        assert s.recv(300).startswith(SMTP_OK)
+        held.append(s)
+    # two sessions open (one of them a health check): the next connection is refused at accept,
+    # before its header (nothing sent, so the refusal is read rather than reset)
+    s = rig.client_socket(port, src="127.0.0.1")
+    s.settimeout(5)
+    assert s.recv(300).startswith(b"421 ")
+    s.close()
+    for s in held:
+        s.close()
+    rig.wait_until(lambda: sessions_open(f, 0) == 0, 5.0, what="sessions ended")
+    for src in ("192.0.2.23", "192.0.2.24"):
+        s = rig.client_socket(port, src="127.0.0.1")
+        s.settimeout(5)
+        s.sendall(proxy_v2_tcp4(src))
+        assert s.recv(300).startswith(SMTP_OK)
+        held.append(s)
+    for s in held:
+        s.close()
 
 
 # --- the real client through the balancer ------------------------------------------------------

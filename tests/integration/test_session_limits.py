@@ -153,6 +153,65 @@ def test_max_errors(lim_moat, kind):
     assert_served(m, kind, "127.0.0.3")
 
 
+STARTTLS_CMD = {"smtp": b"STARTTLS\r\n", "imap": b"t STARTTLS\r\n", "pop3": b"STLS\r\n"}
+
+
+def starttls(c, certs, kind):
+    """STARTTLS on a Lines client: the go-ahead, then the client's socket is the TLS one."""
+    c.sock.sendall(STARTTLS_CMD[kind])
+    ok = c.line()
+    assert ok.startswith(STARTTLS_OK[kind]), ok
+    assert c.buf == b""
+    c.sock = rig.client_context(certs).wrap_socket(c.sock, server_hostname="mx.moat.test")
+
+
+@pytest.mark.parametrize("kind", ["smtp", "imap", "pop3"])
+def test_starttls_keeps_the_preauth_command_count(lim_moat, certs, kind):
+    """STARTTLS forgets what the client said, not how much: two commands and STARTTLS in
+    plaintext, so the second command over TLS is one too many."""
+    m = lim_moat({"max_preauth_commands": "4", "max_errors": "50"})
+    c = Lines(m.ports[kind], "127.0.0.9")
+    try:
+        assert c.line().startswith(GREETING[kind])
+        for _ in range(2):
+            c.sock.sendall(NOOP[kind])
+            assert not c.line().startswith((b"421", b"* BYE", b"-ERR"))
+        starttls(c, certs, kind)
+        c.sock.sendall(NOOP[kind])
+        assert not c.line().startswith((b"421", b"* BYE", b"-ERR"))
+        c.sock.sendall(NOOP[kind])
+        assert c.line().startswith(TOO_MANY_COMMANDS[kind])
+    finally:
+        c.close()
+    rig.wait_until(lambda: close_lines(m, "too_many_commands"), 5, what="closing line")
+    assert "client=127.0.0.9:" in close_lines(m, "too_many_commands")[0]
+
+
+@pytest.mark.parametrize("kind", ["smtp", "imap", "pop3"])
+def test_starttls_keeps_the_error_count(lim_moat, certs, kind):
+    m = lim_moat({"max_preauth_commands": "50", "max_errors": "3"})
+    c = Lines(m.ports[kind], "127.0.0.10")
+    try:
+        assert c.line().startswith(GREETING[kind])
+        for _ in range(2):
+            c.sock.sendall(BAD[kind])
+            reply = c.line()
+            assert reply.startswith((b"5", b"a BAD", b"-ERR")) and reply not in \
+                TOO_MANY_ERRORS.values(), reply
+        starttls(c, certs, kind)
+        c.sock.sendall(BAD[kind])
+        got = c.line()
+        if kind == "imap":  # the tagged BAD, then the farewell
+            got = c.line()
+        elif kind == "smtp":  # the 5xx, then the 421
+            got = c.line()
+        assert got.startswith(TOO_MANY_ERRORS[kind]), got
+    finally:
+        c.close()
+    rig.wait_until(lambda: close_lines(m, "too_many_errors"), 5, what="closing line")
+    assert "client=127.0.0.10:" in close_lines(m, "too_many_errors")[0]
+
+
 def test_commands_after_handoff_are_not_counted(lim_moat):
     """SMTP counts commands only before the backend is in the session."""
     m = lim_moat({"max_preauth_commands": "3", "max_errors": "50"})

@@ -357,6 +357,13 @@ session_count_error(struct session *s)
     return s->listener.limits.max_errors > 0 && s->errors >= s->listener.limits.max_errors;
 }
 
+bool
+session_count_command(struct session *s)
+{
+    uint32_t max = s->listener.limits.max_preauth_commands;
+    return max > 0 && ++s->preauth_commands > max;
+}
+
 void
 session_close(struct session *s, enum close_reason r)
 {
@@ -367,7 +374,7 @@ session_close(struct session *s, enum close_reason r)
 }
 
 void
-session_log(struct session *s, int level, const char *event, const char *fmt, ...)
+session_log(struct session *s, int level, enum log_event ev, const char *fmt, ...)
 {
 }
 
@@ -450,15 +457,9 @@ session_auth_login(struct session *s, const char *user, size_t user_len, const c
 }
 
 void
-session_log_peer(struct session *s, int level, const char *event, const char *key, const char *p,
+session_log_peer(struct session *s, int level, enum log_event ev, const char *key, const char *p,
                  size_t n)
 {
-}
-
-const char *
-close_reason_name(enum close_reason r)
-{
-    return "reason";
 }
 
 const char *
@@ -496,6 +497,30 @@ session_spf_verdict(struct session *s, const char *sender, size_t n, const char 
     *reply_out = s->spf_reply;
     *header_out = s->spf_verdict == DNS_VERDICT_PENDING ? NULL : s->spf_header;
     return s->spf_verdict;
+}
+
+void
+session_uribl_start(struct session *s)
+{
+    s->uribl_starts++;
+    s->uribl_fed = 0;
+}
+
+void
+session_uribl_feed(struct session *s, const char *p, size_t n)
+{
+    s->uribl_fed += n;
+}
+
+enum dns_verdict
+session_uribl_verdict(struct session *s, bool give_up, const char **reply_out)
+{
+    *reply_out = s->uribl_reply;
+    if (give_up && s->uribl_verdict == DNS_VERDICT_PENDING) {
+        s->uribl_gave_up = true;
+        return DNS_VERDICT_PASS;
+    }
+    return s->uribl_verdict;
 }
 
 void

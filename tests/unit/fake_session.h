@@ -37,6 +37,7 @@ struct session {
     enum session_phase phase;
     char user[256];
     uint32_t errors;
+    uint32_t preauth_commands;
     size_t discarded_at_starttls;
     uint32_t timer_ms;    /* session_timer_start() was called with this (0 = no timer) */
     bool refuse_messages; /* session_rate_allows(CLIENT_RATE_MESSAGES) says no */
@@ -60,6 +61,12 @@ struct session {
     const char *dns_reply, *spf_reply, *spf_header, *client_name;
     char dns_helo[256];
     char spf_sender[320];
+    /* URI lists: what session_uribl_verdict() answers (give_up turns PENDING into PASS) */
+    enum dns_verdict uribl_verdict;
+    const char *uribl_reply;
+    uint32_t uribl_starts;
+    size_t uribl_fed; /* content bytes given to session_uribl_feed() */
+    bool uribl_gave_up;
 };
 
 /* A session for listener protocol p with TLS mode t, and the given backend identity. */

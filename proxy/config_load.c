@@ -1,9 +1,10 @@
 /*
- * config.c: loads moat's INI file into one immutable, refcounted struct config. libinih splits
- * lines; our reader hands it one line at a time, so the reader's count is every key's line and
- * the reader also notes each [section] header (inih reports none). Values are parsed by
- * config_keys.c, cross-checks done by config_check.c. Every problem is collected, none stops the
- * load. Not thread-safe: inih's options are process globals; load from one thread at a time.
+ * config_load.c: loads moat's INI file into one immutable, refcounted struct config (config.h),
+ * and frees it with the last reference. libinih splits lines; our reader hands it one line at a
+ * time, so the reader's count is every key's line and the reader also notes each [section]
+ * header (inih reports none). Values are parsed by config_keys.c, cross-checks done by
+ * config_check.c. Every problem is collected, none stops the load. Not thread-safe: inih's
+ * options are process globals; load from one thread at a time.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -570,78 +571,4 @@ config_unref(struct config *c)
 {
     if (c != NULL && atomic_fetch_sub(&c->refs, 1) == 1)
         config_free(c);
-}
-
-struct config_backend *
-config_backend_find(const struct config *c, const char *name)
-{
-    for (struct config_backend *b = c->backends; b != NULL; b = b->next) {
-        if (strcmp(b->name, name) == 0)
-            return b;
-    }
-    return NULL;
-}
-
-const char *
-listener_proto_name(enum listener_proto p)
-{
-    switch (p) {
-    case LPROTO_SMTP:
-        return "smtp";
-    case LPROTO_SUBMISSION:
-        return "submission";
-    case LPROTO_IMAP:
-        return "imap";
-    case LPROTO_POP3:
-        return "pop3";
-    }
-    return "?";
-}
-
-const char *
-listener_tls_name(enum listener_tls t)
-{
-    switch (t) {
-    case LTLS_NONE:
-        return "none";
-    case LTLS_STARTTLS:
-        return "starttls";
-    case LTLS_IMPLICIT:
-        return "implicit";
-    }
-    return "?";
-}
-
-const char *
-backend_identity_name(enum backend_identity i)
-{
-    switch (i) {
-    case IDENT_NONE:
-        return "none";
-    case IDENT_XCLIENT:
-        return "xclient";
-    case IDENT_PROXY_V1:
-        return "proxy-v1";
-    case IDENT_PROXY_V2:
-        return "proxy-v2";
-    case IDENT_ID:
-        return "id";
-    }
-    return "?";
-}
-
-const char *
-proxy_accept_name(enum proxy_accept p)
-{
-    switch (p) {
-    case PROXY_ACCEPT_OFF:
-        return "off";
-    case PROXY_ACCEPT_V1:
-        return "v1";
-    case PROXY_ACCEPT_V2:
-        return "v2";
-    case PROXY_ACCEPT_ANY:
-        return "any";
-    }
-    return "?";
 }
