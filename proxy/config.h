@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "confval.h"
+#include "dns.h"
 
 enum listener_proto { LPROTO_SMTP = 0, LPROTO_SUBMISSION, LPROTO_IMAP, LPROTO_POP3 };
 enum listener_tls { LTLS_NONE = 0, LTLS_STARTTLS, LTLS_IMPLICIT };
@@ -25,10 +26,12 @@ enum control_mode { MODE_ENFORCE = 0, MODE_LOG };
 struct sender_map;
 struct protocol;
 
-/* DNS checks (dnscheck.c): off, log the outcome, log what would be refused, or refuse. */
-enum dns_policy { DNS_POLICY_OFF = 0, DNS_POLICY_WARN, DNS_POLICY_DRY_RUN, DNS_POLICY_REJECT };
 /* Per listener: auto = enforce on an MX (smtp) listener, log elsewhere. */
 enum dns_checks_mode { DNS_CHECKS_AUTO = 0, DNS_CHECKS_OFF, DNS_CHECKS_LOG, DNS_CHECKS_ENFORCE };
+
+/* The longest user name and password moat handles (SASL exchanges, a master_password). */
+#define SASL_USER_MAX 255
+#define SASL_PASS_MAX 1024
 
 #define CONFIG_MAX_ADDRS 8
 #define CONFIG_MAX_CERTS 8
@@ -98,29 +101,6 @@ struct config_tls {
     char *groups;     /* "X25519:P-256" */
     bool alpn_strict; /* abort the handshake when the client's ALPN has no match */
     uint32_t ticket_lifetime_ms;
-};
-
-struct dnsbl_list;
-
-struct config_dns {
-    char *servers;       /* "127.0.0.1:5353,[::1]:53"; NULL = the system's resolv.conf */
-    uint32_t timeout_ms; /* per try */
-    uint32_t tries;
-    uint32_t cache_size; /* entries per worker */
-    size_t cache_bytes;  /* the cache's memory budget per worker */
-    uint32_t cache_max_ttl_ms;
-    uint32_t negative_ttl_ms;
-    uint32_t tempfail_ttl_ms;
-    enum dns_policy fcrdns;
-    enum dns_policy helo_check;
-    bool helo_resolve;             /* the HELO name must resolve (A/AAAA) */
-    char *dnsbl;                   /* "zone[=127.0.0.2..11]*weight, ..." */
-    struct dnsbl_list *dnsbl_list; /* parsed; NULL when empty */
-    enum dns_policy dnsbl_action;
-    uint32_t dnsbl_threshold;
-    char *dnsbl_allowlist_threshold_text;
-    int dnsbl_allowlist_threshold; /* <= 0; 0 = off */
-    enum dns_policy spf;
 };
 
 struct config_backend {

@@ -13,6 +13,7 @@
 
 #include "dnscheck.h"
 #include "dnscheck_int.h"
+#include "session_env.h"
 
 struct dnscheck *
 dc_of(struct dns_waiter *w)
@@ -161,7 +162,7 @@ dnscheck_start(struct session *s)
     d->s = s;
     d->cd = cd;
     d->enforce = enforce;
-    d->r = dns_resolver_get(s->env, s->conf);
+    d->r = dns_resolver_get(s->env->loop, &s->env->resolver, &s->conf->dns);
     if (d->r == NULL) { /* no resolver (logged): this session goes without DNS checks */
         free(d);
         return NULL;
