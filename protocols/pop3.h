@@ -9,7 +9,6 @@
 
 #include "dialogue.h"
 #include "protocol.h"
-#include "saslmech.h"
 
 enum pop3_state {
     POP3_STATE_AUTHORIZATION = 0, /* pre-auth commands */

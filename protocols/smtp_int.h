@@ -8,7 +8,6 @@
 
 #include "dialogue.h"
 #include "protocol.h"
-#include "saslmech.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
 
