@@ -6,6 +6,8 @@
 #   ecdsa.pem / ecdsa.key   server cert, ECDSA P-256, signed by the CA
 #   rsa.pem / rsa.key       server cert, RSA-2048, signed by the CA
 #   other.pem / other.key   second ECDSA server cert for SNI tests (DNS:other.moat.test)
+#   soon.pem / soon.key     ECDSA server cert that expires in 3 days (DNS:soon.moat.test),
+#                           for the expiry warning and metric
 # The two main server certs carry SAN DNS:localhost, DNS:mx.moat.test, IP:127.0.0.1.
 #
 # Idempotent: files that already exist are kept (delete OUTDIR to start over). Quiet unless
@@ -40,9 +42,9 @@ if [ ! -s ca.pem ] || [ ! -s ca.key ]; then
         -out ca.pem
 fi
 
-# leaf NAME KEYTYPE SAN: make NAME.key (if missing) and NAME.pem signed by the CA.
+# leaf NAME KEYTYPE SAN [DAYS]: make NAME.key (if missing) and NAME.pem signed by the CA.
 leaf() {
-    name=$1 keytype=$2 san=$3
+    name=$1 keytype=$2 san=$3 days=${4:-825}
     [ -s "$name.pem" ] && [ -s "$name.key" ] && return 0
     case $keytype in
     ec)  run openssl ecparam -name prime256v1 -genkey -noout -out "$name.key" ;;
@@ -56,7 +58,7 @@ keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = $san
 EOF
-    run openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -sha256 -days 825 \
+    run openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -sha256 -days "$days" \
         -set_serial "0x$(openssl rand -hex 8)" -extfile "$name.ext" -out "$name.pem"
 }
 
@@ -64,5 +66,6 @@ main_san="DNS:mx.moat.test,DNS:localhost,IP:127.0.0.1"
 leaf ecdsa ec "$main_san"
 leaf rsa rsa "$main_san"
 leaf other ec "DNS:other.moat.test"
+leaf soon ec "DNS:soon.moat.test" 3
 
 chmod 0644 ./*.pem ./*.key

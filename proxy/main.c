@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
@@ -28,6 +29,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "protocols.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -86,6 +88,28 @@ build_tls(const struct config *conf, bool *failed, char *msg, size_t cap)
         snprintf(msg, cap, "%s: tls: %s", conf->path, err);
     }
     return NULL;
+}
+
+#define CERT_EXPIRY_WARN_S (14 * 86400)
+
+/* Each certificate's expiry into /metrics, and a warning for each that ends within 14 days. */
+static void
+note_certificates(const struct config *conf, const struct tls_ctx *tls)
+{
+    const char *files[CONFIG_MAX_CERTS];
+    time_t not_after[CONFIG_MAX_CERTS];
+    size_t n = tls != NULL ? conf->tls.ncerts : 0;
+    time_t now = time(NULL);
+    for (size_t i = 0; i < n; i++) {
+        files[i] = conf->tls.certs[i].cert_file;
+        not_after[i] = tls_ctx_cert_not_after(tls, i);
+        long long left = (long long)(not_after[i] - now);
+        if (not_after[i] != 0 && left < CERT_EXPIRY_WARN_S)
+            log_msg(LOG_WARN, left > 0 ? EV_CERTIFICATE_EXPIRING : EV_CERTIFICATE_EXPIRED,
+                    "file=\"%s\" days_left=%lld not_after=%lld", files[i], left / 86400,
+                    (long long)not_after[i]);
+    }
+    stats_set_certs(n, files, not_after);
 }
 
 static void
@@ -216,6 +240,7 @@ on_reload_signal(struct ev_loop *loop, ev_signal *w, int revents)
     rt->conf = conf;
     rt->tls = tls;
     log_msg(LOG_INFO, EV_RELOADED, "certificates=%zu", conf->tls.ncerts);
+    note_certificates(conf, tls);
     backendcheck_start(conf);
 }
 
@@ -262,6 +287,7 @@ run(struct config *conf, struct tls_ctx *tls)
                         "(or allow_root = yes)\n");
         return 1;
     }
+    note_certificates(conf, tls);
     raise_nofile();
     char err[256];
     rt.listeners = listeners_open(conf, err, sizeof(err));

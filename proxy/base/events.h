@@ -31,6 +31,8 @@
     X(EV_BACKEND_XCLIENT, "backend_xclient", STAT_MARK_NONE)                                       \
     X(EV_BACKEND_XCLIENT_IGNORED, "backend_xclient_ignored", STAT_MARK_NONE)                       \
     X(EV_CLOSE, "close", STAT_MARK_NONE)                                                           \
+    X(EV_CERTIFICATE_EXPIRED, "certificate_expired", STAT_MARK_NONE)                               \
+    X(EV_CERTIFICATE_EXPIRING, "certificate_expiring", STAT_MARK_NONE)                             \
     X(EV_DNS_REFUSE, "dns_refuse", STAT_MARK_NONE)                                                 \
     X(EV_DNS_SERVERS_BAD, "dns_servers_bad", STAT_MARK_NONE)                                       \
     X(EV_DNS_UNAVAILABLE, "dns_unavailable", STAT_MARK_NONE)                                       \

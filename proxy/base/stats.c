@@ -12,6 +12,13 @@
 static struct stats_listener slots[STATS_MAX_LISTENERS];
 static atomic_size_t nslots;
 
+/* main thread only (stats_set_certs, stats_render) */
+static struct {
+    char label[256]; /* the file name escaped for a label value */
+    time_t not_after;
+} certs[STATS_MAX_CERTS];
+static size_t ncerts;
+
 static const double duration_bounds_s[STATS_DURATION_BUCKETS] = {0.1, 0.5, 1,   5,   10,
                                                                  30,  60,  300, 1800};
 
@@ -170,6 +177,23 @@ stats_session_close(struct stats_listener *l, uint64_t duration_ms)
     atomic_fetch_add_explicit(&l->duration_count, 1, memory_order_relaxed);
 }
 
+void
+stats_set_certs(size_t n, const char *const files[], const time_t not_after[])
+{
+    ncerts = MOAT_MIN(n, (size_t)STATS_MAX_CERTS);
+    for (size_t i = 0; i < ncerts; i++) {
+        /* Prometheus label values escape backslash, double quote and newline */
+        size_t k = 0;
+        for (const char *f = files[i]; *f != '\0' && k + 3 < sizeof(certs[i].label); f++) {
+            if (*f == '\\' || *f == '"' || *f == '\n')
+                certs[i].label[k++] = '\\';
+            certs[i].label[k++] = *f == '\n' ? 'n' : *f;
+        }
+        certs[i].label[k] = '\0';
+        certs[i].not_after = not_after[i];
+    }
+}
+
 /* --- rendering --- */
 
 struct out {
@@ -286,6 +310,14 @@ stats_render(char *p, size_t cap)
         int r = atomic_load(&slots[i].ready);
         if (atomic_load(&slots[i].active) && r >= 0)
             out_printf(&o, "moat_backend_up{listener=\"%s\"} %d\n", slots[i].label, r);
+    }
+    header(&o, "moat_tls_certificate_expiry_seconds", "gauge",
+           "Seconds until the certificate's notAfter (negative: expired).");
+    time_t now = time(NULL);
+    for (size_t i = 0; i < ncerts; i++) {
+        if (certs[i].not_after != 0)
+            out_printf(&o, "moat_tls_certificate_expiry_seconds{file=\"%s\"} %lld\n",
+                       certs[i].label, (long long)(certs[i].not_after - now));
     }
     return o.full ? -1 : (long)o.len;
 }

@@ -8,11 +8,13 @@
 #define MOAT_STATS_H
 
 #include <stdatomic.h>
+#include <time.h>
 
 #include "common.h"
 
 #define STATS_MAX_LISTENERS 64
 #define STATS_DURATION_BUCKETS 9 /* finite upper bounds; +Inf is the count */
+#define STATS_MAX_CERTS 8
 
 enum stat_counter {
     STAT_SESSIONS_TOTAL = 0,
@@ -86,6 +88,10 @@ void stats_refusal(struct stats_listener *l, enum stat_refusal r);
 void stats_mark(struct stats_listener *l, enum stat_mark m);
 void stats_session_open(struct stats_listener *l);
 void stats_session_close(struct stats_listener *l, uint64_t duration_ms);
+
+/* The current generation's certificate files and when each expires (0: unknown, not rendered).
+ * Main thread only, like stats_render: set at startup and after each successful reload. */
+void stats_set_certs(size_t n, const char *const files[], const time_t not_after[]);
 
 const char *stat_refusal_name(enum stat_refusal r);
 const char *stat_tls_failure_name(enum stat_tls_failure f);

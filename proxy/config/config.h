@@ -96,10 +96,12 @@ struct config_cert {
 struct config_tls {
     struct config_cert certs[CONFIG_MAX_CERTS];
     size_t ncerts;
-    int min_version;  /* 12 or 13 */
-    char *ciphers;    /* wolfSSL suite names, colon-separated */
-    char *groups;     /* "X25519:P-256" */
-    bool alpn_strict; /* abort the handshake when the client's ALPN has no match */
+    int min_version;   /* 12 or 13 */
+    char *ciphers;     /* wolfSSL suite names, colon-separated */
+    char *groups;      /* "X25519:P-256" */
+    bool alpn_strict;  /* abort the handshake when the client's ALPN has no match */
+    bool sni_strict;   /* refuse an SNI name that no certificate answers to */
+    bool sni_required; /* refuse a handshake without SNI */
     uint32_t ticket_lifetime_ms;
 };
 

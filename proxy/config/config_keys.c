@@ -105,6 +105,8 @@ const struct key_def config_keys[] = {
     TLS("ciphers", KT_STR, ciphers, TLS_CIPHERS_DEFAULT, NULL, 0),
     TLS("groups", KT_STR, groups, "X25519:P-256:P-384", NULL, 0),
     TLS("alpn_strict", KT_BOOL, alpn_strict, "yes", NULL, 0),
+    TLS("sni_strict", KT_BOOL, sni_strict, "no", NULL, 0),
+    TLS("sni_required", KT_BOOL, sni_required, "no", NULL, 0),
     TLS("ticket_lifetime", KT_DURATION, ticket_lifetime_ms, "1h", NULL, 0),
 
     LIM("max_sessions_per_ip", KT_UINT, max_sessions_per_ip, "20", 0, 1000000),

@@ -28,6 +28,7 @@
 #include <wolfssl/error-ssl.h>
 
 #include "config.h"
+#include "der.h"
 #include "tls.h"
 
 #define TLS_MAX_NAMES 16
@@ -40,6 +41,7 @@ struct tls_cert {
     long key_len;
     char *names[TLS_MAX_NAMES];
     size_t nnames;
+    time_t not_after; /* the leaf's validity end; 0 when it could not be read */
 };
 
 struct tls_ctx {
@@ -50,6 +52,7 @@ struct tls_ctx {
     const char *group_names[8]; /* wolfSSL_get_curve_name() spelling of each configured group */
     size_t ngroups;
     unsigned short ecdhe_size; /* octets of the first configured NIST curve, or 0 */
+    bool sni_strict, sni_required;
 };
 
 struct tls {
@@ -58,6 +61,7 @@ struct tls {
     int fd;
     int last_error;
     bool peer_closed;
+    const char *refusal; /* why moat itself ended the handshake, for tls_error() */
     char alpn[8];
     char error_text[96];
 };
@@ -104,7 +108,8 @@ read_file(const char *path, long *len_out)
     return p;
 }
 
-/* Names a certificate answers to: its DNS subjectAltNames, else its subject CN. */
+/* Names a certificate answers to: its DNS subjectAltNames, else its subject CN; and when it
+ * expires. */
 static void
 cert_collect_names(struct tls_cert *c)
 {
@@ -115,6 +120,7 @@ cert_collect_names(struct tls_cert *c)
         free(der);
         return;
     }
+    c->not_after = der_cert_not_after(der, (size_t)der_len);
     struct DecodedCert dc;
     wc_InitDecodedCert(&dc, der, (word32)der_len, NULL);
     if (wc_ParseCert(&dc, CERT_TYPE, NO_VERIFY, NULL) == 0) {
@@ -148,16 +154,25 @@ name_matches(const char *pattern, const char *name, size_t name_len)
     return false;
 }
 
-/* SNI: keep the default certificate unless another pair names the requested host. May run
- * more than once per handshake, so it only ever loads onto the connection. */
+/* SNI: keep the default certificate unless another pair names the requested host; with
+ * sni_required a handshake without SNI ends in a missing_extension alert, with sni_strict one
+ * naming no certificate in unrecognized_name. May run more than once per handshake, so it only
+ * ever loads onto the connection. */
 static int
 on_servername(WOLFSSL *ssl, int *alert, void *arg)
 {
     struct tls_ctx *tc = arg;
     void *req = NULL;
     unsigned short len = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &req);
-    if (len == 0 || req == NULL)
-        return 0;
+    struct tls *t = wolfSSL_GetIOReadCtx(ssl);
+    if (len == 0 || req == NULL) {
+        if (!tc->sni_required)
+            return 0;
+        if (t != NULL)
+            t->refusal = "no SNI (sni_required)";
+        *alert = missing_extension;
+        return fatal_return;
+    }
     for (size_t i = 0; i < tc->ncerts; i++) {
         struct tls_cert *c = &tc->certs[i];
         for (size_t j = 0; j < c->nnames; j++) {
@@ -177,7 +192,12 @@ on_servername(WOLFSSL *ssl, int *alert, void *arg)
             return 0;
         }
     }
-    return 0;
+    if (!tc->sni_strict)
+        return 0;
+    if (t != NULL)
+        t->refusal = "SNI names no certificate (sni_strict)";
+    *alert = unrecognized_name;
+    return fatal_return;
 }
 
 /* --- session tickets: one key ring for the process, shared by every generation --- */
@@ -266,61 +286,6 @@ on_ticket(WOLFSSL *ssl, unsigned char name[WOLFSSL_TICKET_NAME_SZ],
 }
 
 /* --- DANE --- */
-
-/* One DER element at p (< end): its tag, where its content starts, and its content length. */
-static int
-der_element(const unsigned char *p, const unsigned char *end, unsigned *tag_out,
-            const unsigned char **content_out, size_t *len_out)
-{
-    if (end - p < 2)
-        return -1;
-    *tag_out = p[0];
-    size_t len = p[1];
-    p += 2;
-    if (len & 0x80) {
-        size_t nbytes = len & 0x7f;
-        if (nbytes == 0 || nbytes > 3 || (size_t)(end - p) < nbytes)
-            return -1;
-        len = 0;
-        for (size_t i = 0; i < nbytes; i++)
-            len = len << 8 | *p++;
-    }
-    if ((size_t)(end - p) < len)
-        return -1;
-    *content_out = p;
-    *len_out = len;
-    return 0;
-}
-
-/* The SubjectPublicKeyInfo element (header included) inside a DER certificate. */
-static int
-der_cert_spki(const unsigned char *der, size_t n, const unsigned char **spki_out, size_t *len_out)
-{
-    const unsigned char *end = der + n, *c;
-    unsigned tag;
-    size_t len;
-    if (der_element(der, end, &tag, &c, &len) != 0 || tag != 0x30) /* Certificate */
-        return -1;
-    if (der_element(c, c + len, &tag, &c, &len) != 0 || tag != 0x30) /* tbsCertificate */
-        return -1;
-    const unsigned char *p = c, *tbs_end = c + len;
-    /* [0] version (optional), serial, signature, issuer, validity, subject, then the SPKI */
-    for (int field = 0; field < 7; field++) {
-        if (der_element(p, tbs_end, &tag, &c, &len) != 0)
-            return -1;
-        if (field == 0 && tag != 0xa0)
-            field++; /* no version: this is the serial */
-        if (field == 6) {
-            if (tag != 0x30)
-                return -1;
-            *spki_out = p;
-            *len_out = (size_t)(c + len - p);
-            return 0;
-        }
-        p = c + len;
-    }
-    return -1;
-}
 
 int
 tls_spki_sha256(const char *cert_file, unsigned char out[32], const char **err_out)
@@ -566,7 +531,9 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
         *err_out = "ticket_lifetime: cannot configure session resumption";
         goto fail;
     }
-    if (tc->ncerts > 1) {
+    tc->sni_strict = conf->sni_strict;
+    tc->sni_required = conf->sni_required;
+    if (tc->ncerts > 1 || tc->sni_strict || tc->sni_required) {
         wolfSSL_CTX_set_servername_callback(tc->ctx, on_servername);
         wolfSSL_CTX_set_servername_arg(tc->ctx, tc);
     }
@@ -574,6 +541,12 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
 fail:
     tls_ctx_unref(tc);
     return NULL;
+}
+
+time_t
+tls_ctx_cert_not_after(const struct tls_ctx *ctx, size_t i)
+{
+    return i < ctx->ncerts ? ctx->certs[i].not_after : 0;
 }
 
 struct tls_ctx *
@@ -797,6 +770,8 @@ tls_cipher(struct tls *t)
 const char *
 tls_error(struct tls *t)
 {
+    if (t->refusal != NULL)
+        return t->refusal;
     if (t->last_error == 0)
         return "none";
     snprintf(t->error_text, sizeof(t->error_text), "%d %s", t->last_error,

@@ -7,6 +7,8 @@
 #ifndef MOAT_TLS_H
 #define MOAT_TLS_H
 
+#include <time.h>
+
 #include "common.h"
 
 struct config_tls;
@@ -25,6 +27,9 @@ void tls_thread_cleanup(void);
 struct tls_ctx *tls_ctx_new(const struct config_tls *conf, const char **err_out,
                             int *cert_index_out);
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx);
+/* When certificate pair i (config order) stops being valid, in seconds since the epoch; 0 when
+ * its notAfter could not be read. */
+time_t tls_ctx_cert_not_after(const struct tls_ctx *ctx, size_t i);
 void tls_ctx_unref(struct tls_ctx *ctx);
 
 /* alpn: the one ALPN id this listener speaks ("smtp", "imap", "pop3"); with strict, a client

@@ -1,6 +1,7 @@
 """pytest fixtures for moat's integration tests (run with /usr/bin/python3 -m pytest).
 
-    certs     (session)  rig.Certs: .dir, .ca, .ecdsa/.ecdsa_key, .rsa/.rsa_key, .other/.other_key
+    certs     (session)  rig.Certs: .dir, .ca, .ecdsa/.ecdsa_key, .rsa/.rsa_key, .other/.other_key,
+                         .soon/.soon_key (expires in 3 days)
     backends  (session)  rig.Backends: private Postfix + Dovecot on free loopback ports
     moat      (function) factory start(conf_text, wait_ports=[...]) -> rig.Moat; all stopped
                          at teardown. Skips when the moat binary ($MOAT_BIN, default

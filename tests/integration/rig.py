@@ -660,12 +660,12 @@ service auth {{
 
 
 class Certs:
-    """Paths of the test certificates made by certs/mkcerts.sh."""
+    """Paths of the test certificates made by certs/mkcerts.sh (see there)."""
 
     def __init__(self, directory):
         subprocess.run([MKCERTS, directory], check=True, timeout=60)
         self.dir = directory
-        for name in ("ca", "ecdsa", "rsa", "other"):
+        for name in ("ca", "ecdsa", "rsa", "other", "soon"):
             setattr(self, name, os.path.join(directory, name + ".pem"))
             setattr(self, name + "_key", os.path.join(directory, name + ".key"))
 

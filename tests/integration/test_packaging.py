@@ -54,7 +54,8 @@ def test_runtime_stage_installs_only_linked_libraries():
 
 def test_dockerfile_shape():
     text = rig.read_text(os.path.join(DOCKER, "Dockerfile"))
-    assert len(re.findall(r"^FROM debian:bookworm", text, flags=re.M)) == 2
+    assert re.search(r"^ARG BASE_IMAGE=debian:bookworm", text, flags=re.M)
+    assert len(re.findall(r"^FROM \$\{BASE_IMAGE\}", text, flags=re.M)) == 2
     assert re.search(r"^USER moat", text, flags=re.M)
     assert re.search(r"^HEALTHCHECK .*/healthz", text, flags=re.M | re.S)
     assert re.search(r"^VOLUME \[\"/etc/moat\"\]", text, flags=re.M)

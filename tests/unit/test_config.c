@@ -223,6 +223,7 @@ test_defaults(void)
               "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384");
     CHECK_STR(c->tls.groups, "X25519:P-256:P-384");
     CHECK(c->tls.alpn_strict);
+    CHECK(!c->tls.sni_strict && !c->tls.sni_required);
     CHECK(c->tls.ticket_lifetime_ms == 3600000);
     check_default_sections(c);
 
