@@ -35,6 +35,7 @@ static const char *const state_names[] = {
     [SMTP_DATA] = "data",
     [SMTP_CLOSING] = "closing",
     [SMTP_GREET_WAIT] = "greet_wait",
+    [SMTP_DATA_CHECK] = "data_check",
 };
 static const struct dialogue_states smtp_states = {state_names, ARRAY_SIZE(state_names),
                                                    EV_SMTP_STATE};
@@ -539,6 +540,7 @@ smtp_on_client_input(struct session *s, const char *p, size_t n)
     case SMTP_AUTH_VERIFY:
     case SMTP_HANDOFF:
     case SMTP_CLOSING:
+    case SMTP_DATA_CHECK:
         smtp_pause(s);
         return 0;
     case SMTP_DATA:
@@ -609,6 +611,10 @@ static void
 smtp_on_timer(struct session *s)
 {
     struct smtp_session *st = smtp_st(s);
+    if (st->state == SMTP_DATA_CHECK) {
+        smtp_dns_data_end(s, true);
+        return;
+    }
     if (st->state != SMTP_GREET_WAIT)
         return;
     smtp_greet(s);

@@ -293,7 +293,7 @@ smtp_on_backend(struct session *s, enum backend_event ev)
             handoff_fail(s, st->ho == HO_GREETING, "backend closed");
             return;
         }
-        if (st->state == SMTP_DATA) {
+        if (st->state == SMTP_DATA || st->state == SMTP_DATA_CHECK) {
             session_replyf(s, "451 4.4.0 Error: backend failure, message not accepted\r\n");
             smtp_enter_state(s, SMTP_CLOSING);
             session_close(s, REASON_BACKEND_EOF);
@@ -497,14 +497,28 @@ data_end(struct session *s)
         session_log(s, LOG_INFO, EV_SMUGGLING_ATTEMPT, "bare_lf=%llu bare_cr=%d",
                     (unsigned long long)st->data.bare_lf, st->data.error == SMTP_DATA_BARE_CR);
     if (refusal == NULL) {
-        smtp_enter_state(s, SMTP_RELAY);
-        smtp_relay_command(s, ".", 1, PEND_DOT);
+        smtp_dns_data_end(s, false);
         return;
     }
     session_log(s, LOG_INFO, EV_MESSAGE_REFUSED, "why=%s size=%llu",
                 smtp_data_error_name(st->data.error), (unsigned long long)st->data.size);
     smtp_enter_state(s, SMTP_READY); /* the backend leg is gone: the next MAIL opens one */
     session_replyf(s, "%s\r\n", refusal);
+}
+
+void
+smtp_data_deliver(struct session *s)
+{
+    smtp_enter_state(s, SMTP_RELAY);
+    smtp_relay_command(s, ".", 1, PEND_DOT);
+}
+
+void
+smtp_data_refuse(struct session *s, const char *reply)
+{
+    backend_drop(s); /* no final dot: the backend discards what it has of the message */
+    smtp_enter_state(s, SMTP_READY);
+    session_replyf(s, "%s\r\n", reply);
 }
 
 size_t
@@ -527,8 +541,10 @@ smtp_data_input(struct session *s, const char *p, size_t n)
         if (st->data.error != SMTP_DATA_OK && !st->data_dropped) {
             st->data_dropped = true; /* no final dot: the backend discards the message */
             backend_drop(s);
-        } else if (olen > 0 && !st->data_dropped && session_backend_send(s, out, olen) != 0) {
-            return done;
+        } else if (olen > 0 && !st->data_dropped) {
+            if (session_backend_send(s, out, olen) != 0)
+                return done;
+            session_uribl_feed(s, out, olen);
         }
         if (r == SMTP_DATA_END) {
             data_end(s);

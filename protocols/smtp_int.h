@@ -23,7 +23,8 @@ enum smtp_state {
     SMTP_RELAY,       /* hand-off done: commands relayed one by one or pipelined */
     SMTP_DATA,        /* message content streamed to the backend */
     SMTP_CLOSING,
-    SMTP_GREET_WAIT /* greet_pause: greeting not sent yet; a client talking now is refused */
+    SMTP_GREET_WAIT, /* greet_pause: greeting not sent yet; a client talking now is refused */
+    SMTP_DATA_CHECK  /* end of data seen, the final dot waits for the URI list answers */
 };
 
 /* Where the hand-off sequence is (smtp_backend.c). */
@@ -103,6 +104,14 @@ bool smtp_dns_gate(struct session *s, struct smtp_session *st, const struct smtp
 void smtp_on_dns_done(struct session *s);
 /* 354 arrived: the Received-SPF header goes to the backend ahead of the content. */
 void smtp_dns_data_start(struct session *s, struct smtp_session *st);
+/* The end of an acceptable message: delivered, refused, or held in SMTP_DATA_CHECK until the
+ * URI list answers are in (on_dns_done) or [dns] uribl_timeout ran out (give_up). */
+void smtp_dns_data_end(struct session *s, bool give_up);
+
+/* smtp_backend.c: after the content, the final dot goes (deliver) or never does (refuse: the
+ * backend leg is dropped, the client gets reply and may start a new transaction). */
+void smtp_data_deliver(struct session *s);
+void smtp_data_refuse(struct session *s, const char *reply);
 
 /* smtp_backend.c */
 void smtp_handoff_start(struct session *s, bool for_auth);

@@ -78,6 +78,8 @@
     X(EV_STARTUP_FAILED, "startup_failed", STAT_MARK_NONE)                                         \
     X(EV_STOPPED, "stopped", STAT_MARK_NONE)                                                       \
     X(EV_TLS_FAILED, "tls_failed", STAT_MARK_NONE)                                                 \
+    X(EV_URIBL, "uribl", STAT_MARK_NONE)                                                           \
+    X(EV_URIBL_REFUSED, "uribl_refused", STAT_MARK_REFUSED_URIBL)                                  \
     X(EV_WOULD_REFUSE, "would_refuse", STAT_MARK_NONE)
 
 enum log_event {

@@ -30,6 +30,7 @@ static const char *const refusal_names[] = {
     [STAT_REFUSED_SMUGGLING] = "smuggling",
     [STAT_REFUSED_STARTTLS_INJECTION] = "starttls_injection",
     [STAT_REFUSED_ALPN] = "alpn_mismatch",
+    [STAT_REFUSED_URIBL] = "uribl",
 };
 
 static const char *const tls_failure_names[] = {
@@ -136,6 +137,9 @@ stats_mark(struct stats_listener *l, enum stat_mark m)
         return;
     case STAT_MARK_REFUSED_SMUGGLING:
         stats_refusal(l, STAT_REFUSED_SMUGGLING);
+        return;
+    case STAT_MARK_REFUSED_URIBL:
+        stats_refusal(l, STAT_REFUSED_URIBL);
         return;
     case STAT_MARK_BACKEND_CONNECT_FAILURE:
         stats_add(l, STAT_BACKEND_CONNECT_FAILURES, 1);

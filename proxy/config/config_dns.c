@@ -1,8 +1,8 @@
 /*
  * config_dns.c: the [dns] section's values that need more than the key table: the DNSBL/DNSWL
- * list specification (parsed once at load, errors as FILE:LINE), the signed allowlist threshold,
- * the servers list (spaces allowed), and a check that enforcement is asked only where a protocol
- * can enforce it. It never resolves anything.
+ * and URI list specifications (parsed once at load, errors as FILE:LINE), the signed allowlist
+ * threshold, the servers list (spaces allowed), and a check that enforcement is asked only where a
+ * protocol can enforce it. It never resolves anything.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -93,6 +93,26 @@ check_servers(struct loader *ld, char *servers)
     }
 }
 
+/* A dnsbl / uribl list specification; NULL when empty or wrong (reported). */
+static struct dnsbl_list *
+parse_list(struct loader *ld, const char *key, const char *text)
+{
+    if (text == NULL)
+        return NULL;
+    struct dnsbl_list *l = xcalloc(1, sizeof(*l));
+    const char *err = NULL;
+    if (dnsbl_parse(text, l, &err) != 0) {
+        config_error(ld, dns_seen(ld, key), key, "%s", err);
+        free(l);
+        return NULL;
+    }
+    if (l->n == 0) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
 void
 config_check_dns(struct loader *ld)
 {
@@ -100,18 +120,14 @@ config_check_dns(struct loader *ld)
     if (d->servers != NULL)
         check_servers(ld, d->servers);
     check_allowlist_threshold(ld, d);
-    if (d->dnsbl != NULL) {
-        struct dnsbl_list *l = xcalloc(1, sizeof(*l));
-        const char *err = NULL;
-        if (dnsbl_parse(d->dnsbl, l, &err) != 0) {
-            config_error(ld, dns_seen(ld, "dnsbl"), "dnsbl", "%s", err);
-            free(l);
-        } else if (l->n == 0) {
-            free(l);
-        } else {
-            d->dnsbl_list = l;
-        }
-    }
+    d->dnsbl_list = parse_list(ld, "dnsbl", d->dnsbl);
+    d->uribl_list = parse_list(ld, "uribl", d->uribl);
+    if (d->uribl_list != NULL && d->uribl_max_lookups < d->uribl_list->n)
+        config_error(ld, dns_seen(ld, "uribl_max_lookups"), "uribl_max_lookups",
+                     "must be at least the number of uribl lists (%zu)", d->uribl_list->n);
+    if (d->uribl_timeout_ms > 60000) /* the backend holds the message meanwhile: keep it short */
+        config_error(ld, dns_seen(ld, "uribl_timeout"), "uribl_timeout",
+                     "must be at most 60s (the backend waits for the end of the message)");
     for (size_t i = 0; i < ld->nsecs; i++) {
         const struct section_rec *sec = &ld->secs[i];
         if (sec->kind != SEC_LISTENER || sec->listener->dns_checks != DNS_CHECKS_ENFORCE)
@@ -132,5 +148,7 @@ config_dns_free(struct config_dns *d)
     free(d->dnsbl);
     free(d->dnsbl_list);
     free(d->dnsbl_allowlist_threshold_text);
+    free(d->uribl);
+    free(d->uribl_list);
     memset(d, 0, sizeof(*d));
 }

@@ -155,7 +155,8 @@ dnscheck_start(struct session *s)
     const struct config_dns *cd = &s->conf->dns;
     bool enforce;
     bool any = cd->fcrdns != DNS_POLICY_OFF || cd->helo_check != DNS_POLICY_OFF ||
-               cd->dnsbl_list != NULL || cd->spf != DNS_POLICY_OFF;
+               cd->dnsbl_list != NULL || cd->spf != DNS_POLICY_OFF ||
+               (cd->uribl_list != NULL && s->listener->proto == LPROTO_SMTP);
     if (!any || !checks_mode(s, &enforce))
         return NULL;
     struct dnscheck *d = xcalloc(1, sizeof(*d));
@@ -167,6 +168,7 @@ dnscheck_start(struct session *s)
         free(d);
         return NULL;
     }
+    d->uribl = uribl_new(d);
     if (dns_addr_from_sockaddr((const struct sockaddr *)&s->peer, &d->client) != 0)
         return d; /* not an IP client: nothing to check */
     char q[DNSNAME_MAX + 2];
@@ -216,6 +218,7 @@ dnscheck_cancel(struct dnscheck *d)
         dns_cancel(&d->bl_w[i].w);
     dns_cancel(&d->helo_w.w);
     dns_cancel(&d->spf_w.w);
+    uribl_cancel(d->uribl);
 }
 
 void
@@ -225,6 +228,7 @@ dnscheck_free(struct dnscheck *d)
         return;
     dnscheck_cancel(d);
     dc_spf_clear(d);
+    uribl_free(d->uribl);
     if (d->r != NULL)
         dns_resolver_put(d->r);
     free(d);

@@ -77,7 +77,8 @@ struct dnscheck {
     bool spf_answer_cut; /* one answer over DNS_ANSWER_MAX_BYTES */
     char spf_header[1024];
     char reply[256];
-    unsigned logged; /* findings already logged, one bit per check */
+    unsigned logged;     /* findings already logged, one bit per check */
+    struct uribl *uribl; /* uribl.c: URI lists on message content, or NULL */
 };
 
 struct dnscheck *dc_of(struct dns_waiter *w);
@@ -89,5 +90,9 @@ void dc_spf_clear(struct dnscheck *d);
 const char *dc_state_name(enum check_state c);
 /* dnscheck_spf.c: evaluate SPF for a new MAIL FROM (sender may be empty: postmaster@helo). */
 void dc_spf_start(struct dnscheck *d, const char *sender, size_t n, const char *helo);
+/* uribl.c: NULL unless [dns] uribl applies to this session (an MX listener). */
+struct uribl *uribl_new(struct dnscheck *d);
+void uribl_cancel(struct uribl *u);
+void uribl_free(struct uribl *u);
 
 #endif

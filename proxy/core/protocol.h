@@ -193,6 +193,18 @@ const char *session_client_name(struct session *s);
 enum dns_verdict session_spf_verdict(struct session *s, const char *sender, size_t n,
                                      const char *helo, const char **reply_out,
                                      const char **header_out);
+/* --- URI block lists on message content (uribl.c): MX listeners with [dns] uribl --- */
+
+/* A message's content starts (354): the previous message's scan and lookups are forgotten. */
+void session_uribl_start(struct session *s);
+/* Canonical content on its way to the backend: URL host names in it are looked up at once. */
+void session_uribl_feed(struct session *s, const char *p, size_t n);
+/* At the end of data, before the final dot: PASS (deliver), PENDING (answers outstanding:
+ * on_dns_done follows, ask again; the protocol bounds the wait with [dns] uribl_timeout and then
+ * asks with give_up, which counts what is outstanding as not listed), or REFUSE (do not deliver:
+ * *reply_out is the one-line refusal, no CRLF). */
+enum dns_verdict session_uribl_verdict(struct session *s, bool give_up, const char **reply_out);
+
 /* --- protocol timer and per-client rates (session_limits.c) --- */
 
 /* One protocol timer per session: on_timer follows after ms unless stopped or restarted. */

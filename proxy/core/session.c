@@ -286,12 +286,12 @@ session_relay_both(struct session *s)
 
 /* Does the client still wait for something it asked for before closing its side? A backend
  * reply on its way, input the protocol will read once resumed, a delayed reply, a backend being
- * connected for it. */
+ * connected for it, the end of a message waiting for DNS answers. */
 static bool
 session_owes_client(const struct session *s)
 {
     return s->backend_wait_since > 0 || s->connect_deadline > 0 || s->kicked || s->hold_until > 0 ||
-           (s->input_paused && s->client.in.len > 0);
+           (s->input_paused && s->client.in.len > 0) || s->dns_owes_client;
 }
 
 /* After a half-close, close as soon as nothing is owed. Bytes that never made a whole command

@@ -64,6 +64,7 @@ struct session {
     bool redispatch;
     bool kicked;
     bool client_eof;          /* the client closed its side: answer what it asked, then close */
+    bool dns_owes_client;     /* the protocol holds an answer until DNS answers are in (uribl.c) */
     bool in_handshake;        /* counted in admission's TLS handshakes in progress */
     bool past_preauth;        /* reached a post-auth phase once: preauth_total no longer applies */
     const char *timeout_name; /* the timeout that ended the session, for the closing line */

@@ -37,6 +37,16 @@ struct config_dns {
     char *dnsbl_allowlist_threshold_text;
     int dnsbl_allowlist_threshold; /* <= 0; 0 = off */
     enum dns_policy spf;
+    /* URI block lists on MX message content (uribl.c) */
+    char *uribl;                   /* "zone[=127.0.0.2..11]*weight, ..." like dnsbl */
+    struct dnsbl_list *uribl_list; /* parsed; NULL when empty */
+    enum dns_policy uribl_policy;
+    uint32_t uribl_threshold;
+    uint32_t uribl_max_lookups; /* DNS queries per message (domains x lists) */
+    size_t uribl_max_bytes;     /* message bytes scanned */
+    uint32_t uribl_max_depth;   /* nested MIME entities */
+    uint32_t uribl_max_parts;   /* MIME entities */
+    uint32_t uribl_timeout_ms;  /* end of data waits this long for answers at most */
 };
 
 struct config;

@@ -500,6 +500,30 @@ session_spf_verdict(struct session *s, const char *sender, size_t n, const char 
 }
 
 void
+session_uribl_start(struct session *s)
+{
+    s->uribl_starts++;
+    s->uribl_fed = 0;
+}
+
+void
+session_uribl_feed(struct session *s, const char *p, size_t n)
+{
+    s->uribl_fed += n;
+}
+
+enum dns_verdict
+session_uribl_verdict(struct session *s, bool give_up, const char **reply_out)
+{
+    *reply_out = s->uribl_reply;
+    if (give_up && s->uribl_verdict == DNS_VERDICT_PENDING) {
+        s->uribl_gave_up = true;
+        return DNS_VERDICT_PASS;
+    }
+    return s->uribl_verdict;
+}
+
+void
 fake_dns_done(struct session *s)
 {
     if (s->proto->on_dns_done != NULL)

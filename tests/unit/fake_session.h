@@ -61,6 +61,12 @@ struct session {
     const char *dns_reply, *spf_reply, *spf_header, *client_name;
     char dns_helo[256];
     char spf_sender[320];
+    /* URI lists: what session_uribl_verdict() answers (give_up turns PENDING into PASS) */
+    enum dns_verdict uribl_verdict;
+    const char *uribl_reply;
+    uint32_t uribl_starts;
+    size_t uribl_fed; /* content bytes given to session_uribl_feed() */
+    bool uribl_gave_up;
 };
 
 /* A session for listener protocol p with TLS mode t, and the given backend identity. */
