@@ -15,20 +15,6 @@
 #include "dnscheck_int.h"
 #include "session_env.h"
 
-struct dnscheck *
-dc_of(struct dns_waiter *w)
-{
-    return container_of(w, struct check_waiter, w)->d;
-}
-
-void
-dc_waiter_init(struct check_waiter *cw, struct dnscheck *d, unsigned index)
-{
-    memset(cw, 0, sizeof(*cw));
-    cw->d = d;
-    cw->index = index;
-}
-
 bool
 dc_client_pending(const struct dnscheck *d)
 {
