@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "admission.h"
 #include "config.h"
 #include "listener.h"
+#include "protocol.h"
 #include "log.h"
 #include "stats.h"
 #include "tls.h"
@@ -127,11 +129,38 @@ admission_control(enum admission_verdict v)
     return STAT_REFUSED_LIMIT;
 }
 
+/* One formatted line, or nothing when it does not fit whole (never a length beyond the text). */
+static int refusal_line(char *out, size_t cap, const char *fmt, ...) MOAT_PRINTF(3, 4);
+
+static int
+refusal_line(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    return n > 0 && (size_t)n < cap ? n : 0;
+}
+
+int
+listener_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
+                 enum admission_verdict v)
+{
+    const struct protocol_refusals *r = &l->protocol->refusals;
+    bool denied = v == ADMIT_DENIED;
+    const char *start = denied ? r->denied : r->busy;
+    if (l->tls == LTLS_IMPLICIT || start == NULL)
+        return 0;
+    return refusal_line(out, cap, "%s%s%s%s\r\n", start, r->names_host ? conf->hostname : "",
+                        r->names_host ? " " : "",
+                        denied ? "Access denied" : admission_refusal_text(v));
+}
+
 static void
 refuse(int fd, const struct config *conf, const struct config_listener *l, enum admission_verdict v)
 {
     char line[512]; /* a 253-character hostname fits */
-    int n = admission_refusal(line, sizeof(line), conf, l, v);
+    int n = listener_refusal(line, sizeof(line), conf, l, v);
     if (n > 0)
         (void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     close(fd);

@@ -1,19 +1,18 @@
 /*
  * admission.c: admission control at accept. Cheap, synchronous, on the main thread; a refusal
- * is one non-blocking write of the protocol's line (or nothing on implicit-TLS ports). Owns the
+ * is one non-blocking write of the protocol's line by the listener (or nothing on implicit-TLS
+ * ports); this file only says why. Owns the
  * process-wide per-client table and the counts of open sessions and of TLS handshakes in
  * progress; workers only report ends into them. Never blocks on I/O and never refuses a client
  * in dry-run mode.
  */
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "admission.h"
 #include "log.h"
-#include "protocol.h"
 
 static const char *const verdict_names[] = {
     [ADMIT_OK] = "ok",
@@ -178,8 +177,8 @@ admission_handshakes(void)
     return atomic_load(&handshakes);
 }
 
-static const char *
-refusal_text(enum admission_verdict v)
+const char *
+admission_refusal_text(enum admission_verdict v)
 {
     switch (v) {
     case ADMIT_PER_IP:
@@ -195,32 +194,6 @@ refusal_text(enum admission_verdict v)
         break;
     }
     return "Too many connections, try again later";
-}
-
-/* One formatted line, or nothing when it does not fit whole (never a length beyond the text). */
-static int refusal_line(char *out, size_t cap, const char *fmt, ...) MOAT_PRINTF(3, 4);
-
-static int
-refusal_line(char *out, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    return n > 0 && (size_t)n < cap ? n : 0;
-}
-
-int
-admission_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
-                  enum admission_verdict v)
-{
-    const struct protocol_refusals *r = &l->protocol->refusals;
-    bool denied = v == ADMIT_DENIED;
-    const char *start = denied ? r->denied : r->busy;
-    if (l->tls == LTLS_IMPLICIT || start == NULL)
-        return 0;
-    return refusal_line(out, cap, "%s%s%s%s\r\n", start, r->names_host ? conf->hostname : "",
-                        r->names_host ? " " : "", denied ? "Access denied" : refusal_text(v));
 }
 
 void

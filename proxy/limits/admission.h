@@ -29,10 +29,8 @@ enum admission_verdict {
  * admission_session_end(). */
 enum admission_verdict admission_check(const struct config *conf, const struct config_listener *l,
                                        const struct sockaddr *peer, socklen_t len);
-/* The refusal line for v in the words of l's protocol (its table's canned refusals) into out;
- * 0 on implicit-TLS listeners (plain close). */
-int admission_refusal(char *out, size_t cap, const struct config *conf,
-                      const struct config_listener *l, enum admission_verdict v);
+/* What a refusal for v says after the protocol's words (listener_refusal() writes the line). */
+const char *admission_refusal_text(enum admission_verdict v);
 void admission_log(const struct config_listener *l, const struct sockaddr *peer,
                    enum admission_verdict v);
 const char *admission_verdict_name(enum admission_verdict v);
