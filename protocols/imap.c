@@ -14,58 +14,33 @@
 
 #define CAPS_BASE "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL-"
 
-struct imap_cmd {
-    const char *name;
-    unsigned states; /* bit per enum imap_state */
-    void (*handler)(struct session *s, const struct imap_command *cmd);
-};
-
-#define IN(st) (1u << (st))
-
 struct imap_session *
 imap_session(struct session *s)
 {
     return session_proto_state(s);
 }
 
-const char *
-imap_state_name(enum imap_state st)
-{
-    switch (st) {
-    case IMAP_STATE_INIT:
-        return "init";
-    case IMAP_STATE_PREAUTH:
-        return "preauth";
-    case IMAP_STATE_AUTHENTICATE:
-        return "authenticate";
-    case IMAP_STATE_STARTTLS:
-        return "starttls";
-    case IMAP_STATE_VERIFY:
-        return "verify";
-    case IMAP_STATE_CONNECT:
-        return "connect";
-    case IMAP_STATE_BACKEND_GREETING:
-        return "backend_greeting";
-    case IMAP_STATE_BACKEND_ID:
-        return "backend_id";
-    case IMAP_STATE_BACKEND_LOGIN:
-        return "backend_login";
-    case IMAP_STATE_RELAY:
-        return "relay";
-    case IMAP_STATE_LOGOUT:
-        return "logout";
-    }
-    return "?";
-}
+static const char *const state_names[] = {
+    [IMAP_STATE_INIT] = "init",
+    [IMAP_STATE_PREAUTH] = "preauth",
+    [IMAP_STATE_AUTHENTICATE] = "authenticate",
+    [IMAP_STATE_STARTTLS] = "starttls",
+    [IMAP_STATE_VERIFY] = "verify",
+    [IMAP_STATE_CONNECT] = "connect",
+    [IMAP_STATE_BACKEND_GREETING] = "backend_greeting",
+    [IMAP_STATE_BACKEND_ID] = "backend_id",
+    [IMAP_STATE_BACKEND_LOGIN] = "backend_login",
+    [IMAP_STATE_RELAY] = "relay",
+    [IMAP_STATE_LOGOUT] = "logout",
+};
+static const struct dialogue_states imap_states = {state_names, ARRAY_SIZE(state_names),
+                                                   EV_IMAP_STATE};
 
 void
 imap_enter_state(struct session *s, enum imap_state st)
 {
     struct imap_session *is = imap_session(s);
-    if (is->state == st)
-        return;
-    session_log(s, LOG_DEBUG, EV_IMAP_STATE, "from=%s to=%s", imap_state_name(is->state),
-                imap_state_name(st));
+    dialogue_state_change(s, &imap_states, is->state, st);
     is->state = st;
 }
 
@@ -73,13 +48,6 @@ void
 imap_reply_tagged(struct session *s, const char *text)
 {
     session_replyf(s, "%s %s\r\n", imap_session(s)->tag, text);
-}
-
-/* Credentials only over TLS, and only where the listener offers authentication. */
-static bool
-login_allowed(struct session *s)
-{
-    return session_is_tls(s) && session_listener(s)->auth;
 }
 
 static bool
@@ -94,7 +62,7 @@ starttls_offered(struct session *s)
 static const char *
 imap_caps(struct session *s, char *caps)
 {
-    if (login_allowed(s)) {
+    if (dialogue_secure(s)) {
         size_t n = strlen(CAPS_BASE);
         memcpy(caps, CAPS_BASE, n + 1);
         if (sasl_mechs_format(session_auth_mechs(s), " AUTH=", caps + n, CAPS_MAX - n) < 0)
@@ -125,31 +93,35 @@ imap_bad(struct session *s, const char *tag, size_t tag_len, const char *text)
         imap_too_many_errors(s);
 }
 
-static void
-cmd_capability(struct session *s, const struct imap_command *cmd)
+static int
+cmd_capability(struct session *s, const struct dialogue_call *c)
 {
+    const struct imap_command *cmd = c->cmd;
     if (cmd->nargs != 0) {
         imap_bad(s, cmd->tag, cmd->tag_len, "CAPABILITY takes no arguments");
-        return;
+        return 0;
     }
     char caps[CAPS_MAX];
     session_replyf(s, "* CAPABILITY %s\r\n", imap_caps(s, caps));
     imap_reply_tagged(s, "OK Capability completed.");
+    return 0;
 }
 
-static void
-cmd_noop(struct session *s, const struct imap_command *cmd)
+static int
+cmd_noop(struct session *s, const struct dialogue_call *c)
 {
     imap_reply_tagged(s, "OK NOOP completed.");
+    return 0;
 }
 
-static void
-cmd_logout(struct session *s, const struct imap_command *cmd)
+static int
+cmd_logout(struct session *s, const struct dialogue_call *c)
 {
     session_reply(s, "* BYE Logging out\r\n", 19);
     imap_reply_tagged(s, "OK LOGOUT completed.");
     imap_enter_state(s, IMAP_STATE_LOGOUT);
     session_close(s, REASON_CLIENT_QUIT);
+    return 0;
 }
 
 static bool
@@ -183,41 +155,45 @@ id_args_ok(const struct imap_command *cmd)
     return true;
 }
 
-static void
-cmd_id(struct session *s, const struct imap_command *cmd)
+static int
+cmd_id(struct session *s, const struct dialogue_call *c)
 {
+    const struct imap_command *cmd = c->cmd;
     if (!id_args_ok(cmd)) {
         imap_bad(s, cmd->tag, cmd->tag_len, "Invalid ID arguments");
-        return;
+        return 0;
     }
     session_reply(s, "* ID NIL\r\n", 10);
     imap_reply_tagged(s, "OK ID completed.");
+    return 0;
 }
 
-static void
-cmd_starttls(struct session *s, const struct imap_command *cmd)
+static int
+cmd_starttls(struct session *s, const struct dialogue_call *c)
 {
+    const struct imap_command *cmd = c->cmd;
     if (!starttls_offered(s)) {
         imap_bad(s, cmd->tag, cmd->tag_len, "STARTTLS not available");
-        return;
+        return 0;
     }
     if (cmd->nargs != 0) {
         imap_bad(s, cmd->tag, cmd->tag_len, "STARTTLS takes no arguments");
-        return;
+        return 0;
     }
     switch (session_start_tls(s)) {
     case START_TLS_OK:
         imap_reply_tagged(s, "OK Begin TLS negotiation now");
         imap_enter_state(s, IMAP_STATE_STARTTLS);
-        return;
+        break;
     case START_TLS_BUSY:
         imap_reply_tagged(s, "NO [UNAVAILABLE] TLS not available due to temporary reason");
-        return;
+        break;
     case START_TLS_UNAVAILABLE:
         session_reply(s, "* BYE Internal error\r\n", 22);
         session_close(s, REASON_INTERNAL);
-        return;
+        break;
     }
+    return 0;
 }
 
 static void
@@ -227,17 +203,14 @@ privacy_required(struct session *s)
                          "non-secure connections.");
 }
 
-static void
-cmd_login(struct session *s, const struct imap_command *cmd)
+static int
+cmd_login(struct session *s, const struct dialogue_call *c)
 {
+    const struct imap_command *cmd = c->cmd;
     struct imap_session *is = imap_session(s);
-    if (!login_allowed(s)) {
-        privacy_required(s);
-        return;
-    }
     if (cmd->nargs != 2 || !is_string(&cmd->args[0]) || !is_string(&cmd->args[1])) {
         imap_bad(s, cmd->tag, cmd->tag_len, "LOGIN needs a user name and a password");
-        return;
+        return 0;
     }
     char user[SASL_USER_MAX + 1], pass[SASL_PASS_MAX + 1];
     int ulen = imap_arg_string(&cmd->args[0], user, sizeof(user));
@@ -250,85 +223,69 @@ cmd_login(struct session *s, const struct imap_command *cmd)
     if (r != 0) {
         sasl_exchange_wipe(&is->sasl);
         imap_reply_tagged(s, "NO [AUTHENTICATIONFAILED] Authentication failed.");
-        return;
+        return 0;
     }
     is->mech = SASL_MECH_NONE;
     imap_login_start(s);
+    return 0;
 }
 
-/* Act on one SASL step: a challenge, the login, or the end of the exchange. */
 static void
-sasl_result(struct session *s, enum sasl_step r, const char *challenge)
+sasl_await(struct session *s)
+{
+    imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
+}
+
+static void
+sasl_ended(struct session *s, bool bad)
 {
     struct imap_session *is = imap_session(s);
-    switch (r) {
-    case SASL_STEP_DONE:
-        imap_login_start(s);
-        return;
-    case SASL_STEP_SERVER:
-        imap_auth_server_step(s);
-        return;
-    case SASL_STEP_CONTINUE:
-        session_replyf(s, "+ %s\r\n", challenge);
-        imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
-        return;
-    case SASL_STEP_CANCEL:
-        session_auth_abort(s);
-        sasl_exchange_wipe(&is->sasl);
+    if (!bad)
         imap_reply_tagged(s, "BAD Authentication cancelled.");
-        imap_enter_state(s, IMAP_STATE_PREAUTH);
-        return;
-    case SASL_STEP_BAD:
-        session_auth_abort(s);
-        sasl_exchange_wipe(&is->sasl);
-        imap_enter_state(s, IMAP_STATE_PREAUTH);
+    imap_enter_state(s, IMAP_STATE_PREAUTH);
+    if (bad)
         imap_bad(s, is->tag, strlen(is->tag), "Invalid SASL response.");
-        return;
-    }
 }
 
-static void
-cmd_authenticate(struct session *s, const struct imap_command *cmd)
+const struct dialogue_sasl imap_sasl = {
+    .challenge = "+ ",
+    .await = sasl_await,
+    .credentials = imap_login_start,
+    .server_step = imap_auth_server_step,
+    .ended = sasl_ended,
+};
+
+static int
+cmd_authenticate(struct session *s, const struct dialogue_call *c)
 {
+    const struct imap_command *cmd = c->cmd;
     struct imap_session *is = imap_session(s);
-    if (!login_allowed(s)) {
-        privacy_required(s);
-        return;
-    }
     if (cmd->nargs < 1 || cmd->nargs > 2 || cmd->args[0].type != IMAP_ARG_ATOM ||
         (cmd->nargs == 2 && cmd->args[1].type != IMAP_ARG_ATOM)) {
         imap_bad(s, cmd->tag, cmd->tag_len, "AUTHENTICATE needs a mechanism");
-        return;
+        return 0;
     }
     enum sasl_mech mech = sasl_mech_parse(cmd->args[0].p, cmd->args[0].len);
     if (mech == SASL_MECH_NONE || !(session_auth_mechs(s) & SASL_MECH_BIT(mech))) {
         imap_reply_tagged(s, "NO Unsupported authentication mechanism.");
-        return;
+        return 0;
     }
-    sasl_exchange_start(&is->sasl, mech);
     is->mech = mech;
-    if (cmd->nargs == 1 && sasl_mech_is_server(mech)) {
-        imap_auth_server_step(s); /* the server's first challenge */
-        return;
-    }
-    if (cmd->nargs == 1) {
-        session_replyf(s, "+ %s\r\n", sasl_exchange_first_challenge(&is->sasl));
-        imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
-        return;
-    }
-    const char *challenge = NULL;
-    enum sasl_step r = sasl_exchange_step(&is->sasl, cmd->args[1].p, cmd->args[1].len, &challenge);
-    sasl_result(s, r, challenge);
+    if (cmd->nargs == 2)
+        dialogue_sasl_start(s, &imap_sasl, &is->sasl, mech, cmd->args[1].p, cmd->args[1].len);
+    else
+        dialogue_sasl_start(s, &imap_sasl, &is->sasl, mech, NULL, 0);
+    return 0;
 }
 
-static const struct imap_cmd imap_cmds[] = {
-    {"CAPABILITY", IN(IMAP_STATE_PREAUTH), cmd_capability},
-    {"NOOP", IN(IMAP_STATE_PREAUTH), cmd_noop},
-    {"LOGOUT", IN(IMAP_STATE_PREAUTH), cmd_logout},
-    {"ID", IN(IMAP_STATE_PREAUTH), cmd_id},
-    {"STARTTLS", IN(IMAP_STATE_PREAUTH), cmd_starttls},
-    {"LOGIN", IN(IMAP_STATE_PREAUTH), cmd_login},
-    {"AUTHENTICATE", IN(IMAP_STATE_PREAUTH), cmd_authenticate},
+static const struct dialogue_command imap_cmds[] = {
+    {-1, "CAPABILITY", DIALOGUE_IN(IMAP_STATE_PREAUTH), 0, cmd_capability},
+    {-1, "NOOP", DIALOGUE_IN(IMAP_STATE_PREAUTH), 0, cmd_noop},
+    {-1, "LOGOUT", DIALOGUE_IN(IMAP_STATE_PREAUTH), 0, cmd_logout},
+    {-1, "ID", DIALOGUE_IN(IMAP_STATE_PREAUTH), 0, cmd_id},
+    {-1, "STARTTLS", DIALOGUE_IN(IMAP_STATE_PREAUTH), 0, cmd_starttls},
+    {-1, "LOGIN", DIALOGUE_IN(IMAP_STATE_PREAUTH), DIALOGUE_SECRET, cmd_login},
+    {-1, "AUTHENTICATE", DIALOGUE_IN(IMAP_STATE_PREAUTH), DIALOGUE_SECRET, cmd_authenticate},
 };
 
 /* One more command before authentication ([limits] max_preauth_commands); false: closing. */
@@ -351,14 +308,18 @@ imap_dispatch(struct session *s, const struct imap_command *cmd)
     is->tag[cmd->tag_len] = '\0';
     if (!count_command(s))
         return;
-    for (size_t i = 0; i < ARRAY_SIZE(imap_cmds); i++) {
-        const struct imap_cmd *c = &imap_cmds[i];
-        if (!name_is(cmd, c->name))
-            continue;
-        if (c->states & IN(is->state)) {
-            c->handler(s, cmd);
-            return;
-        }
+    const struct dialogue_command *c = NULL;
+    switch (dialogue_find(s, imap_cmds, ARRAY_SIZE(imap_cmds), -1, cmd->name, cmd->name_len,
+                          is->state, &c)) {
+    case DIALOGUE_RUN:
+        c->handler(s, &(struct dialogue_call){.st = is, .cmd = cmd});
+        return;
+    case DIALOGUE_NEEDS_TLS:
+        privacy_required(s);
+        return;
+    case DIALOGUE_UNKNOWN:
+    case DIALOGUE_NOT_HERE:
+    case DIALOGUE_OUT_OF_SEQUENCE:
         break;
     }
     session_log_peer(s, LOG_DEBUG, EV_IMAP_REFUSED, "command", cmd->name, cmd->name_len);
@@ -373,7 +334,7 @@ literal_welcome(struct session *s, const struct imap_command *cmd)
     struct imap_session *is = imap_session(s);
     memcpy(is->tag, cmd->tag, cmd->tag_len);
     is->tag[cmd->tag_len] = '\0';
-    if (name_is(cmd, "ID") || (name_is(cmd, "LOGIN") && login_allowed(s)))
+    if (name_is(cmd, "ID") || (name_is(cmd, "LOGIN") && dialogue_secure(s)))
         return true;       /* counted when it is dispatched */
     if (!count_command(s)) /* a refusal is a command and an error: it cannot repeat forever */
         return false;
@@ -456,7 +417,7 @@ authenticate_input(struct session *s, const char *p, size_t n)
     case LINE_MORE:
         return 0;
     case LINE_TOO_LONG: {
-        sasl_result(s, SASL_STEP_BAD, NULL);
+        dialogue_sasl_end(s, &imap_sasl, &is->sasl, true);
         const char *lf = memchr(p, '\n', n); /* its end may be here already, past the limit */
         if (lf != NULL)
             return (size_t)(lf - p) + 1;
@@ -466,9 +427,7 @@ authenticate_input(struct session *s, const char *p, size_t n)
     case LINE_OK:
         break;
     }
-    const char *challenge = NULL;
-    enum sasl_step r = sasl_exchange_step(&is->sasl, p, len, &challenge);
-    sasl_result(s, r, challenge);
+    dialogue_sasl_step(s, &imap_sasl, &is->sasl, p, len);
     return used;
 }
 
@@ -558,7 +517,8 @@ imap_on_close(struct session *s)
 static const char *
 imap_proto_state_name(const struct session *s)
 {
-    return imap_state_name(
+    return dialogue_state_name(
+        &imap_states,
         ((const struct imap_session *)session_proto_state((struct session *)s))->state);
 }
 

@@ -120,10 +120,7 @@ imap_on_auth_done(struct session *s, const struct auth_result *r)
         login_rejected(s);
         return;
     case AUTH_CONTINUE:
-        session_set_phase(s, PHASE_PREAUTH);
-        session_reply_line(s, "+ ", r->challenge != NULL ? r->challenge : "",
-                           r->challenge != NULL ? strlen(r->challenge) : 0);
-        imap_enter_state(s, IMAP_STATE_AUTHENTICATE);
+        dialogue_sasl_challenge(s, &imap_sasl, r->challenge);
         session_input_resume(s);
         return;
     case AUTH_TEMPFAIL:
@@ -183,26 +180,14 @@ imap_backend_event(struct session *s, enum backend_event ev)
                        is->state == IMAP_STATE_BACKEND_ID || is->state == IMAP_STATE_BACKEND_LOGIN;
     if (!handing_off)
         return;
-    switch (ev) {
-    case BACKEND_CONNECTED:
-        if (is->state != IMAP_STATE_CONNECT)
-            return;
-        imap_enter_state(s, IMAP_STATE_BACKEND_GREETING);
-        session_backend_wait(s, true);
-        return;
-    case BACKEND_FAILED:
-        login_unavailable(s, "connect failed");
-        return;
-    case BACKEND_EOF:
-        login_unavailable(s, "backend closed");
-        return;
-    case BACKEND_ERROR:
-        login_unavailable(s, "backend error");
-        return;
-    case BACKEND_TIMEOUT:
-        login_unavailable(s, "backend timeout");
+    if (ev != BACKEND_CONNECTED) {
+        login_unavailable(s, dialogue_backend_why(ev));
         return;
     }
+    if (is->state != IMAP_STATE_CONNECT)
+        return;
+    imap_enter_state(s, IMAP_STATE_BACKEND_GREETING);
+    session_backend_wait(s, true);
 }
 
 static bool

@@ -6,6 +6,7 @@
 #ifndef MOAT_IMAP_INTERNAL_H
 #define MOAT_IMAP_INTERNAL_H
 
+#include "dialogue.h"
 #include "imap_parse.h"
 #include "protocols.h"
 
@@ -35,7 +36,8 @@ struct imap_session {
 
 struct imap_session *imap_session(struct session *s);
 void imap_enter_state(struct session *s, enum imap_state st);
-const char *imap_state_name(enum imap_state st);
+/* Its part in a SASL exchange (imap.c). */
+extern const struct dialogue_sasl imap_sasl;
 /* "tag text\r\n" with the current command's tag. */
 void imap_reply_tagged(struct session *s, const char *text);
 

@@ -4,6 +4,7 @@
  * timeouts) and serves listeners whose protocol module does not exist yet. It must never be
  * used where moat has to enforce pre-auth policy.
  */
+#include "dialogue.h"
 #include "protocols.h"
 
 static void
@@ -28,16 +29,10 @@ pt_on_backend(struct session *s, enum backend_event ev)
         session_relay(s);
         return;
     case BACKEND_FAILED:
-        session_close(s, REASON_BACKEND_UNAVAILABLE);
-        return;
     case BACKEND_EOF:
-        session_close(s, REASON_BACKEND_EOF);
-        return;
     case BACKEND_ERROR:
-        session_close(s, REASON_BACKEND_ERROR);
-        return;
     case BACKEND_TIMEOUT:
-        session_close(s, REASON_BACKEND_TIMEOUT);
+        session_close(s, dialogue_backend_reason(ev));
         return;
     }
 }

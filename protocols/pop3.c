@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "crossproto.h"
+#include "dialogue.h"
 #include "log.h"
 #include "pop3.h"
 #include "pop3_parse.h"
@@ -17,47 +18,25 @@
     "-ERR [AUTH] Plaintext authentication disallowed on non-secure connections\r\n"
 #define POP3_REPLY_AUTH_FAILED "-ERR [AUTH] Authentication failed.\r\n"
 
-#define STATE_BIT(st) (1u << (st))
-#define PREAUTH_STATES (STATE_BIT(POP3_STATE_AUTHORIZATION) | STATE_BIT(POP3_STATE_USER))
+#define PREAUTH_STATES (DIALOGUE_IN(POP3_STATE_AUTHORIZATION) | DIALOGUE_IN(POP3_STATE_USER))
 
-typedef void pop3_handler(struct session *s, struct pop3_session *ps, const struct pop3_command *c);
-
-struct pop3_verb {
-    enum pop3_cmd cmd;
-    unsigned states;       /* STATE_BIT()s in which the command is accepted */
-    bool secret;           /* carries or leads to a password: only over TLS */
-    pop3_handler *handler; /* NULL: known, but only after login */
+static const char *const state_names[] = {
+    [POP3_STATE_AUTHORIZATION] = "authorization",
+    [POP3_STATE_USER] = "user",
+    [POP3_STATE_SASL] = "sasl",
+    [POP3_STATE_STARTTLS] = "starttls",
+    [POP3_STATE_LOGIN] = "login",
+    [POP3_STATE_RELAY] = "relay",
+    [POP3_STATE_DONE] = "done",
 };
-
-const char *
-pop3_state_name(enum pop3_state st)
-{
-    switch (st) {
-    case POP3_STATE_AUTHORIZATION:
-        return "authorization";
-    case POP3_STATE_USER:
-        return "user";
-    case POP3_STATE_SASL:
-        return "sasl";
-    case POP3_STATE_STARTTLS:
-        return "starttls";
-    case POP3_STATE_LOGIN:
-        return "login";
-    case POP3_STATE_RELAY:
-        return "relay";
-    case POP3_STATE_DONE:
-        return "done";
-    }
-    return "?";
-}
+static const struct dialogue_states pop3_states = {state_names, ARRAY_SIZE(state_names),
+                                                   EV_POP3_STATE};
 
 void
 pop3_enter_state(struct session *s, enum pop3_state to)
 {
     struct pop3_session *ps = session_proto_state(s);
-    if (ps->state != to)
-        session_log(s, LOG_DEBUG, EV_POP3_STATE, "from=%s to=%s", pop3_state_name(ps->state),
-                    pop3_state_name(to));
+    dialogue_state_change(s, &pop3_states, ps->state, to);
     ps->state = to;
 }
 
@@ -79,72 +58,72 @@ pop3_send(struct session *s, const char *reply)
     session_reply(s, reply, strlen(reply));
 }
 
-/* Whether this session may carry credentials: TLS up and logins offered on the listener. */
-static bool
-pop3_secure(struct session *s)
-{
-    return session_is_tls(s) && session_listener(s)->auth;
-}
-
 static bool
 pop3_stls_offered(struct session *s)
 {
     return !session_is_tls(s) && session_listener(s)->tls == LTLS_STARTTLS;
 }
 
-static void
-pop3_cmd_capa(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+static int
+pop3_cmd_capa(struct session *s, const struct dialogue_call *call)
 {
     pop3_send(s, "+OK\r\n");
     if (pop3_stls_offered(s))
         pop3_send(s, "STLS\r\n");
     char mechs[128];
-    if (pop3_secure(s) && sasl_mechs_format(session_auth_mechs(s), " ", mechs, sizeof(mechs)) >= 0)
+    if (dialogue_secure(s) &&
+        sasl_mechs_format(session_auth_mechs(s), " ", mechs, sizeof(mechs)) >= 0)
         session_replyf(s, "USER\r\nSASL%s\r\n", mechs);
     pop3_send(s, "RESP-CODES\r\nAUTH-RESP-CODE\r\n.\r\n");
+    return 0;
 }
 
-static void
-pop3_cmd_stls(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+static int
+pop3_cmd_stls(struct session *s, const struct dialogue_call *call)
 {
     if (!pop3_stls_offered(s)) {
         pop3_fail(s, session_is_tls(s) ? "-ERR TLS already active\r\n"
                                        : "-ERR STLS not available\r\n");
-        return;
+        return 0;
     }
     switch (session_start_tls(s)) {
     case START_TLS_OK:
         pop3_send(s, "+OK Begin TLS negotiation\r\n");
         pop3_enter_state(s, POP3_STATE_STARTTLS);
-        return;
+        break;
     case START_TLS_BUSY:
         pop3_send(s, "-ERR [SYS/TEMP] TLS not available due to temporary reason\r\n");
-        return;
+        break;
     case START_TLS_UNAVAILABLE:
         pop3_send(s, "-ERR [SYS/TEMP] TLS not available\r\n");
         pop3_enter_state(s, POP3_STATE_DONE);
         session_close(s, REASON_INTERNAL);
-        return;
+        break;
     }
+    return 0;
 }
 
-static void
-pop3_cmd_noop(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+static int
+pop3_cmd_noop(struct session *s, const struct dialogue_call *call)
 {
     pop3_send(s, "+OK\r\n");
+    return 0;
 }
 
-static void
-pop3_cmd_quit(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+static int
+pop3_cmd_quit(struct session *s, const struct dialogue_call *call)
 {
     pop3_send(s, "+OK Bye\r\n");
     pop3_enter_state(s, POP3_STATE_DONE);
     session_close(s, REASON_CLIENT_QUIT);
+    return 0;
 }
 
-static void
-pop3_cmd_user(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+static int
+pop3_cmd_user(struct session *s, const struct dialogue_call *call)
 {
+    struct pop3_session *ps = call->st;
+    const struct pop3_command *c = call->cmd;
     size_t n = c->args_len;
     while (n > 0 && c->args[n - 1] == ' ')
         n--;
@@ -153,12 +132,13 @@ pop3_cmd_user(struct session *s, struct pop3_session *ps, const struct pop3_comm
     if (n == 0 || n > SASL_USER_MAX) {
         pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
         pop3_fail(s, n == 0 ? "-ERR Missing user name\r\n" : "-ERR User name too long\r\n");
-        return;
+        return 0;
     }
     memcpy(ps->user, c->args, n);
     ps->user_len = n;
     pop3_send(s, "+OK\r\n");
     pop3_enter_state(s, POP3_STATE_USER);
+    return 0;
 }
 
 /* A login that failed before or at the backend: the same words whatever the cause. */
@@ -173,9 +153,11 @@ pop3_auth_failed(struct session *s)
     credentials_wipe(&ps->cred);
 }
 
-static void
-pop3_cmd_pass(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+static int
+pop3_cmd_pass(struct session *s, const struct dialogue_call *call)
 {
+    struct pop3_session *ps = call->st;
+    const struct pop3_command *c = call->cmd;
     int rc = credentials_set(&ps->cred, ps->user, ps->user_len, c->args, c->args_len);
     explicit_bzero(ps->user, sizeof(ps->user));
     ps->user_len = 0;
@@ -183,49 +165,52 @@ pop3_cmd_pass(struct session *s, struct pop3_session *ps, const struct pop3_comm
     if (rc != 0 || c->args_len == 0) {
         ps->mech = SASL_MECH_NONE;
         pop3_auth_failed(s);
-        return;
+        return 0;
     }
     ps->mech = SASL_MECH_NONE;
     pop3_login_start(s);
+    return 0;
 }
 
-/* One SASL response line (or the initial response). */
 static void
-pop3_sasl_feed(struct session *s, struct pop3_session *ps, const char *p, size_t n)
+sasl_await(struct session *s)
 {
-    const char *challenge = NULL;
-    switch (sasl_exchange_step(&ps->sasl, p, n, &challenge)) {
-    case SASL_STEP_DONE:
-        ps->cred = ps->sasl.cred;
-        sasl_exchange_wipe(&ps->sasl);
-        pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
-        pop3_login_start(s);
-        return;
-    case SASL_STEP_SERVER:
-        pop3_auth_server_step(s);
-        return;
-    case SASL_STEP_CONTINUE:
-        session_replyf(s, "+ %s\r\n", challenge);
-        pop3_enter_state(s, POP3_STATE_SASL);
-        return;
-    case SASL_STEP_CANCEL:
-        session_auth_abort(s);
-        sasl_exchange_wipe(&ps->sasl);
-        pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
-        pop3_send(s, "-ERR Authentication cancelled\r\n");
-        return;
-    case SASL_STEP_BAD:
-        session_auth_abort(s);
-        sasl_exchange_wipe(&ps->sasl);
-        pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+    pop3_enter_state(s, POP3_STATE_SASL);
+}
+
+static void
+sasl_credentials(struct session *s)
+{
+    struct pop3_session *ps = session_proto_state(s);
+    ps->cred = ps->sasl.cred;
+    sasl_exchange_wipe(&ps->sasl);
+    pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+    pop3_login_start(s);
+}
+
+static void
+sasl_ended(struct session *s, bool bad)
+{
+    pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
+    if (bad)
         pop3_fail(s, "-ERR [AUTH] Invalid authentication data\r\n");
-        return;
-    }
+    else
+        pop3_send(s, "-ERR Authentication cancelled\r\n");
 }
 
-static void
-pop3_cmd_auth(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
+const struct dialogue_sasl pop3_sasl = {
+    .challenge = "+ ",
+    .await = sasl_await,
+    .credentials = sasl_credentials,
+    .server_step = pop3_auth_server_step,
+    .ended = sasl_ended,
+};
+
+static int
+pop3_cmd_auth(struct session *s, const struct dialogue_call *call)
 {
+    struct pop3_session *ps = call->st;
+    const struct pop3_command *c = call->cmd;
     struct pop3_line mech, ir;
     explicit_bzero(ps->user, sizeof(ps->user));
     ps->user_len = 0;
@@ -238,73 +223,61 @@ pop3_cmd_auth(struct session *s, struct pop3_session *ps, const struct pop3_comm
                 session_replyf(s, "%s\r\n", sasl_mech_name((enum sasl_mech)k));
         }
         pop3_send(s, ".\r\n");
-        return;
+        return 0;
     }
     enum sasl_mech m = sasl_mech_parse(mech.p, mech.len);
     if (m == SASL_MECH_NONE || !(offered & SASL_MECH_BIT(m))) {
         pop3_fail(s, "-ERR Unsupported authentication mechanism\r\n");
-        return;
+        return 0;
     }
-    sasl_exchange_start(&ps->sasl, m);
     ps->mech = m;
-    if (ir.len > 0) {
-        pop3_sasl_feed(s, ps, ir.p, ir.len);
-        return;
-    }
-    if (sasl_mech_is_server(m)) {
-        pop3_auth_server_step(s); /* the server's first challenge */
-        return;
-    }
-    session_replyf(s, "+ %s\r\n", sasl_exchange_first_challenge(&ps->sasl));
-    pop3_enter_state(s, POP3_STATE_SASL);
+    dialogue_sasl_start(s, &pop3_sasl, &ps->sasl, m, ir.p, ir.len);
+    return 0;
 }
 
-static const struct pop3_verb pop3_verbs[] = {
-    {POP3_CMD_CAPA, PREAUTH_STATES, false, pop3_cmd_capa},
-    {POP3_CMD_STLS, PREAUTH_STATES, false, pop3_cmd_stls},
-    {POP3_CMD_USER, PREAUTH_STATES, true, pop3_cmd_user},
-    {POP3_CMD_PASS, STATE_BIT(POP3_STATE_USER), true, pop3_cmd_pass},
-    {POP3_CMD_AUTH, PREAUTH_STATES, true, pop3_cmd_auth},
-    {POP3_CMD_QUIT, PREAUTH_STATES, false, pop3_cmd_quit},
-    {POP3_CMD_NOOP, PREAUTH_STATES, false, pop3_cmd_noop},
-    {POP3_CMD_APOP, 0, false, NULL},
-    {POP3_CMD_STAT, 0, false, NULL},
-    {POP3_CMD_LIST, 0, false, NULL},
-    {POP3_CMD_RETR, 0, false, NULL},
-    {POP3_CMD_DELE, 0, false, NULL},
-    {POP3_CMD_RSET, 0, false, NULL},
-    {POP3_CMD_TOP, 0, false, NULL},
-    {POP3_CMD_UIDL, 0, false, NULL},
-    {POP3_CMD_LAST, 0, false, NULL},
+static const struct dialogue_command pop3_verbs[] = {
+    {POP3_CMD_CAPA, NULL, PREAUTH_STATES, 0, pop3_cmd_capa},
+    {POP3_CMD_STLS, NULL, PREAUTH_STATES, 0, pop3_cmd_stls},
+    {POP3_CMD_USER, NULL, PREAUTH_STATES, DIALOGUE_SECRET, pop3_cmd_user},
+    {POP3_CMD_PASS, NULL, DIALOGUE_IN(POP3_STATE_USER), DIALOGUE_SECRET, pop3_cmd_pass},
+    {POP3_CMD_AUTH, NULL, PREAUTH_STATES, DIALOGUE_SECRET, pop3_cmd_auth},
+    {POP3_CMD_QUIT, NULL, PREAUTH_STATES, 0, pop3_cmd_quit},
+    {POP3_CMD_NOOP, NULL, PREAUTH_STATES, 0, pop3_cmd_noop},
+    {POP3_CMD_APOP, NULL, 0, 0, NULL},
+    {POP3_CMD_STAT, NULL, 0, 0, NULL},
+    {POP3_CMD_LIST, NULL, 0, 0, NULL},
+    {POP3_CMD_RETR, NULL, 0, 0, NULL},
+    {POP3_CMD_DELE, NULL, 0, 0, NULL},
+    {POP3_CMD_RSET, NULL, 0, 0, NULL},
+    {POP3_CMD_TOP, NULL, 0, 0, NULL},
+    {POP3_CMD_UIDL, NULL, 0, 0, NULL},
+    {POP3_CMD_LAST, NULL, 0, 0, NULL},
 };
 
 static void
 pop3_dispatch(struct session *s, struct pop3_session *ps, const struct pop3_command *c)
 {
-    const struct pop3_verb *v = NULL;
-    for (size_t i = 0; i < ARRAY_SIZE(pop3_verbs); i++) {
-        if (pop3_verbs[i].cmd == c->cmd)
-            v = &pop3_verbs[i];
-    }
-    if (v == NULL) {
+    const struct dialogue_command *v = NULL;
+    switch (
+        dialogue_find(s, pop3_verbs, ARRAY_SIZE(pop3_verbs), (int)c->cmd, NULL, 0, ps->state, &v)) {
+    case DIALOGUE_RUN:
+        v->handler(s, &(struct dialogue_call){.st = ps, .cmd = c});
+        return;
+    case DIALOGUE_UNKNOWN:
         session_log_peer(s, LOG_DEBUG, EV_POP3_UNKNOWN, "command", c->keyword, c->keyword_len);
         pop3_fail(s, "-ERR Unknown command\r\n");
         return;
-    }
-    if (v->secret && !pop3_secure(s)) {
+    case DIALOGUE_NEEDS_TLS:
         pop3_fail(s, POP3_REPLY_PLAINTEXT);
         return;
-    }
-    if (v->handler == NULL) {
+    case DIALOGUE_NOT_HERE:
         pop3_fail(s, c->cmd == POP3_CMD_APOP ? "-ERR APOP not supported\r\n"
                                              : "-ERR Not authenticated\r\n");
         return;
-    }
-    if ((v->states & STATE_BIT(ps->state)) == 0) {
+    case DIALOGUE_OUT_OF_SEQUENCE:
         pop3_fail(s, "-ERR No user name given\r\n");
         return;
     }
-    v->handler(s, ps, c);
 }
 
 static size_t
@@ -391,7 +364,7 @@ pop3_input_sasl(struct session *s, struct pop3_session *ps, const char *p, size_
     case POP3_PARSE_OK:
         break;
     }
-    pop3_sasl_feed(s, ps, line.p, line.len);
+    dialogue_sasl_step(s, &pop3_sasl, &ps->sasl, line.p, line.len);
     return used;
 }
 
@@ -467,7 +440,7 @@ static const char *
 pop3_proto_state_name(const struct session *s)
 {
     const struct pop3_session *ps = session_proto_state((struct session *)s);
-    return pop3_state_name(ps->state);
+    return dialogue_state_name(&pop3_states, ps->state);
 }
 
 const struct protocol pop3_protocol = {

@@ -7,8 +7,8 @@
 #ifndef MOAT_POP3_H
 #define MOAT_POP3_H
 
+#include "dialogue.h"
 #include "protocol.h"
-#include "saslmech.h"
 
 enum pop3_state {
     POP3_STATE_AUTHORIZATION = 0, /* pre-auth commands */
@@ -41,7 +41,8 @@ struct pop3_session {
 };
 
 void pop3_enter_state(struct session *s, enum pop3_state to);
-const char *pop3_state_name(enum pop3_state st);
+/* Its part in a SASL exchange (pop3.c). */
+extern const struct dialogue_sasl pop3_sasl;
 /* Reply with an error and count it; on max_errors say so and close instead. */
 void pop3_fail(struct session *s, const char *reply);
 /* A login failed (bad credentials or the backend said no): the same reply whatever the cause;

@@ -29,7 +29,7 @@ pop3_login_unavailable(struct session *s, const char *why)
 {
     struct pop3_session *ps = session_proto_state(s);
     credentials_wipe(&ps->cred);
-    session_log(s, LOG_WARN, EV_LOGIN_UNAVAILABLE, "why=%s backend=%s", why,
+    session_log(s, LOG_WARN, EV_LOGIN_UNAVAILABLE, "why=\"%s\" backend=%s", why,
                 session_backend_addr(s));
     session_backend_wait(s, false);
     session_backend_close(s);
@@ -184,10 +184,7 @@ pop3_on_auth_done(struct session *s, const struct auth_result *r)
         pop3_auth_failed(s);
         return;
     case AUTH_CONTINUE:
-        session_set_phase(s, PHASE_PREAUTH);
-        session_reply_line(s, "+ ", r->challenge != NULL ? r->challenge : "",
-                           r->challenge != NULL ? strlen(r->challenge) : 0);
-        pop3_enter_state(s, POP3_STATE_SASL);
+        dialogue_sasl_challenge(s, &pop3_sasl, r->challenge);
         return;
     case AUTH_TEMPFAIL:
         pop3_login_unavailable(s, "verifier");
@@ -201,24 +198,12 @@ pop3_on_backend(struct session *s, enum backend_event ev)
     struct pop3_session *ps = session_proto_state(s);
     if (ps->state != POP3_STATE_LOGIN)
         return;
-    switch (ev) {
-    case BACKEND_CONNECTED:
-        ps->login_step = POP3_LOGIN_GREETING;
-        session_backend_wait(s, true);
-        return;
-    case BACKEND_FAILED:
-        pop3_login_unavailable(s, "connect");
-        return;
-    case BACKEND_EOF:
-        pop3_login_unavailable(s, "eof");
-        return;
-    case BACKEND_ERROR:
-        pop3_login_unavailable(s, "error");
-        return;
-    case BACKEND_TIMEOUT:
-        pop3_login_unavailable(s, "timeout");
+    if (ev != BACKEND_CONNECTED) {
+        pop3_login_unavailable(s, dialogue_backend_why(ev));
         return;
     }
+    ps->login_step = POP3_LOGIN_GREETING;
+    session_backend_wait(s, true);
 }
 
 /* One complete backend line; returns false when the line must not be consumed: the backend leg

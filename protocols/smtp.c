@@ -24,9 +24,6 @@ enum cmd_result {
     CMD_WAIT      /* not consumed: input paused until the backend lets it go on */
 };
 
-typedef enum cmd_result (*cmd_handler)(struct session *s, struct smtp_session *st,
-                                       const struct smtp_cmd *c, const char *line, size_t n);
-
 static const char *const state_names[] = {
     [SMTP_FRESH] = "fresh",
     [SMTP_READY] = "ready",
@@ -40,6 +37,8 @@ static const char *const state_names[] = {
     [SMTP_GREET_WAIT] = "greet_wait",
     [SMTP_DATA_CHECK] = "data_check",
 };
+static const struct dialogue_states smtp_states = {state_names, ARRAY_SIZE(state_names),
+                                                   EV_SMTP_STATE};
 
 struct smtp_session *
 smtp_st(struct session *s)
@@ -51,10 +50,7 @@ void
 smtp_enter_state(struct session *s, enum smtp_state next)
 {
     struct smtp_session *st = smtp_st(s);
-    if (st->state == next)
-        return;
-    session_log(s, LOG_DEBUG, EV_SMTP_STATE, "from=%s to=%s", state_names[st->state],
-                state_names[next]);
+    dialogue_state_change(s, &smtp_states, st->state, next);
     st->state = next;
 }
 
@@ -131,10 +127,13 @@ smtp_may_reply(struct session *s)
 
 /* --- handlers --- */
 
-static enum cmd_result
-cmd_helo(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, const char *line,
-         size_t n)
+static int
+cmd_helo(struct session *s, const struct dialogue_call *call)
 {
+    struct smtp_session *st = call->st;
+    const struct smtp_cmd *c = call->cmd;
+    const char *line = call->line;
+    size_t n = call->len;
     bool bad = c->args_len == 0 || c->args_len > SMTP_HELO_MAX;
     for (size_t i = 0; i < c->args_len && !bad; i++)
         bad = c->args[i] == ' ' || c->args[i] == '\t' || (unsigned char)c->args[i] > 0x7e;
@@ -163,10 +162,10 @@ cmd_helo(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
     return CMD_DONE;
 }
 
-static enum cmd_result
-cmd_starttls(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, const char *line,
-             size_t n)
+static int
+cmd_starttls(struct session *s, const struct dialogue_call *call)
 {
+    const struct smtp_cmd *c = call->cmd;
     const struct config_listener *l = session_listener(s);
     if (c->args_len > 0) {
         smtp_error(s, "501 5.5.4 Syntax: STARTTLS");
@@ -194,33 +193,28 @@ cmd_starttls(struct session *s, struct smtp_session *st, const struct smtp_cmd *
 }
 
 static void
-auth_step_result(struct session *s, struct smtp_session *st, enum sasl_step r, const char *chal)
+sasl_await(struct session *s)
 {
-    switch (r) {
-    case SASL_STEP_CONTINUE:
-        session_replyf(s, "334 %s\r\n", chal ? chal : "");
-        smtp_enter_state(s, SMTP_AUTH_LINE);
-        return;
-    case SASL_STEP_DONE:
-        smtp_auth_start(s);
-        return;
-    case SASL_STEP_SERVER:
-        smtp_auth_server_step(s);
-        return;
-    case SASL_STEP_CANCEL:
-        session_auth_abort(s);
-        sasl_exchange_wipe(&st->sasl);
-        smtp_enter_state(s, SMTP_READY);
-        session_replyf(s, "501 5.7.0 Authentication aborted\r\n");
-        return;
-    case SASL_STEP_BAD:
-        session_auth_abort(s);
-        sasl_exchange_wipe(&st->sasl);
-        smtp_enter_state(s, SMTP_READY);
-        smtp_error(s, "501 5.5.2 Error: cannot decode response");
-        return;
-    }
+    smtp_enter_state(s, SMTP_AUTH_LINE);
 }
+
+static void
+sasl_ended(struct session *s, bool bad)
+{
+    smtp_enter_state(s, SMTP_READY);
+    if (bad)
+        smtp_error(s, "501 5.5.2 Error: cannot decode response");
+    else
+        session_replyf(s, "501 5.7.0 Authentication aborted\r\n");
+}
+
+const struct dialogue_sasl smtp_sasl = {
+    .challenge = "334 ",
+    .await = sasl_await,
+    .credentials = smtp_auth_start,
+    .server_step = smtp_auth_server_step,
+    .ended = sasl_ended,
+};
 
 static const char *
 auth_refusal(struct session *s, const struct smtp_session *st)
@@ -236,10 +230,11 @@ auth_refusal(struct session *s, const struct smtp_session *st)
     return NULL;
 }
 
-static enum cmd_result
-cmd_auth(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, const char *line,
-         size_t n)
+static int
+cmd_auth(struct session *s, const struct dialogue_call *call)
 {
+    struct smtp_session *st = call->st;
+    const struct smtp_cmd *c = call->cmd;
     if (!smtp_may_reply(s))
         return CMD_WAIT;
     const char *refusal = auth_refusal(s, st);
@@ -255,29 +250,10 @@ cmd_auth(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
         smtp_error(s, "504 5.5.4 Unsupported authentication mechanism");
         return CMD_DONE;
     }
-    sasl_exchange_start(&st->sasl, mech);
     while (m < c->args_len && c->args[m] == ' ')
         m++;
-    if (m < c->args_len) {
-        const char *chal = NULL;
-        enum sasl_step r = sasl_exchange_step(&st->sasl, c->args + m, c->args_len - m, &chal);
-        auth_step_result(s, st, r, chal);
-        return CMD_DONE;
-    }
-    if (sasl_mech_is_server(mech)) {
-        smtp_auth_server_step(s); /* no initial response: the server's first challenge */
-        return CMD_DONE;
-    }
-    auth_step_result(s, st, SASL_STEP_CONTINUE, sasl_exchange_first_challenge(&st->sasl));
+    dialogue_sasl_start(s, &smtp_sasl, &st->sasl, mech, c->args + m, c->args_len - m);
     return CMD_DONE;
-}
-
-static void
-auth_line(struct session *s, struct smtp_session *st, const char *line, size_t n)
-{
-    const char *chal = NULL;
-    enum sasl_step r = sasl_exchange_step(&st->sasl, line, n, &chal);
-    auth_step_result(s, st, r, chal);
 }
 
 /* Relay policy for MAIL: the refusal, or NULL. */
@@ -304,10 +280,13 @@ mail_refusal(struct session *s, const struct smtp_session *st, const struct smtp
     return NULL;
 }
 
-static enum cmd_result
-cmd_mail(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, const char *line,
-         size_t n)
+static int
+cmd_mail(struct session *s, const struct dialogue_call *call)
 {
+    struct smtp_session *st = call->st;
+    const struct smtp_cmd *c = call->cmd;
+    const char *line = call->line;
+    size_t n = call->len;
     struct smtp_path path;
     const char *refusal = NULL;
     if (smtp_path_parse(c->args, c->args_len, "FROM:", &path) != SMTP_PARSE_OK)
@@ -350,10 +329,13 @@ rcpt_is_local(struct session *s, const struct smtp_path *path)
     return smtp_domain_in_list(path->domain, path->domain_len, session_listener(s)->local_domains);
 }
 
-static enum cmd_result
-cmd_rcpt(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, const char *line,
-         size_t n)
+static int
+cmd_rcpt(struct session *s, const struct dialogue_call *call)
 {
+    struct smtp_session *st = call->st;
+    const struct smtp_cmd *c = call->cmd;
+    const char *line = call->line;
+    size_t n = call->len;
     struct smtp_path path;
     const char *refusal = NULL;
     if (smtp_path_parse(c->args, c->args_len, "TO:", &path) != SMTP_PARSE_OK || path.addr_len == 0)
@@ -377,10 +359,12 @@ cmd_rcpt(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
     return CMD_DONE;
 }
 
-static enum cmd_result
-cmd_data(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, const char *line,
-         size_t n)
+static int
+cmd_data(struct session *s, const struct dialogue_call *call)
 {
+    const struct smtp_cmd *c = call->cmd;
+    const char *line = call->line;
+    size_t n = call->len;
     if (c->args_len > 0) {
         if (!smtp_may_reply(s))
             return CMD_WAIT;
@@ -391,10 +375,13 @@ cmd_data(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, c
     return CMD_DONE;
 }
 
-static enum cmd_result
-cmd_simple(struct session *s, struct smtp_session *st, const struct smtp_cmd *c, const char *line,
-           size_t n)
+static int
+cmd_simple(struct session *s, const struct dialogue_call *call)
 {
+    struct smtp_session *st = call->st;
+    const struct smtp_cmd *c = call->cmd;
+    const char *line = call->line;
+    size_t n = call->len;
     if (st->state == SMTP_RELAY && (c->verb == SMTP_VERB_RSET || c->verb == SMTP_VERB_NOOP)) {
         if (c->verb == SMTP_VERB_RSET)
             st->rcpt_count = 0;
@@ -419,7 +406,8 @@ cmd_simple(struct session *s, struct smtp_session *st, const struct smtp_cmd *c,
         smtp_error(s, "502 5.5.1 Error: command not implemented");
         return CMD_DONE;
     case SMTP_VERB_HTTP:
-        session_log(s, LOG_INFO, EV_HTTP_REQUEST, "state=%s", state_names[st->state]);
+        session_log(s, LOG_INFO, EV_HTTP_REQUEST, "state=%s",
+                    dialogue_state_name(&smtp_states, st->state));
         smtp_close_421(s, "4.7.0", "Error: HTTP request rejected", REASON_PROTOCOL_ERROR);
         return CMD_DONE;
     case SMTP_VERB_UNKNOWN:
@@ -440,25 +428,23 @@ cmd_simple(struct session *s, struct smtp_session *st, const struct smtp_cmd *c,
     return CMD_DONE;
 }
 
-static const struct {
-    enum smtp_verb verb;
-    unsigned states; /* where the command is in sequence */
-    cmd_handler handler;
-} commands[] = {
-    {SMTP_VERB_EHLO, ST_ALL, cmd_helo},
-    {SMTP_VERB_HELO, ST_ALL, cmd_helo},
-    {SMTP_VERB_STARTTLS, ST_FRESH | ST_READY, cmd_starttls},
-    {SMTP_VERB_AUTH, ST_READY | ST_RELAY, cmd_auth},
-    {SMTP_VERB_MAIL, ST_READY | ST_RELAY, cmd_mail},
-    {SMTP_VERB_RCPT, ST_RELAY, cmd_rcpt},
-    {SMTP_VERB_DATA, ST_RELAY, cmd_data},
-    {SMTP_VERB_RSET, ST_ALL, cmd_simple},
-    {SMTP_VERB_NOOP, ST_ALL, cmd_simple},
-    {SMTP_VERB_QUIT, ST_ALL, cmd_simple},
-    {SMTP_VERB_HELP, ST_ALL, cmd_simple},
-    {SMTP_VERB_REFUSED, ST_ALL, cmd_simple},
-    {SMTP_VERB_HTTP, ST_ALL, cmd_simple},
-    {SMTP_VERB_UNKNOWN, ST_ALL, cmd_simple},
+/* AUTH is no DIALOGUE_SECRET: its refusals (not enabled here, no TLS, already logged in, in a
+ * transaction) come in SMTP's own order from the handler. */
+static const struct dialogue_command commands[] = {
+    {SMTP_VERB_EHLO, NULL, ST_ALL, 0, cmd_helo},
+    {SMTP_VERB_HELO, NULL, ST_ALL, 0, cmd_helo},
+    {SMTP_VERB_STARTTLS, NULL, ST_FRESH | ST_READY, 0, cmd_starttls},
+    {SMTP_VERB_AUTH, NULL, ST_READY | ST_RELAY, 0, cmd_auth},
+    {SMTP_VERB_MAIL, NULL, ST_READY | ST_RELAY, 0, cmd_mail},
+    {SMTP_VERB_RCPT, NULL, ST_RELAY, 0, cmd_rcpt},
+    {SMTP_VERB_DATA, NULL, ST_RELAY, 0, cmd_data},
+    {SMTP_VERB_RSET, NULL, ST_ALL, 0, cmd_simple},
+    {SMTP_VERB_NOOP, NULL, ST_ALL, 0, cmd_simple},
+    {SMTP_VERB_QUIT, NULL, ST_ALL, 0, cmd_simple},
+    {SMTP_VERB_HELP, NULL, ST_ALL, 0, cmd_simple},
+    {SMTP_VERB_REFUSED, NULL, ST_ALL, 0, cmd_simple},
+    {SMTP_VERB_HTTP, NULL, ST_ALL, 0, cmd_simple},
+    {SMTP_VERB_UNKNOWN, NULL, ST_ALL, 0, cmd_simple},
 };
 
 static const char *
@@ -496,16 +482,21 @@ smtp_command(struct session *s, struct smtp_session *st, const char *line, size_
         smtp_error(s, "500 5.5.2 Error: bad characters in command");
         return CMD_DONE;
     }
-    for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
-        if (commands[i].verb != c.verb)
-            continue;
-        if ((commands[i].states & (1u << st->state)) == 0) {
-            if (!smtp_may_reply(s))
-                return CMD_WAIT;
-            smtp_error(s, sequence_error(st, c.verb));
-            return CMD_DONE;
-        }
-        return commands[i].handler(s, st, &c, line, n);
+    const struct dialogue_command *cmd = NULL;
+    switch (
+        dialogue_find(s, commands, ARRAY_SIZE(commands), (int)c.verb, NULL, 0, st->state, &cmd)) {
+    case DIALOGUE_RUN:
+        return (enum cmd_result)cmd->handler(
+            s, &(struct dialogue_call){.st = st, .cmd = &c, .line = line, .len = n});
+    case DIALOGUE_OUT_OF_SEQUENCE:
+        if (!smtp_may_reply(s))
+            return CMD_WAIT;
+        smtp_error(s, sequence_error(st, c.verb));
+        return CMD_DONE;
+    case DIALOGUE_UNKNOWN: /* every verb the parser knows has its row */
+    case DIALOGUE_NEEDS_TLS:
+    case DIALOGUE_NOT_HERE:
+        break;
     }
     return CMD_DONE;
 }
@@ -581,7 +572,7 @@ smtp_on_client_input(struct session *s, const char *p, size_t n)
         return used;
     }
     if (st->state == SMTP_AUTH_LINE) {
-        auth_line(s, st, p, len);
+        dialogue_sasl_step(s, &smtp_sasl, &st->sasl, p, len);
         return used;
     }
     if (st->state == SMTP_RELAY && (st->data_wait || st->fifo_len >= SMTP_FIFO_MAX)) {
@@ -696,7 +687,7 @@ static const char *
 smtp_state_name(const struct session *s)
 {
     const struct smtp_session *st = session_proto_state((struct session *)s);
-    return state_names[st->state];
+    return dialogue_state_name(&smtp_states, st->state);
 }
 
 const struct protocol smtp_protocol = {

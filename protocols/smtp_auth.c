@@ -102,10 +102,7 @@ smtp_on_auth_done(struct session *s, const struct auth_result *r)
         smtp_auth_failed(s);
         return;
     case AUTH_CONTINUE:
-        smtp_enter_state(s, SMTP_AUTH_LINE);
-        session_set_phase(s, PHASE_PREAUTH);
-        session_reply_line(s, "334 ", r->challenge != NULL ? r->challenge : "",
-                           r->challenge != NULL ? strlen(r->challenge) : 0);
+        dialogue_sasl_challenge(s, &smtp_sasl, r->challenge);
         smtp_resume(s);
         return;
     case AUTH_TEMPFAIL:

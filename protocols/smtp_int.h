@@ -6,8 +6,8 @@
 #ifndef MOAT_SMTP_INT_H
 #define MOAT_SMTP_INT_H
 
+#include "dialogue.h"
 #include "protocol.h"
-#include "saslmech.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
 
@@ -93,6 +93,8 @@ void smtp_auth_server_step(struct session *s);
 void smtp_auth_failed(struct session *s);
 void smtp_auth_succeeded(struct session *s, const char *user);
 void smtp_on_auth_done(struct session *s, const struct auth_result *r);
+/* smtp.c: its part in a SASL exchange */
+extern const struct dialogue_sasl smtp_sasl;
 
 /* smtp_dns.c */
 /* Before a MAIL goes on: true when it must not (refused: reply sent; or *wait_out: keep the line,

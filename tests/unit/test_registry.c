@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "admission.h"
+#include "listener.h"
 #include "protocols.h"
 #include "test.h"
 
@@ -37,7 +38,7 @@ check_refusal(enum listener_proto p, enum listener_tls tls, enum admission_verdi
     struct config c = {.hostname = "mx.moat.test"};
     struct config_listener l = {.proto = p, .tls = tls, .protocol = protocol_for(p)};
     char line[256];
-    int n = admission_refusal(line, sizeof(line), &c, &l, v);
+    int n = listener_refusal(line, sizeof(line), &c, &l, v);
     if (want == NULL) {
         CHECK(n == 0);
         return;

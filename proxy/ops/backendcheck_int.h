@@ -1,7 +1,7 @@
 /*
- * backendcheck_int.h: what the backend check's files share (backendcheck.c: the driver,
- * sockets, reporting and the thread; backendcheck_proto.c: the SMTP, IMAP and POP3 dialogues).
- * Not for anyone else.
+ * backendcheck_int.h: what the backend check's files share (backendcheck.c: the driver and the
+ * thread; backendcheck_proto.c: the SMTP, IMAP and POP3 dialogues; backendcheck_link.c: the
+ * connections and the report, below both). Not for anyone else.
  */
 #ifndef MOAT_BACKENDCHECK_INT_H
 #define MOAT_BACKENDCHECK_INT_H

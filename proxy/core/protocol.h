@@ -39,14 +39,6 @@ enum backend_event {
     BACKEND_TIMEOUT        /* no reply within backend_reply while waiting for one */
 };
 
-/* The outcome of a credential check by the auth service (verifier = sasl). */
-enum auth_status {
-    AUTH_OK = 0,   /* verified */
-    AUTH_FAILED,   /* wrong password, unknown user, banned: one answer to the client */
-    AUTH_TEMPFAIL, /* the verifier is down, slow or overloaded: try again later */
-    AUTH_CONTINUE  /* session_auth_step(): send challenge, feed the client's next line */
-};
-
 struct auth_result {
     enum auth_status status;
     const char *user;      /* the canonical user name on AUTH_OK (may be set on AUTH_FAILED) */

@@ -14,6 +14,7 @@
 #include "admission.h"
 #include "cluster.h"
 #include "intake.h"
+#include "listener.h"
 #include "log.h"
 #include "proxy_parse.h"
 #include "session.h"
@@ -82,9 +83,9 @@ intake_drop(struct intake *in, enum admission_verdict v)
         admission_session_end(in->listener, (const struct sockaddr *)&in->client);
     cluster_lease_end(in->lease);
     if (v != ADMIT_OK)
-        admission_refuse(in->fd, in->conf, in->listener,
-                         (const struct sockaddr *)(in->client_len ? &in->client : &in->peer), v,
-                         NULL);
+        listener_refuse(in->fd, in->conf, in->listener,
+                        (const struct sockaddr *)(in->client_len ? &in->client : &in->peer), v,
+                        NULL);
     else
         close(in->fd);
     config_unref(in->conf);

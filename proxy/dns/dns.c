@@ -16,10 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "dns.h"
 #include "log.h"
-#include "session_env.h"
 
 #define DNS_MAX_RECORDS 32
 #define DNS_TXT_RECORD_MAX 4096 /* one TXT record, chunks joined: longer ones are cut */
@@ -690,14 +688,13 @@ on_reaper(struct ev_loop *loop, ev_timer *t, int revents)
 }
 
 struct dns_resolver *
-dns_resolver_get(struct session_env *e, const struct config *c)
+dns_resolver_get(struct ev_loop *loop, struct dns_resolver **slot, const struct config_dns *d)
 {
-    struct dns_resolver **slot = &e->resolver;
     struct dns_resolver *r = *slot;
-    if (r != NULL && !resolver_matches(r, &c->dns)) {
+    if (r != NULL && !resolver_matches(r, d)) {
         /* a reload changed [dns]: new sessions get a new resolver; the old one finishes the
          * queries of the sessions that still hold it */
-        struct dns_resolver *n = resolver_new(e->loop, &c->dns);
+        struct dns_resolver *n = resolver_new(loop, d);
         if (n == NULL)
             return NULL;
         n->retired = r;
@@ -707,7 +704,7 @@ dns_resolver_get(struct session_env *e, const struct config *c)
         *slot = r = n;
     }
     if (r == NULL)
-        *slot = r = resolver_new(e->loop, &c->dns);
+        *slot = r = resolver_new(loop, d);
     if (r == NULL)
         return NULL;
     r->users++;

@@ -1,5 +1,6 @@
 /*
- * tls.c: every wolfSSL call in moat lives here. Policy per config generation (minimum TLS 1.2,
+ * tls.c: every wolfSSL call in moat lives in this folder, most of them here (base64 is
+ * tls_base64.c, the DER walk der.c). Policy per config generation (minimum TLS 1.2,
  * an explicit AEAD cipher list: the library defaults accept RC4, 3DES, TLS 1.1 and an
  * unencrypted TLS 1.3 suite), non-blocking server connections over custom I/O callbacks with
  * MSG_NOSIGNAL, strict ALPN, certificate choice by SNI, FreeArrays after the handshake.
@@ -21,7 +22,6 @@
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/chacha20_poly1305.h>
-#include <wolfssl/wolfcrypt/coding.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/hash.h>
 #include <wolfssl/wolfcrypt/random.h>
@@ -783,61 +783,4 @@ bool
 tls_alpn_mismatch(struct tls *t)
 {
     return t->last_error == UNKNOWN_ALPN_PROTOCOL_NAME_E;
-}
-
-static bool
-b64_char(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
-           c == '/';
-}
-
-int
-tls_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap)
-{
-    if (n == 0)
-        return 0;
-    if (n % 4 != 0 || n > UINT32_MAX / 2)
-        return -1;
-    size_t pad = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (c == '=') {
-            if (i < n - 2)
-                return -1;
-            pad++;
-        } else if (pad > 0 || !b64_char(c)) {
-            return -1;
-        }
-    }
-    size_t need = n / 4 * 3 - pad;
-    if (need > cap)
-        return -1;
-    /* wolfCrypt wants room for whole groups */
-    size_t tmp_cap = n / 4 * 3 + 4;
-    unsigned char *tmp = xcalloc(1, tmp_cap);
-    word32 len = (word32)tmp_cap;
-    int ret = Base64_Decode((const byte *)in, (word32)n, tmp, &len);
-    bool ok = ret == 0 && len == need;
-    if (ok)
-        memcpy(out, tmp, len);
-    explicit_bzero(tmp, tmp_cap);
-    free(tmp);
-    return ok ? (int)len : -1;
-}
-
-int
-tls_base64_encode(const unsigned char *in, size_t n, char *out, size_t cap)
-{
-    if (n == 0) {
-        if (cap > 0)
-            out[0] = '\0';
-        return 0;
-    }
-    word32 len = (word32)cap;
-    if ((n + 2) / 3 * 4 + 1 > cap || Base64_Encode_NoNl(in, (word32)n, (byte *)out, &len) != 0)
-        return -1;
-    if (len < cap)
-        out[len] = '\0';
-    return (int)len;
 }

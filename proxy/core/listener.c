@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "config.h"
 #include "intake.h"
 #include "listener.h"
+#include "protocol.h"
 #include "log.h"
 #include "stats.h"
 #include "tls.h"
@@ -111,6 +113,75 @@ listeners_open(const struct config *conf, char *err, size_t cap)
     return ls;
 }
 
+/* The /metrics control behind an admission refusal. */
+static enum stat_refusal
+admission_control(enum admission_verdict v)
+{
+    switch (v) {
+    case ADMIT_DENIED:
+    case ADMIT_PROXY_UNTRUSTED:
+        return STAT_REFUSED_ACCESS;
+    case ADMIT_OK:
+    case ADMIT_MAX_SESSIONS:
+    case ADMIT_PER_IP:
+    case ADMIT_RATE:
+    case ADMIT_TLS_HANDSHAKES:
+    case ADMIT_TABLE_FULL:
+    case ADMIT_BANNED:
+    case ADMIT_PROXY_HEADER:
+        return STAT_REFUSED_LIMIT;
+    }
+    return STAT_REFUSED_LIMIT;
+}
+
+/* One formatted line, or nothing when it does not fit whole (never a length beyond the text). */
+static int refusal_line(char *out, size_t cap, const char *fmt, ...) MOAT_PRINTF(3, 4);
+
+static int
+refusal_line(char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out, cap, fmt, ap);
+    va_end(ap);
+    return n > 0 && (size_t)n < cap ? n : 0;
+}
+
+int
+listener_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
+                 enum admission_verdict v)
+{
+    const struct protocol_refusals *r = &l->protocol->refusals;
+    bool denied = v == ADMIT_DENIED;
+    const char *start = denied ? r->denied : r->busy;
+    /* a balancer that is not trusted or did not speak PROXY is not told anything */
+    if (l->tls == LTLS_IMPLICIT || start == NULL || v == ADMIT_PROXY_UNTRUSTED ||
+        v == ADMIT_PROXY_HEADER)
+        return 0;
+    return refusal_line(out, cap, "%s%s%s%s\r\n", start, r->names_host ? conf->hostname : "",
+                        r->names_host ? " " : "",
+                        denied ? "Access denied" : admission_refusal_text(v));
+}
+
+static void
+refuse(int fd, const struct config *conf, const struct config_listener *l, enum admission_verdict v)
+{
+    char line[512]; /* a 253-character hostname fits */
+    int n = listener_refusal(line, sizeof(line), conf, l, v);
+    if (n > 0)
+        (void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(fd);
+}
+
+void
+listener_refuse(int fd, const struct config *conf, const struct config_listener *l,
+                const struct sockaddr *peer, enum admission_verdict v, struct stats_listener *st)
+{
+    admission_log(l, peer, v);
+    stats_refusal(st != NULL ? st : stats_find(l->name), admission_control(v));
+    refuse(fd, conf, l, v);
+}
+
 static void
 on_resume(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -154,7 +225,7 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
             later ? intake_check_accept(ls->conf, k->conf, (struct sockaddr *)&peer)
                   : admission_check(ls->conf, k->conf, (struct sockaddr *)&peer, len);
         if (v != ADMIT_OK) {
-            admission_refuse(fd, ls->conf, k->conf, (struct sockaddr *)&peer, v, k->stats);
+            listener_refuse(fd, ls->conf, k->conf, (struct sockaddr *)&peer, v, k->stats);
             continue;
         }
         struct tls_ctx *tls = k->conf->tls != LTLS_NONE ? ls->tls : NULL;

@@ -8,7 +8,7 @@
 #define MOAT_AUTH_H
 
 #include "config.h"
-#include "protocol.h"
+#include "saslmech.h"
 #include "ratetable.h"
 
 #define AUTH_POOL_THREADS 3

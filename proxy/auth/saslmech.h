@@ -7,14 +7,20 @@
 #ifndef MOAT_SASLMECH_H
 #define MOAT_SASLMECH_H
 
-#include "common.h"
+#include "config.h"
 
-#define SASL_USER_MAX 255
-#define SASL_PASS_MAX 1024
 #define SASL_RESP_MAX 2048 /* a decoded client response of a mechanism Cyrus SASL runs */
 /* A decoded SCRAM response: Cyrus echoes the client's nonce into its challenge, so what it may
  * see is bounded well below what a challenge line can carry. */
 #define SASL_SCRAM_RESP_MAX 1024
+
+/* The outcome of a credential check by the auth service (verifier = sasl). */
+enum auth_status {
+    AUTH_OK = 0,   /* verified */
+    AUTH_FAILED,   /* wrong password, unknown user, banned: one answer to the client */
+    AUTH_TEMPFAIL, /* the verifier is down, slow or overloaded: try again later */
+    AUTH_CONTINUE  /* session_auth_step(): send challenge, feed the client's next line */
+};
 
 /* PLAIN and LOGIN are framed here; the others are run by the auth service (Cyrus SASL), this
  * file only decoding their client lines (sasl_mech_is_server). */

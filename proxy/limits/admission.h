@@ -40,18 +40,10 @@ enum admission_verdict admission_check_accept(const struct config *conf,
 enum admission_verdict admission_check_client(const struct config *conf,
                                               const struct config_listener *l,
                                               const struct sockaddr *peer);
-/* The refusal line for v in the words of l's protocol (its table's canned refusals) into out;
- * 0 on implicit-TLS listeners (plain close). */
-int admission_refusal(char *out, size_t cap, const struct config *conf,
-                      const struct config_listener *l, enum admission_verdict v);
+/* What a refusal for v says after the protocol's words (listener_refusal() writes the line). */
+const char *admission_refusal_text(enum admission_verdict v);
 void admission_log(const struct config_listener *l, const struct sockaddr *peer,
                    enum admission_verdict v);
-/* Any thread: refuse fd (a connection of l from peer) for v: the log line, the /metrics refusal
- * (into st, or l's own stats when NULL), the protocol's line or a plain close; closes fd. */
-struct stats_listener;
-void admission_refuse(int fd, const struct config *conf, const struct config_listener *l,
-                      const struct sockaddr *peer, enum admission_verdict v,
-                      struct stats_listener *st);
 const char *admission_verdict_name(enum admission_verdict v);
 
 /* A session in no client's count (a balancer's PROXY LOCAL health check): counted in the

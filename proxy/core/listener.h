@@ -7,6 +7,7 @@
 
 #include <ev.h>
 
+#include "admission.h"
 #include "common.h"
 
 struct config;
@@ -26,5 +27,16 @@ int listeners_reload(struct listeners *ls, struct config *conf, struct tls_ctx *
                      size_t cap);
 /* Stop accepting and close every listening socket. */
 void listeners_close(struct listeners *ls);
+/* The refusal line for v in the words of l's protocol (its table's canned refusals) into out;
+ * 0 on implicit-TLS listeners (plain close). */
+int listener_refusal(char *out, size_t cap, const struct config *conf,
+                     const struct config_listener *l, enum admission_verdict v);
+/* Any thread: refuse fd (a connection of l from peer) for v: the log line, the /metrics refusal
+ * (into st, or l's own stats when NULL), the protocol's line or a plain close; closes fd. For
+ * the accept here and the second step of admission on a worker (intake.c). */
+struct stats_listener;
+void listener_refuse(int fd, const struct config *conf, const struct config_listener *l,
+                     const struct sockaddr *peer, enum admission_verdict v,
+                     struct stats_listener *st);
 
 #endif

@@ -1,23 +1,18 @@
 /*
  * admission.c: admission control at accept. Cheap, synchronous, on the main thread (listeners
  * behind a balancer or in a fleet admit in two steps: the client's part on a worker, intake.c);
- * a refusal is one non-blocking write of the protocol's line (or nothing on implicit-TLS ports).
- * Owns the process-wide per-client table and the counts of open sessions and of TLS handshakes
- * in progress; workers only report ends into them. Never blocks on I/O and never refuses a
- * client in dry-run mode.
+ * a refusal is one non-blocking write of the protocol's line by the listener (or nothing on
+ * implicit-TLS ports); this file only says why. Owns the process-wide per-client table and the
+ * counts of open sessions and of TLS handshakes in progress; workers only report ends into
+ * them. Never blocks on I/O and never refuses a client in dry-run mode.
  */
 #include <arpa/inet.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "admission.h"
 #include "log.h"
-#include "protocol.h"
-#include "stats.h"
 
 static const char *const verdict_names[] = {
     [ADMIT_OK] = "ok",
@@ -230,8 +225,8 @@ admission_handshakes(void)
     return atomic_load(&handshakes);
 }
 
-static const char *
-refusal_text(enum admission_verdict v)
+const char *
+admission_refusal_text(enum admission_verdict v)
 {
     switch (v) {
     case ADMIT_PER_IP:
@@ -251,71 +246,9 @@ refusal_text(enum admission_verdict v)
     return "Too many connections, try again later";
 }
 
-/* One formatted line, or nothing when it does not fit whole (never a length beyond the text). */
-static int refusal_line(char *out, size_t cap, const char *fmt, ...) MOAT_PRINTF(3, 4);
-
-static int
-refusal_line(char *out, size_t cap, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(out, cap, fmt, ap);
-    va_end(ap);
-    return n > 0 && (size_t)n < cap ? n : 0;
-}
-
-int
-admission_refusal(char *out, size_t cap, const struct config *conf, const struct config_listener *l,
-                  enum admission_verdict v)
-{
-    const struct protocol_refusals *r = &l->protocol->refusals;
-    bool denied = v == ADMIT_DENIED;
-    const char *start = denied ? r->denied : r->busy;
-    /* a balancer that is not trusted or did not speak PROXY is not told anything */
-    if (l->tls == LTLS_IMPLICIT || start == NULL || v == ADMIT_PROXY_UNTRUSTED ||
-        v == ADMIT_PROXY_HEADER)
-        return 0;
-    return refusal_line(out, cap, "%s%s%s%s\r\n", start, r->names_host ? conf->hostname : "",
-                        r->names_host ? " " : "", denied ? "Access denied" : refusal_text(v));
-}
-
 void
 admission_log(const struct config_listener *l, const struct sockaddr *peer,
               enum admission_verdict v)
 {
     log_verdict(EV_REFUSED, l, peer, v);
-}
-
-/* The /metrics control behind an admission refusal. */
-static enum stat_refusal
-admission_control(enum admission_verdict v)
-{
-    switch (v) {
-    case ADMIT_DENIED:
-    case ADMIT_PROXY_UNTRUSTED:
-        return STAT_REFUSED_ACCESS;
-    case ADMIT_OK:
-    case ADMIT_MAX_SESSIONS:
-    case ADMIT_PER_IP:
-    case ADMIT_RATE:
-    case ADMIT_TLS_HANDSHAKES:
-    case ADMIT_TABLE_FULL:
-    case ADMIT_BANNED:
-    case ADMIT_PROXY_HEADER:
-        return STAT_REFUSED_LIMIT;
-    }
-    return STAT_REFUSED_LIMIT;
-}
-
-void
-admission_refuse(int fd, const struct config *conf, const struct config_listener *l,
-                 const struct sockaddr *peer, enum admission_verdict v, struct stats_listener *st)
-{
-    admission_log(l, peer, v);
-    stats_refusal(st != NULL ? st : stats_find(l->name), admission_control(v));
-    char line[512]; /* a 253-character hostname fits */
-    int n = admission_refusal(line, sizeof(line), conf, l, v);
-    if (n > 0)
-        (void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    close(fd);
 }

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "config_impl.h"
-#include "saslmech.h"
 #include "sendermap.h"
 
 static int

@@ -1,10 +1,12 @@
 /*
- * dnscheck_int.h: what dnscheck.c (the lookups: reverse DNS, DNS lists) and dnscheck_policy.c
- * (HELO, SPF, verdicts and the protocol services) share: one session's check state. Only those
- * two files include it.
+ * dnscheck_int.h: what the DNS check files share: one session's check state. dnscheck.c (the
+ * lookups: reverse DNS, DNS lists), dnscheck_policy.c (HELO, verdicts and the protocol
+ * services), dnscheck_spf.c (SPF) and uribl.c (the URI lists) include it; nothing else does.
  */
 #ifndef MOAT_DNSCHECK_INT_H
 #define MOAT_DNSCHECK_INT_H
+
+#include <string.h>
 
 #include "dns.h"
 #include "dnsbl.h"
@@ -81,8 +83,21 @@ struct dnscheck {
     struct uribl *uribl; /* uribl.c: URI lists on message content, or NULL */
 };
 
-struct dnscheck *dc_of(struct dns_waiter *w);
-void dc_waiter_init(struct check_waiter *cw, struct dnscheck *d, unsigned index);
+/* The check a waiter belongs to; a waiter set up for check d, slot index. Inline, so the URI
+ * lists (uribl.c) and the policy use them without calling back into dnscheck.c. */
+static inline struct dnscheck *
+dc_of(struct dns_waiter *w)
+{
+    return container_of(w, struct check_waiter, w)->d;
+}
+
+static inline void
+dc_waiter_init(struct check_waiter *cw, struct dnscheck *d, unsigned index)
+{
+    memset(cw, 0, sizeof(*cw));
+    cw->d = d;
+    cw->index = index;
+}
 bool dc_client_pending(const struct dnscheck *d);
 /* Tell the protocol, if it waits, that what it waited for is done. */
 void dc_progress(struct dnscheck *d);

@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "confval.h"
+#include "dns.h"
 
 enum listener_proto { LPROTO_SMTP = 0, LPROTO_SUBMISSION, LPROTO_IMAP, LPROTO_POP3 };
 enum listener_tls { LTLS_NONE = 0, LTLS_STARTTLS, LTLS_IMPLICIT };
@@ -27,10 +28,12 @@ enum proxy_accept { PROXY_ACCEPT_OFF = 0, PROXY_ACCEPT_V1, PROXY_ACCEPT_V2, PROX
 struct sender_map;
 struct protocol;
 
-/* DNS checks (dnscheck.c): off, log the outcome, log what would be refused, or refuse. */
-enum dns_policy { DNS_POLICY_OFF = 0, DNS_POLICY_WARN, DNS_POLICY_DRY_RUN, DNS_POLICY_REJECT };
 /* Per listener: auto = enforce on an MX (smtp) listener, log elsewhere. */
 enum dns_checks_mode { DNS_CHECKS_AUTO = 0, DNS_CHECKS_OFF, DNS_CHECKS_LOG, DNS_CHECKS_ENFORCE };
+
+/* The longest user name and password moat handles (SASL exchanges, a master_password). */
+#define SASL_USER_MAX 255
+#define SASL_PASS_MAX 1024
 
 #define CONFIG_MAX_ADDRS 8
 #define CONFIG_MAX_CERTS 8
@@ -103,39 +106,6 @@ struct config_tls {
     bool sni_strict;   /* refuse an SNI name that no certificate answers to */
     bool sni_required; /* refuse a handshake without SNI */
     uint32_t ticket_lifetime_ms;
-};
-
-struct dnsbl_list;
-
-struct config_dns {
-    char *servers;       /* "127.0.0.1:5353,[::1]:53"; NULL = the system's resolv.conf */
-    uint32_t timeout_ms; /* per try */
-    uint32_t tries;
-    uint32_t cache_size; /* entries per worker */
-    size_t cache_bytes;  /* the cache's memory budget per worker */
-    uint32_t cache_max_ttl_ms;
-    uint32_t negative_ttl_ms;
-    uint32_t tempfail_ttl_ms;
-    enum dns_policy fcrdns;
-    enum dns_policy helo_check;
-    bool helo_resolve;             /* the HELO name must resolve (A/AAAA) */
-    char *dnsbl;                   /* "zone[=127.0.0.2..11]*weight, ..." */
-    struct dnsbl_list *dnsbl_list; /* parsed; NULL when empty */
-    enum dns_policy dnsbl_action;
-    uint32_t dnsbl_threshold;
-    char *dnsbl_allowlist_threshold_text;
-    int dnsbl_allowlist_threshold; /* <= 0; 0 = off */
-    enum dns_policy spf;
-    /* URI block lists on MX message content (uribl.c) */
-    char *uribl;                   /* "zone[=127.0.0.2..11]*weight, ..." like dnsbl */
-    struct dnsbl_list *uribl_list; /* parsed; NULL when empty */
-    enum dns_policy uribl_policy;
-    uint32_t uribl_threshold;
-    uint32_t uribl_max_lookups; /* DNS queries per message (domains x lists) */
-    size_t uribl_max_bytes;     /* message bytes scanned */
-    uint32_t uribl_max_depth;   /* nested MIME entities */
-    uint32_t uribl_max_parts;   /* MIME entities */
-    uint32_t uribl_timeout_ms;  /* end of data waits this long for answers at most */
 };
 
 /* [cluster]: limits, rates and bans shared by several moats through Redis (cluster.c). */

@@ -11,7 +11,44 @@
 #include "common.h"
 #include "dnsname.h"
 
-struct session_env;
+struct ev_loop;
+
+/* DNS checks (dnscheck.c): off, log the outcome, log what would be refused, or refuse. */
+enum dns_policy { DNS_POLICY_OFF = 0, DNS_POLICY_WARN, DNS_POLICY_DRY_RUN, DNS_POLICY_REJECT };
+
+/* The [dns] section (config.h holds it in struct config). */
+struct dnsbl_list;
+struct config_dns {
+    char *servers;       /* "127.0.0.1:5353,[::1]:53"; NULL = the system's resolv.conf */
+    uint32_t timeout_ms; /* per try */
+    uint32_t tries;
+    uint32_t cache_size; /* entries per worker */
+    size_t cache_bytes;  /* the cache's memory budget per worker */
+    uint32_t cache_max_ttl_ms;
+    uint32_t negative_ttl_ms;
+    uint32_t tempfail_ttl_ms;
+    enum dns_policy fcrdns;
+    enum dns_policy helo_check;
+    bool helo_resolve;             /* the HELO name must resolve (A/AAAA) */
+    char *dnsbl;                   /* "zone[=127.0.0.2..11]*weight, ..." */
+    struct dnsbl_list *dnsbl_list; /* parsed; NULL when empty */
+    enum dns_policy dnsbl_action;
+    uint32_t dnsbl_threshold;
+    char *dnsbl_allowlist_threshold_text;
+    int dnsbl_allowlist_threshold; /* <= 0; 0 = off */
+    enum dns_policy spf;
+    /* URI block lists on MX message content (uribl.c) */
+    char *uribl;                   /* "zone[=127.0.0.2..11]*weight, ..." like dnsbl */
+    struct dnsbl_list *uribl_list; /* parsed; NULL when empty */
+    enum dns_policy uribl_policy;
+    uint32_t uribl_threshold;
+    uint32_t uribl_max_lookups; /* DNS queries per message (domains x lists) */
+    size_t uribl_max_bytes;     /* message bytes scanned */
+    uint32_t uribl_max_depth;   /* nested MIME entities */
+    uint32_t uribl_max_parts;   /* MIME entities */
+    uint32_t uribl_timeout_ms;  /* end of data waits this long for answers at most */
+};
+
 struct config;
 struct dns_resolver;
 struct dns_entry;
@@ -51,10 +88,12 @@ struct dns_waiter {
     bool ready; /* on the resolver's delivery list rather than the entry's */
 };
 
-/* The resolver of e's loop for c's [dns] section, created on first use (and anew when a
- * reload changed it), with one more user: give it back with dns_resolver_put(). NULL (logged)
- * when c-ares cannot make a channel: the caller goes without DNS checks. */
-struct dns_resolver *dns_resolver_get(struct session_env *e, const struct config *c);
+/* The resolver of loop for the [dns] section d, kept in *slot (the loop's) and created on first
+ * use (and anew when a reload changed d), with one more user: give it back with
+ * dns_resolver_put(). NULL (logged) when c-ares cannot make a channel: the caller goes without
+ * DNS checks. */
+struct dns_resolver *dns_resolver_get(struct ev_loop *loop, struct dns_resolver **slot,
+                                      const struct config_dns *d);
 void dns_resolver_put(struct dns_resolver *r);
 /* Look name up; w->done runs later from the loop, exactly once unless cancelled. w must stay
  * alive until then. */

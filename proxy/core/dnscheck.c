@@ -13,20 +13,7 @@
 
 #include "dnscheck.h"
 #include "dnscheck_int.h"
-
-struct dnscheck *
-dc_of(struct dns_waiter *w)
-{
-    return container_of(w, struct check_waiter, w)->d;
-}
-
-void
-dc_waiter_init(struct check_waiter *cw, struct dnscheck *d, unsigned index)
-{
-    memset(cw, 0, sizeof(*cw));
-    cw->d = d;
-    cw->index = index;
-}
+#include "session_env.h"
 
 bool
 dc_client_pending(const struct dnscheck *d)
@@ -162,7 +149,7 @@ dnscheck_start(struct session *s)
     d->s = s;
     d->cd = cd;
     d->enforce = enforce;
-    d->r = dns_resolver_get(s->env, s->conf);
+    d->r = dns_resolver_get(s->env->loop, &s->env->resolver, &s->conf->dns);
     if (d->r == NULL) { /* no resolver (logged): this session goes without DNS checks */
         free(d);
         return NULL;
