@@ -27,7 +27,8 @@ static const char *const verdict_names[] = {
     [ADMIT_PROXY_HEADER] = "proxy_header",
 };
 
-/* Made on the first admission, by the main thread or a worker (intake.c), once. */
+/* Written once by the main thread before the first hand-off to a worker (the worker queue's
+ * lock orders it before any worker reads it). */
 static _Atomic(struct ratetable *) table;
 static atomic_uint handshakes;
 static atomic_uint sessions; /* admitted and not ended, in every worker (for max_sessions) */
