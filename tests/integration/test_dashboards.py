@@ -125,7 +125,7 @@ def test_dashboard_is_grafana_json():
     used = set().union(*(series_names(e) for e in exprs))
     for name in ("moat_sessions_open", "moat_sessions_total", "moat_refusals_total",
                  "moat_auth_failures_total", "moat_tls_handshake_failures_total",
-                 "moat_backend_up"):
+                 "moat_backend_up", "moat_tls_certificate_expiry_seconds"):
         assert name in used, name
 
 
