@@ -20,6 +20,7 @@
 
 #include <ev.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "admission.h"
 #include "auth.h"
@@ -195,6 +196,10 @@ reload_warn_restart(const struct config *old, const struct config *conf)
              (old->log_file == NULL) != (conf->log_file == NULL) ||
              (old->log_file != NULL && strcmp(old->log_file, conf->log_file) != 0))
         key = "log_format/log_level/log_file";
+    else if (old->cluster.redis_addr_len != conf->cluster.redis_addr_len ||
+             memcmp(&old->cluster.redis_addr, &conf->cluster.redis_addr,
+                    conf->cluster.redis_addr_len) != 0)
+        key = "cluster";
     if (key != NULL)
         log_msg(LOG_WARN, EV_RELOAD_PARTIAL, "key=%s error=\"changes only with a restart\"", key);
 }
@@ -318,6 +323,8 @@ run(struct config *conf, struct tls_ctx *tls)
     rt.nworkers = worker_count(conf);
     rt.guard = authguard_new(admission_start(conf));
     rt.workers = workers_start(rt.nworkers, rt.guard);
+    for (unsigned i = 0; i < rt.nworkers; i++)
+        cluster_start(worker_env(rt.workers[i]), conf);
 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_NOENV);
     ev_signal sig_term, sig_int, sig_hup, sig_usr1;

@@ -31,6 +31,8 @@
     X(EV_BACKEND_XCLIENT, "backend_xclient", STAT_MARK_NONE)                                       \
     X(EV_BACKEND_XCLIENT_IGNORED, "backend_xclient_ignored", STAT_MARK_NONE)                       \
     X(EV_CLOSE, "close", STAT_MARK_NONE)                                                           \
+    X(EV_CLUSTER_DOWN, "cluster_down", STAT_MARK_NONE)                                             \
+    X(EV_CLUSTER_UP, "cluster_up", STAT_MARK_NONE)                                                 \
     X(EV_CERTIFICATE_EXPIRED, "certificate_expired", STAT_MARK_NONE)                               \
     X(EV_CERTIFICATE_EXPIRING, "certificate_expiring", STAT_MARK_NONE)                             \
     X(EV_DNS_REFUSE, "dns_refuse", STAT_MARK_NONE)                                                 \
@@ -55,6 +57,7 @@
     X(EV_POP3_STATE, "pop3_state", STAT_MARK_NONE)                                                 \
     X(EV_POP3_UNKNOWN, "pop3_unknown", STAT_MARK_NONE)                                             \
     X(EV_PRIVILEGES_DROPPED, "privileges_dropped", STAT_MARK_NONE)                                 \
+    X(EV_PROXY_HEADER, "proxy_header", STAT_MARK_NONE)                                             \
     X(EV_PROXY_HEADER_FAILED, "proxy_header_failed", STAT_MARK_NONE)                               \
     X(EV_RDNS_BAD_NAME, "rdns_bad_name", STAT_MARK_NONE)                                           \
     X(EV_REFUSED, "refused", STAT_MARK_NONE)                                                       \

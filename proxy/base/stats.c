@@ -284,6 +284,48 @@ render_histogram(struct out *o, size_t n)
     }
 }
 
+static atomic_bool cluster_on;
+static atomic_int cluster_links;
+static atomic_ullong cluster_counters[STAT_CLUSTER_COUNT];
+
+void
+stats_cluster_enable(void)
+{
+    atomic_store(&cluster_on, true);
+}
+
+void
+stats_cluster_add(enum stat_cluster c)
+{
+    atomic_fetch_add_explicit(&cluster_counters[c], 1, memory_order_relaxed);
+}
+
+void
+stats_cluster_links(int delta)
+{
+    atomic_fetch_add(&cluster_links, delta);
+}
+
+static void
+render_cluster(struct out *o)
+{
+    if (!atomic_load(&cluster_on))
+        return;
+    header(o, "moat_cluster_links_up", "gauge",
+           "Worker links to the fleet's Redis that are up (0: local counters only).");
+    out_printf(o, "moat_cluster_links_up %d\n", atomic_load(&cluster_links));
+    static const char *const names[STAT_CLUSTER_COUNT][2] = {
+        {"moat_cluster_requests_total", "Commands sent to the fleet's Redis."},
+        {"moat_cluster_fallbacks_total",
+         "Admissions decided on local counters because Redis was down or slow."},
+        {"moat_cluster_errors_total", "Redis error replies and lost connections."},
+    };
+    for (int i = 0; i < STAT_CLUSTER_COUNT; i++) {
+        header(o, names[i][0], "counter", names[i][1]);
+        out_printf(o, "%s %llu\n", names[i][0], ld(&cluster_counters[i]));
+    }
+}
+
 long
 stats_render(char *p, size_t cap)
 {
@@ -323,5 +365,6 @@ stats_render(char *p, size_t cap)
             out_printf(&o, "moat_tls_certificate_expiry_seconds{file=\"%s\"} %lld\n",
                        certs[i].label, (long long)(certs[i].not_after - now));
     }
+    render_cluster(&o);
     return o.full ? -1 : (long)o.len;
 }

@@ -102,4 +102,15 @@ const char *stat_tls_failure_name(enum stat_tls_failure f);
  * or -1 when cap is too small. */
 long stats_render(char *out, size_t cap);
 
+/* The fleet's shared counters (cluster.c): rendered once a Redis link was made. */
+enum stat_cluster {
+    STAT_CLUSTER_REQUESTS = 0, /* commands sent to Redis */
+    STAT_CLUSTER_FALLBACKS,    /* decisions taken on local counters: Redis down or slow */
+    STAT_CLUSTER_ERRORS,       /* error replies and lost connections */
+    STAT_CLUSTER_COUNT
+};
+void stats_cluster_enable(void);
+void stats_cluster_add(enum stat_cluster c);
+void stats_cluster_links(int delta);
+
 #endif

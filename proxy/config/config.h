@@ -22,6 +22,8 @@ enum pwcheck_method { PWCHECK_AUXPROP = 0, PWCHECK_SASLAUTHD };
 enum bare_newline { BARE_NEWLINE_NORMALIZE = 0, BARE_NEWLINE_REJECT };
 enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 enum control_mode { MODE_ENFORCE = 0, MODE_LOG };
+/* PROXY protocol on a listener: which header versions a trusted balancer may send first. */
+enum proxy_accept { PROXY_ACCEPT_OFF = 0, PROXY_ACCEPT_V1, PROXY_ACCEPT_V2, PROXY_ACCEPT_ANY };
 
 struct sender_map;
 struct protocol;
@@ -61,6 +63,7 @@ struct config_timeouts {
     uint32_t backend_reply_ms;   /* waiting for a backend reply */
     uint32_t relay_idle_ms;      /* byte relay idle; 0 = protocol default (IMAP 31m, POP3 10m) */
     uint32_t backend_connect_ms; /* per backend address */
+    uint32_t proxy_header_ms;    /* PROXY protocol listeners: the whole header, absolute */
 };
 
 struct config_auth {
@@ -105,6 +108,18 @@ struct config_tls {
     uint32_t ticket_lifetime_ms;
 };
 
+/* [cluster]: limits, rates and bans shared by several moats through Redis (cluster.c). */
+struct config_cluster {
+    struct sockaddr_storage redis_addr;
+    socklen_t redis_addr_len;    /* 0 = off: local counters only */
+    char *username;              /* Redis 6 ACL user; NULL = none */
+    char *password;              /* never logged; NULL = no AUTH */
+    char *prefix;                /* of every key */
+    uint32_t timeout_ms;         /* a reply later than this: decide locally */
+    uint32_t connect_timeout_ms; /* per connection attempt */
+    uint32_t lease_ms;           /* a session count lives this long unless renewed */
+};
+
 struct config_backend {
     char *name;
     struct sockaddr_storage addrs[CONFIG_MAX_ADDRS];
@@ -147,7 +162,9 @@ struct config_listener {
     struct config_auth auth_conf;
     struct config_access access;
     enum dns_checks_mode dns_checks;
-    const struct protocol *protocol; /* the protocol table, bound once at load (protocols/) */
+    enum proxy_accept proxy_protocol; /* a balancer's PROXY header first (off: none) */
+    struct cidr_list proxy_trusted;   /* who may send it; anyone else is closed at once */
+    const struct protocol *protocol;  /* the protocol table, bound once at load (protocols/) */
     int line;
     struct config_listener *next;
 };
@@ -177,6 +194,7 @@ struct config {
     struct config_auth auth;
     struct config_access access;
     struct config_dns dns;
+    struct config_cluster cluster;
     struct config_backend *backends;
     struct config_listener *listeners;
 };
@@ -206,5 +224,6 @@ struct config_backend *config_backend_find(const struct config *c, const char *n
 const char *listener_proto_name(enum listener_proto p);
 const char *listener_tls_name(enum listener_tls t);
 const char *backend_identity_name(enum backend_identity i);
+const char *proxy_accept_name(enum proxy_accept p);
 
 #endif

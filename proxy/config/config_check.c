@@ -149,6 +149,7 @@ config_listener_inherit(struct loader *ld, struct section_rec *sec)
         case SEC_BACKEND:
         case SEC_LISTENER:
         case SEC_DNS:
+        case SEC_CLUSTER:
         case SEC_UNKNOWN:
             MOAT_ASSERT(!"not an inherited section");
         }
@@ -261,6 +262,10 @@ config_check_listener(struct loader *ld, size_t index)
                      "[listener %s] uses tls = %s but [tls] has no certificate", l->name,
                      listener_tls_name(l->tls));
     }
+    if (l->proxy_protocol != PROXY_ACCEPT_OFF && l->proxy_trusted.n == 0)
+        config_error(ld, config_seen(sec, "proxy_protocol"), "proxy_trusted",
+                     "[listener %s] uses proxy_protocol = %s but trusts no balancer", l->name,
+                     proxy_accept_name(l->proxy_protocol));
     config_check_listen(ld, index);
     config_load_sender_map(ld, sec);
 }

@@ -22,6 +22,7 @@ enum section_kind {
     SEC_BACKEND,
     SEC_LISTENER,
     SEC_DNS,
+    SEC_CLUSTER,
     SEC_UNKNOWN /* skipped: its header already got an error */
 };
 

@@ -38,6 +38,11 @@ static const struct enum_name mode_names[] = {
 static const struct enum_name identity_names[] = {
     {"xclient", IDENT_XCLIENT}, {"proxy-v1", IDENT_PROXY_V1}, {"proxy-v2", IDENT_PROXY_V2},
     {"id", IDENT_ID},           {"none", IDENT_NONE},         {NULL, 0}};
+static const struct enum_name proxy_accept_names[] = {{"off", PROXY_ACCEPT_OFF},
+                                                      {"v1", PROXY_ACCEPT_V1},
+                                                      {"v2", PROXY_ACCEPT_V2},
+                                                      {"any", PROXY_ACCEPT_ANY},
+                                                      {NULL, 0}};
 static const struct enum_name proto_names[] = {{"smtp", LPROTO_SMTP},
                                                {"submission", LPROTO_SUBMISSION},
                                                {"imap", LPROTO_IMAP},
@@ -132,6 +137,7 @@ const struct key_def config_keys[] = {
     TMO("backend_reply", backend_reply_ms, "10m", 1),
     TMO("relay_idle", relay_idle_ms, "0", 0),
     TMO("backend_connect", backend_connect_ms, "5s", 1),
+    TMO("proxy_header", proxy_header_ms, "3s", 1),
 
     AUTH("verifier", KT_ENUM, verifier, "backend", 0, 0, verifier_names),
     AUTH("max_failures", KT_UINT, max_failures, "3", 1, 1000, NULL),
@@ -179,6 +185,18 @@ const struct key_def config_keys[] = {
     DNS("uribl_max_parts", KT_UINT, uribl_max_parts, "64", 1, 10000, NULL),
     DNS("uribl_timeout", KT_DURATION, uribl_timeout_ms, "5s", 1, 0, NULL),
 
+    /* [cluster]: off until redis is set */
+    {SEC_CLUSTER, "redis", KT_ADDR_OFF, offsetof(struct config_cluster, redis_addr),
+     offsetof(struct config_cluster, redis_addr_len), "off", 0, 0, NULL, 0},
+    K(SEC_CLUSTER, "username", KT_STR, struct config_cluster, username, NULL, 0, 0, NULL, 0),
+    K(SEC_CLUSTER, "password", KT_STR, struct config_cluster, password, NULL, 0, 0, NULL, 0),
+    K(SEC_CLUSTER, "prefix", KT_STR, struct config_cluster, prefix, "moat:", 0, 0, NULL, 0),
+    K(SEC_CLUSTER, "timeout", KT_DURATION, struct config_cluster, timeout_ms, "100ms", 1, 0, NULL,
+      0),
+    K(SEC_CLUSTER, "connect_timeout", KT_DURATION, struct config_cluster, connect_timeout_ms, "1s",
+      1, 0, NULL, 0),
+    K(SEC_CLUSTER, "lease", KT_DURATION, struct config_cluster, lease_ms, "30s", 1, 0, NULL, 0),
+
     BACK("address", KT_BACKEND_ADDRS, addrs, NULL, KF_REPEAT),
     BACK("identity", KT_ENUM, identity, identity_names, 0),
     BACK("helo_name", KT_STR, helo_name, NULL, 0),
@@ -201,13 +219,17 @@ const struct key_def config_keys[] = {
     LSN("dsn", KT_BOOL, dsn, "yes", NULL),
     LSN("greet_pause", KT_DURATION, greet_pause_ms, "0", NULL),
     LSN("greet_mode", KT_ENUM, greet_mode, "enforce", mode_names),
+    LSN("proxy_protocol", KT_ENUM, proxy_protocol, "off", proxy_accept_names),
+    K(SEC_LISTENER, "proxy_trusted", KT_CIDRS, struct config_listener, proxy_trusted, NULL, 0, 0,
+      NULL, KF_REPEAT),
 };
 const size_t config_nkeys = ARRAY_SIZE(config_keys);
 
 static const char *const section_names[] = {
     [SEC_MOAT] = "moat",         [SEC_TLS] = "tls",           [SEC_LIMITS] = "limits",
     [SEC_TIMEOUTS] = "timeouts", [SEC_AUTH] = "auth",         [SEC_ACCESS] = "access",
-    [SEC_BACKEND] = "backend",   [SEC_LISTENER] = "listener", [SEC_DNS] = "dns"};
+    [SEC_BACKEND] = "backend",   [SEC_LISTENER] = "listener", [SEC_DNS] = "dns",
+    [SEC_CLUSTER] = "cluster"};
 
 const char *
 config_section_name(enum section_kind kind)
@@ -619,6 +641,22 @@ backend_identity_name(enum backend_identity i)
         return "proxy-v2";
     case IDENT_ID:
         return "id";
+    }
+    return "?";
+}
+
+const char *
+proxy_accept_name(enum proxy_accept p)
+{
+    switch (p) {
+    case PROXY_ACCEPT_OFF:
+        return "off";
+    case PROXY_ACCEPT_V1:
+        return "v1";
+    case PROXY_ACCEPT_V2:
+        return "v2";
+    case PROXY_ACCEPT_ANY:
+        return "any";
     }
     return "?";
 }

@@ -30,7 +30,7 @@ static const struct {
     {"limits", SEC_LIMITS, false},  {"timeouts", SEC_TIMEOUTS, false},
     {"auth", SEC_AUTH, false},      {"access", SEC_ACCESS, false},
     {"backend", SEC_BACKEND, true}, {"listener", SEC_LISTENER, true},
-    {"dns", SEC_DNS, false},
+    {"dns", SEC_DNS, false},        {"cluster", SEC_CLUSTER, false},
 };
 
 static bool
@@ -244,6 +244,8 @@ config_section_base(struct config *c, struct section_rec *sec)
         return sec->listener;
     case SEC_DNS:
         return &c->dns;
+    case SEC_CLUSTER:
+        return &c->cluster;
     case SEC_UNKNOWN:
         break;
     }
@@ -403,6 +405,7 @@ config_load_text(const char *name, const char *text, size_t len, struct config_e
     config_apply_defaults(&ld, SEC_AUTH, &c->auth);
     config_apply_defaults(&ld, SEC_ACCESS, &c->access);
     config_apply_defaults(&ld, SEC_DNS, &c->dns);
+    config_apply_defaults(&ld, SEC_CLUSTER, &c->cluster);
     config_parse(&ld);
     config_check(&ld);
     if (ld.nerrors > 0) {
@@ -507,6 +510,7 @@ config_listener_free(struct config_listener *l)
     sender_map_free(l->sender_map);
     config_auth_free(&l->auth_conf);
     config_access_free(&l->access);
+    cidr_list_free(&l->proxy_trusted);
     free(l);
 }
 
@@ -529,6 +533,11 @@ config_free(struct config *c)
     config_auth_free(&c->auth);
     config_access_free(&c->access);
     config_dns_free(&c->dns);
+    free(c->cluster.username);
+    free(c->cluster.prefix);
+    if (c->cluster.password != NULL)
+        explicit_bzero(c->cluster.password, strlen(c->cluster.password));
+    free(c->cluster.password);
     while (c->backends != NULL) {
         struct config_backend *b = c->backends;
         c->backends = b->next;

@@ -2,8 +2,10 @@
  * listener.c: listening sockets and accept, on the main thread's loop. Admission control runs
  * here, once per connection and before any TLS work: a refused client gets its protocol's
  * cheap refusal (or a plain close on implicit-TLS ports) and never reaches a worker. Handles
- * EMFILE by pausing accept briefly instead of spinning. On reload, sockets whose address is
- * unchanged are kept (no connection is refused meanwhile), new ones bound, removed ones closed.
+ * EMFILE by pausing accept briefly instead of spinning. Listeners behind a balancer (PROXY
+ * protocol) or in a fleet admit in two steps: the client-independent part here, the rest in
+ * intake.c (on the worker). On reload, sockets whose address is unchanged are kept (no connection
+ * is refused meanwhile), new ones bound, removed ones closed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +19,7 @@
 
 #include "admission.h"
 #include "config.h"
+#include "intake.h"
 #include "listener.h"
 #include "protocol.h"
 #include "log.h"
@@ -116,6 +119,7 @@ admission_control(enum admission_verdict v)
 {
     switch (v) {
     case ADMIT_DENIED:
+    case ADMIT_PROXY_UNTRUSTED:
         return STAT_REFUSED_ACCESS;
     case ADMIT_OK:
     case ADMIT_MAX_SESSIONS:
@@ -124,6 +128,7 @@ admission_control(enum admission_verdict v)
     case ADMIT_TLS_HANDSHAKES:
     case ADMIT_TABLE_FULL:
     case ADMIT_BANNED:
+    case ADMIT_PROXY_HEADER:
         return STAT_REFUSED_LIMIT;
     }
     return STAT_REFUSED_LIMIT;
@@ -149,7 +154,9 @@ listener_refusal(char *out, size_t cap, const struct config *conf, const struct 
     const struct protocol_refusals *r = &l->protocol->refusals;
     bool denied = v == ADMIT_DENIED;
     const char *start = denied ? r->denied : r->busy;
-    if (l->tls == LTLS_IMPLICIT || start == NULL)
+    /* a balancer that is not trusted or did not speak PROXY is not told anything */
+    if (l->tls == LTLS_IMPLICIT || start == NULL || v == ADMIT_PROXY_UNTRUSTED ||
+        v == ADMIT_PROXY_HEADER)
         return 0;
     return refusal_line(out, cap, "%s%s%s%s\r\n", start, r->names_host ? conf->hostname : "",
                         r->names_host ? " " : "",
@@ -164,6 +171,15 @@ refuse(int fd, const struct config *conf, const struct config_listener *l, enum 
     if (n > 0)
         (void)send(fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     close(fd);
+}
+
+void
+listener_refuse(int fd, const struct config *conf, const struct config_listener *l,
+                const struct sockaddr *peer, enum admission_verdict v, struct stats_listener *st)
+{
+    admission_log(l, peer, v);
+    stats_refusal(st != NULL ? st : stats_find(l->name), admission_control(v));
+    refuse(fd, conf, l, v);
 }
 
 static void
@@ -204,17 +220,21 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
                 pause_accepting(ls);
             return;
         }
+        bool later = intake_wanted(ls->conf, k->conf);
         enum admission_verdict v =
-            admission_check(ls->conf, k->conf, (struct sockaddr *)&peer, len);
+            later ? intake_check_accept(ls->conf, k->conf, (struct sockaddr *)&peer)
+                  : admission_check(ls->conf, k->conf, (struct sockaddr *)&peer, len);
         if (v != ADMIT_OK) {
-            admission_log(k->conf, (struct sockaddr *)&peer, v);
-            stats_refusal(k->stats, admission_control(v));
-            refuse(fd, ls->conf, k->conf, v);
+            listener_refuse(fd, ls->conf, k->conf, (struct sockaddr *)&peer, v, k->stats);
             continue;
         }
         struct tls_ctx *tls = k->conf->tls != LTLS_NONE ? ls->tls : NULL;
-        workers_dispatch(ls->workers, ls->nworkers, fd, (struct sockaddr *)&peer, len, ls->conf,
-                         k->conf, tls);
+        if (later)
+            workers_dispatch_intake(ls->workers, ls->nworkers, fd, (struct sockaddr *)&peer, len,
+                                    ls->conf, k->conf, tls);
+        else
+            workers_dispatch(ls->workers, ls->nworkers, fd, (struct sockaddr *)&peer, len, ls->conf,
+                             k->conf, tls);
     }
 }
 

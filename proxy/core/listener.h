@@ -31,5 +31,12 @@ void listeners_close(struct listeners *ls);
  * 0 on implicit-TLS listeners (plain close). */
 int listener_refusal(char *out, size_t cap, const struct config *conf,
                      const struct config_listener *l, enum admission_verdict v);
+/* Any thread: refuse fd (a connection of l from peer) for v: the log line, the /metrics refusal
+ * (into st, or l's own stats when NULL), the protocol's line or a plain close; closes fd. For
+ * the accept here and the second step of admission on a worker (intake.c). */
+struct stats_listener;
+void listener_refuse(int fd, const struct config *conf, const struct config_listener *l,
+                     const struct sockaddr *peer, enum admission_verdict v,
+                     struct stats_listener *st);
 
 #endif

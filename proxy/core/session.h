@@ -66,6 +66,7 @@ struct session {
     bool client_eof;          /* the client closed its side: answer what it asked, then close */
     bool dns_owes_client;     /* the protocol holds an answer until DNS answers are in (uribl.c) */
     bool in_handshake;        /* counted in admission's TLS handshakes in progress */
+    bool admission_uncounted; /* in no client's count (a PROXY LOCAL health check) */
     bool past_preauth;        /* reached a post-auth phase once: preauth_total no longer applies */
     const char *timeout_name; /* the timeout that ended the session, for the closing line */
     bool draining;            /* shutdown asked; close when idle */
@@ -83,7 +84,8 @@ struct session {
     char hold_reply[384];
     struct session *dead_next; /* worker's list of sessions to finish and free */
     bool on_dead_list;
-    struct dnscheck *dns; /* dnscheck.c: this session's DNS checks, or NULL */
+    struct dnscheck *dns;        /* dnscheck.c: this session's DNS checks, or NULL */
+    struct cluster_lease *lease; /* cluster.c: this session's count in the fleet, or NULL */
 };
 
 /* session_events.c, for the worker */

@@ -14,6 +14,7 @@
 #include "admission.h"
 #include "auth.h"
 #include "authguard.h"
+#include "cluster.h"
 #include "log.h"
 #include "session.h"
 #include "stats.h"
@@ -398,6 +399,7 @@ session_auth_failed(struct session *s, const char *user, size_t user_len, const 
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
     authguard_failure(s->env->guard, a, &k, user, user_len, s->auth_failures, moat_now_ms(), &v);
+    cluster_auth_failure(s->env, s->conf, a, &k, user, user_len, v.familiar);
     bool last = a->max_failures > 0 && s->auth_failures >= a->max_failures;
     log_failure(s, user, user_len, mech, &v, last);
     int n = snprintf(s->hold_reply, sizeof(s->hold_reply), "%s", last ? final_reply : reply);
@@ -427,6 +429,7 @@ session_auth_login(struct session *s, const char *user, size_t user_len, const c
     struct ratetable_key k;
     admission_client_key(&k, s->listener, session_client_sockaddr(s));
     authguard_login(s->env->guard, &k, user, user_len, moat_now_ms());
+    cluster_login(s->env, s->conf, &k, user, user_len);
     struct log_line l;
     log_begin(&l, LOG_INFO, EV_LOGIN);
     if (l.skip)

@@ -13,6 +13,8 @@
 struct session;
 struct dns_resolver;
 struct authguard;
+struct intake;
+struct cluster_link;
 
 /* A message another thread posts to a loop: run(m) is called on that loop, which then owns m
  * (run frees it). For results of work done off the loop (the auth pool). */
@@ -25,6 +27,10 @@ struct session_env {
     struct ev_loop *loop;
     /* dns.c keeps the loop's resolver here (created lazily on the loop's thread). */
     struct dns_resolver *resolver;
+    /* intake.c: the loop's connections not admitted yet (behind a balancer, in a fleet). */
+    struct intake *intakes;
+    /* cluster.c: the loop's Redis link ([cluster]), made on first use or by cluster_start(). */
+    struct cluster_link *cluster;
     /* Re-dispatch s from the loop's next turn (input resumed, STARTTLS outside a callback). */
     void (*kick)(struct session_env *e, struct session *s);
     /* Finish s (if not yet) and free it from the loop, never inside the current callback. */
@@ -33,6 +39,10 @@ struct session_env {
     void (*done)(struct session_env *e, struct session *s);
     /* Any thread: queue m for this loop and wake it. */
     void (*post)(struct session_env *e, struct worker_msg *m);
+    /* intake.c: a connection handed over as an intake was admitted and s is its new session
+     * (it joins the worker's sessions), or it was refused (the worker no longer counts it). */
+    void (*adopt)(struct session_env *e, struct session *s);
+    void (*intake_dropped)(struct session_env *e);
     /* The process's shared tables (made at start, locking themselves): guard->clients is
      * admission's per-client table (client message and recipient rates, client bans), with the
      * login ban tables beside it. */

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "admission.h"
+#include "cluster.h"
 #include "dnscheck.h"
 #include "log.h"
 #include "session.h"
@@ -409,7 +410,10 @@ session_finish(struct session *s)
         log_kv(&l, "timeout", "%s", s->timeout_name);
     dnscheck_log_close(s->dns, &l);
     log_end(&l);
-    admission_session_end(s->listener, (const struct sockaddr *)&s->peer);
+    admission_session_end(s->listener,
+                          s->admission_uncounted ? NULL : (const struct sockaddr *)&s->peer);
+    cluster_lease_end(s->lease);
+    s->lease = NULL;
     session_stats_close(s, (uint64_t)((ev_now(loop) - s->start) * 1000));
     s->env->done(s->env, s);
 }

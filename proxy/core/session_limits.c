@@ -1,10 +1,12 @@
 /*
  * session_limits.c: services that let a protocol use time and the per-client rates without
  * seeing libev or the shared table: one protocol timer folded into the session's single
- * ev_timer, and the SMTP message / recipient rates counted per client address.
+ * ev_timer, and the SMTP message / recipient rates counted per client address (locally, and
+ * across the fleet when [cluster] is set).
  */
 #include "admission.h"
 #include "authguard.h"
+#include "cluster.h"
 #include "log.h"
 #include "session.h"
 #include "session_env.h"
@@ -53,7 +55,8 @@ session_rate_allows(struct session *s, enum client_rate k)
         return true;
     struct ratetable_key key;
     admission_client_key(&key, s->listener, (const struct sockaddr *)&s->peer);
-    if (ratetable_check(t, &key, kind, r, 1, moat_now_ms()) == RT_OK)
+    if (ratetable_check(t, &key, kind, r, 1, moat_now_ms()) == RT_OK &&
+        cluster_rate_allows(s->env, s->conf, &key, kind, r, 1))
         return true;
     bool dry = s->listener->limits.mode == MODE_LOG;
     session_log(s, LOG_INFO, dry ? EV_WOULD_REFUSE : EV_REFUSED, "reason=%s client=%s mode=%s",
@@ -73,4 +76,5 @@ session_rate_count(struct session *s, enum client_rate k)
     struct ratetable_key key;
     admission_client_key(&key, s->listener, (const struct sockaddr *)&s->peer);
     (void)ratetable_add(t, &key, kind, r, 1, moat_now_ms());
+    cluster_rate_add(s->env, s->conf, &key, kind, r, 1);
 }

@@ -11,7 +11,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "cluster.h"
 #include "dns.h"
+#include "intake.h"
 #include "log.h"
 #include "session.h"
 #include "session_env.h"
@@ -25,6 +27,7 @@ struct pending {
     struct config *conf;
     const struct config_listener *listener;
     struct tls_ctx *tls;
+    bool intake; /* admission continues on the worker (intake.c) */
     struct pending *next;
 };
 
@@ -107,6 +110,25 @@ worker_session_done(struct session_env *e, struct session *s)
     worker_defer_finish(e, s);
 }
 
+/* intake.c: a connection handed over by workers_dispatch_intake() was admitted (s is its new
+ * session), or was refused (it is no longer counted). */
+static void
+worker_session_adopt(struct session_env *e, struct session *s)
+{
+    struct worker *w = worker_of(e);
+    s->next = w->sessions;
+    if (w->sessions != NULL)
+        w->sessions->prev = s;
+    w->sessions = s;
+}
+
+static void
+worker_intake_dropped(struct session_env *e)
+{
+    struct worker *w = worker_of(e);
+    atomic_fetch_sub(&w->nsessions, 1);
+}
+
 static void
 on_idle(struct ev_loop *loop, ev_idle *ev, int revents)
 {
@@ -139,6 +161,7 @@ worker_start_drain(struct worker *w, double grace_s)
     if (w->draining)
         return;
     w->draining = true;
+    intake_drop_all(&w->env);
     for (struct session *s = w->sessions, *next; s != NULL; s = next) {
         next = s->next;
         session_shutdown(s);
@@ -212,12 +235,23 @@ on_wake(struct ev_loop *loop, ev_async *a, int revents)
     while (ordered != NULL) {
         struct pending *p = ordered;
         ordered = p->next;
+        if (p->intake) {
+            if (drain) { /* never admitted: nothing to say goodbye to */
+                close(p->fd);
+                config_unref(p->conf);
+                if (p->tls != NULL)
+                    tls_ctx_unref(p->tls);
+                worker_intake_dropped(&w->env);
+            } else {
+                intake_start(&w->env, p->fd, (struct sockaddr *)&p->peer, p->peer_len, p->conf,
+                             p->listener, p->tls);
+            }
+            free(p);
+            continue;
+        }
         struct session *s = session_new(&w->env, p->fd, (struct sockaddr *)&p->peer, p->peer_len,
                                         p->conf, p->listener, p->tls);
-        s->next = w->sessions;
-        if (w->sessions != NULL)
-            w->sessions->prev = s;
-        w->sessions = s;
+        worker_session_adopt(&w->env, s);
         free(p);
         if (drain)
             session_shutdown(s);
@@ -231,6 +265,9 @@ worker_main(void *arg)
 {
     struct worker *w = arg;
     ev_run(w->loop, 0);
+    intake_drop_all(&w->env);
+    cluster_link_free(w->env.cluster);
+    w->env.cluster = NULL;
     dns_resolver_free(w->env.resolver);
     w->env.resolver = NULL;
     tls_thread_cleanup();
@@ -248,6 +285,8 @@ worker_new(unsigned index, struct ev_loop *loop, const struct authguard *guard)
                                   .defer_free = worker_defer_finish,
                                   .done = worker_session_done,
                                   .post = worker_post,
+                                  .adopt = worker_session_adopt,
+                                  .intake_dropped = worker_intake_dropped,
                                   .guard = guard};
     pthread_mutex_init(&w->lock, NULL);
     ev_async_init(&w->wake, on_wake);
@@ -282,10 +321,9 @@ workers_start(unsigned n, const struct authguard *guard)
     return ws;
 }
 
-void
-workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
-                 socklen_t peer_len, struct config *conf, const struct config_listener *l,
-                 struct tls_ctx *tls)
+static void
+dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer, socklen_t peer_len,
+         struct config *conf, const struct config_listener *l, struct tls_ctx *tls, bool intake)
 {
     struct worker *best = ws[0];
     for (unsigned i = 1; i < n; i++) {
@@ -299,12 +337,35 @@ workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *
     p->conf = config_ref(conf);
     p->listener = l;
     p->tls = tls ? tls_ctx_ref(tls) : NULL;
+    p->intake = intake;
     atomic_fetch_add(&best->nsessions, 1);
     pthread_mutex_lock(&best->lock);
     p->next = best->queue;
     best->queue = p;
     pthread_mutex_unlock(&best->lock);
     ev_async_send(best->loop, &best->wake);
+}
+
+void
+workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
+                 socklen_t peer_len, struct config *conf, const struct config_listener *l,
+                 struct tls_ctx *tls)
+{
+    dispatch(ws, n, fd, peer, peer_len, conf, l, tls, false);
+}
+
+void
+workers_dispatch_intake(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
+                        socklen_t peer_len, struct config *conf, const struct config_listener *l,
+                        struct tls_ctx *tls)
+{
+    dispatch(ws, n, fd, peer, peer_len, conf, l, tls, true);
+}
+
+struct session_env *
+worker_env(struct worker *w)
+{
+    return &w->env;
 }
 
 void
@@ -361,6 +422,8 @@ worker_local_free(struct worker *w)
     ev_async_stop(w->loop, &w->wake);
     ev_idle_stop(w->loop, &w->idle);
     ev_timer_stop(w->loop, &w->drain_timer);
+    intake_drop_all(&w->env);
+    cluster_link_free(w->env.cluster);
     dns_resolver_free(w->env.resolver);
     pthread_mutex_destroy(&w->lock);
     free(w);

@@ -25,6 +25,13 @@ struct worker **workers_start(unsigned n, const struct authguard *guard);
 void workers_dispatch(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
                       socklen_t peer_len, struct config *conf, const struct config_listener *l,
                       struct tls_ctx *tls);
+/* The same for a connection whose admission is not finished (intake.c: a PROXY header to read,
+ * or shared counters to consult); it becomes a session only if admitted. */
+void workers_dispatch_intake(struct worker **ws, unsigned n, int fd, const struct sockaddr *peer,
+                             socklen_t peer_len, struct config *conf,
+                             const struct config_listener *l, struct tls_ctx *tls);
+/* For the main thread's start-up work on a worker's loop (cluster_start() posts through it). */
+struct session_env *worker_env(struct worker *w);
 /* Drain: each worker says goodbye to idle sessions and exits once empty or at the deadline. */
 void workers_drain(struct worker **ws, unsigned n, double grace_s);
 void workers_join(struct worker **ws, unsigned n);

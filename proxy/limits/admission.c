@@ -1,10 +1,10 @@
 /*
- * admission.c: admission control at accept. Cheap, synchronous, on the main thread; a refusal
- * is one non-blocking write of the protocol's line by the listener (or nothing on implicit-TLS
- * ports); this file only says why. Owns the
- * process-wide per-client table and the counts of open sessions and of TLS handshakes in
- * progress; workers only report ends into them. Never blocks on I/O and never refuses a client
- * in dry-run mode.
+ * admission.c: admission control at accept. Cheap, synchronous, on the main thread (listeners
+ * behind a balancer or in a fleet admit in two steps: the client's part on a worker, intake.c);
+ * a refusal is one non-blocking write of the protocol's line by the listener (or nothing on
+ * implicit-TLS ports); this file only says why. Owns the process-wide per-client table and the
+ * counts of open sessions and of TLS handshakes in progress; workers only report ends into
+ * them. Never blocks on I/O and never refuses a client in dry-run mode.
  */
 #include <arpa/inet.h>
 #include <stdatomic.h>
@@ -23,6 +23,8 @@ static const char *const verdict_names[] = {
     [ADMIT_TLS_HANDSHAKES] = "max_tls_handshakes",
     [ADMIT_TABLE_FULL] = "max_tracked_clients",
     [ADMIT_BANNED] = "banned",
+    [ADMIT_PROXY_UNTRUSTED] = "proxy_untrusted",
+    [ADMIT_PROXY_HEADER] = "proxy_header",
 };
 
 /* Written once by the main thread before the first hand-off to a worker (the worker queue's
@@ -57,8 +59,8 @@ admission_client_key(struct ratetable_key *k, const struct config_listener *l,
 }
 
 /* allow-listed clients are exempt from deny and from the per-client limits. */
-static bool
-exempt(const struct config_listener *l, const struct sockaddr *peer)
+bool
+admission_exempt(const struct config_listener *l, const struct sockaddr *peer)
 {
     return l->access.allow.n > 0 && cidr_list_match(&l->access.allow, peer);
 }
@@ -116,24 +118,71 @@ check_client(const struct config *conf, const struct config_listener *l,
     return ADMIT_OK;
 }
 
+/* What does not depend on the client: the process's bounds. */
 static enum admission_verdict
-admission_decide(const struct config *conf, const struct config_listener *l,
-                 const struct sockaddr *peer)
+check_process(const struct config *conf, const struct config_listener *l)
 {
-    bool allowed = exempt(l, peer);
-    if (!allowed && l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer)) {
-        if (l->access.mode == MODE_ENFORCE)
-            return ADMIT_DENIED;
-        log_verdict(EV_WOULD_REFUSE, l, peer, ADMIT_DENIED);
-    }
     if (conf->max_sessions > 0 && atomic_load(&sessions) >= conf->max_sessions)
         return ADMIT_MAX_SESSIONS;
     if (l->tls == LTLS_IMPLICIT && conf->max_tls_handshakes > 0 &&
         atomic_load(&handshakes) >= conf->max_tls_handshakes)
         return ADMIT_TLS_HANDSHAKES;
+    return ADMIT_OK;
+}
+
+/* Access lists, then (for a client not allow-listed) the per-client table. */
+static enum admission_verdict
+check_access_client(const struct config *conf, const struct config_listener *l,
+                    const struct sockaddr *peer)
+{
+    bool allowed = admission_exempt(l, peer);
+    if (!allowed && l->access.deny.n > 0 && cidr_list_match(&l->access.deny, peer)) {
+        if (l->access.mode == MODE_ENFORCE)
+            return ADMIT_DENIED;
+        log_verdict(EV_WOULD_REFUSE, l, peer, ADMIT_DENIED);
+    }
     if (allowed)
         return ADMIT_OK;
     return check_client(conf, l, peer);
+}
+
+enum admission_verdict
+admission_check_accept(const struct config *conf, const struct config_listener *l)
+{
+    return check_process(conf, l);
+}
+
+enum admission_verdict
+admission_check_client(const struct config *conf, const struct config_listener *l,
+                       const struct sockaddr *peer)
+{
+    /* sessions may have opened since accept (intakes are not counted until admitted) */
+    enum admission_verdict v = check_process(conf, l);
+    if (v == ADMIT_OK)
+        v = check_access_client(conf, l, peer);
+    if (v == ADMIT_OK)
+        atomic_fetch_add(&sessions, 1);
+    return v;
+}
+
+void
+admission_count_uncounted(void)
+{
+    atomic_fetch_add(&sessions, 1);
+}
+
+static enum admission_verdict
+admission_decide(const struct config *conf, const struct config_listener *l,
+                 const struct sockaddr *peer)
+{
+    /* access lists first: a denied client is told so even when moat is busy */
+    if (!admission_exempt(l, peer) && l->access.mode == MODE_ENFORCE && l->access.deny.n > 0 &&
+        cidr_list_match(&l->access.deny, peer))
+        return ADMIT_DENIED;
+    enum admission_verdict v = check_process(conf, l);
+    if (v != ADMIT_OK)
+        return v;
+    return check_access_client(conf, l, peer);
 }
 
 enum admission_verdict
@@ -152,7 +201,7 @@ admission_session_end(const struct config_listener *l, const struct sockaddr *pe
     atomic_fetch_sub(&sessions, 1);
     struct ratetable *t = atomic_load(&table);
     /* counted exactly when admitted and not allow-listed (see admission_check) */
-    if (t == NULL || exempt(l, peer))
+    if (t == NULL || peer == NULL || admission_exempt(l, peer))
         return;
     struct ratetable_key k;
     admission_client_key(&k, l, peer);
@@ -191,6 +240,8 @@ admission_refusal_text(enum admission_verdict v)
     case ADMIT_DENIED:
     case ADMIT_TLS_HANDSHAKES:
     case ADMIT_TABLE_FULL:
+    case ADMIT_PROXY_UNTRUSTED:
+    case ADMIT_PROXY_HEADER:
         break;
     }
     return "Too many connections, try again later";

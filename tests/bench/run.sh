@@ -7,6 +7,9 @@
 # Needs root (the rig) and libssl-dev (the load generator's TLS client; scripts/deps installs it).
 #
 #   tests/bench/run.sh [--quick] [--only handshake,memory,throughput,smtp]
+#   tests/bench/run.sh fleet [--quick]
+#       what [cluster] (counters shared through Redis) costs moat per connection
+#       (tests/bench/fleet.py); needs redis-server.
 #   tests/bench/run.sh compare [--quick] [--rounds N] [--only OP,...] [--no-readme]
 #       moat against nginx mail and HAProxy (tests/bench/compare.py); installs nginx-light,
 #       libnginx-mod-mail and haproxy with apt if missing (their services are not started).
@@ -21,7 +24,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 script=tests/bench/bench.py
-if [ "${1:-}" = compare ]; then
+if [ "${1:-}" = fleet ]; then
+    shift
+    script=tests/bench/fleet.py
+elif [ "${1:-}" = compare ]; then
     shift
     script=tests/bench/compare.py
     peers="nginx-light libnginx-mod-mail haproxy"
