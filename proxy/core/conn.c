@@ -238,7 +238,7 @@ conn_pause_read(struct conn *c, bool pause)
     if (c->state != CONN_PLAIN && c->state != CONN_TLS)
         return;
     conn_update_io(c);
-    if (!pause && c->in.len > 0)
+    if (!pause && (c->in.len > 0 || (c->tls != NULL && tls_pending(c->tls) > 0)))
         ev_feed_event(c->loop, &c->io, EV_READ);
 }
 
@@ -387,6 +387,10 @@ conn_on_readable(struct conn *c)
         return;
     }
     conn_update_io(c);
+    /* TLS may hold more than this event's reads took (decrypted, or read ahead from a drained
+     * socket): no socket event will announce it. */
+    if (c->state == CONN_TLS && !c->read_paused && buf_room(&c->in) > 0 && tls_pending(c->tls) > 0)
+        ev_feed_event(c->loop, &c->io, EV_READ);
 }
 
 static void
@@ -442,6 +446,8 @@ conn_on_io(struct ev_loop *loop, ev_io *w, int revents)
         conn_fail(c, c->error ? c->error : "write failed");
         return;
     }
+    if (c->tls != NULL && (revents & EV_READ))
+        tls_on_readable(c->tls);
     switch (c->state) {
     case CONN_IDLE:
     case CONN_CLOSED:

@@ -61,10 +61,10 @@ struct tls {
     int fd;
     int last_error;
     bool peer_closed;
-    const char *refusal; /* why moat itself ended the handshake, for tls_error() */
-    bool sni_pending;    /* several certificate pairs: choose one from the ClientHello */
-    bool handshake_done; /* read-ahead ends; its buffer goes once drained */
-    unsigned char *readahead;
+    const char *refusal;      /* why moat itself ended the handshake, for tls_error() */
+    bool sni_pending;         /* several certificate pairs: choose one from the ClientHello */
+    bool rx_drained;          /* a recv came back short: none again before the next read event */
+    unsigned char *readahead; /* only while it holds bytes */
     size_t readahead_len, readahead_off;
     char alpn[8];
     char error_text[96];
@@ -589,6 +589,8 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
         goto fail;
     }
     wolfSSL_CTX_set_verify(tc->ctx, WOLFSSL_VERIFY_NONE, NULL);
+    /* a handshake flight in one send, not one per message */
+    (void)wolfSSL_CTX_set_group_messages(tc->ctx);
     if (ctx_set_resumption(tc, conf->ticket_lifetime_ms) != 0) {
         *err_out = "ticket_lifetime: cannot configure session resumption";
         goto fail;
@@ -633,10 +635,12 @@ tls_ctx_unref(struct tls_ctx *tc)
     free(tc);
 }
 
-/* I/O callbacks over the non-blocking socket. During the handshake reads go through a
- * read-ahead buffer: one recv takes what the client sent (wolfSSL asks for a 5-byte record
- * header, then the body: two recvs per record otherwise), and the ClientHello waits there for
- * the SNI choice. The buffer is freed once the handshake is done and it is drained. */
+/* I/O callbacks over the non-blocking socket. Reads go through a read-ahead buffer: one recv
+ * takes what the client sent (wolfSSL asks for a 5-byte record header, then the body: two recvs
+ * per record otherwise), and a recv that comes back short marks the socket drained, so the next
+ * request answers WANT_READ without the recv that would only say EAGAIN; the next read event
+ * (tls_on_readable) clears the mark. The buffer exists only while it holds bytes; during the
+ * handshake the ClientHello waits there for the SNI choice. */
 #define TLS_READAHEAD_BYTES (5 + 16384)
 
 static int
@@ -651,6 +655,7 @@ recv_error(struct tls *t, ssize_t n)
 #if EWOULDBLOCK != EAGAIN
     case EWOULDBLOCK:
 #endif
+        t->rx_drained = true;
         return WOLFSSL_CBIO_ERR_WANT_READ;
     case EINTR:
         return WOLFSSL_CBIO_ERR_ISR;
@@ -670,33 +675,52 @@ readahead_release(struct tls *t)
     t->readahead_len = t->readahead_off = 0;
 }
 
+/* Appends what the socket has to the read-ahead buffer: > 0 bytes, or recv_error()'s code. */
+static int
+readahead_fill(struct tls *t)
+{
+    if (t->rx_drained)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    if (t->readahead == NULL)
+        t->readahead = xmalloc(TLS_READAHEAD_BYTES);
+    size_t room = TLS_READAHEAD_BYTES - t->readahead_len;
+    ssize_t n = recv(t->fd, t->readahead + t->readahead_len, room, 0);
+    if (n <= 0) {
+        int err = recv_error(t, n);
+        if (t->readahead_len == 0)
+            readahead_release(t);
+        return err;
+    }
+    if ((size_t)n < room)
+        t->rx_drained = true;
+    t->readahead_len += (size_t)n;
+    return (int)n;
+}
+
 static int
 io_recv(WOLFSSL *ssl, char *p, int sz, void *arg)
 {
     struct tls *t = arg;
     if (sz <= 0)
         return t->peer_closed ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
-    if (t->readahead != NULL && t->readahead_off == t->readahead_len) {
-        if (t->handshake_done) {
-            readahead_release(t);
-        } else {
-            ssize_t n = recv(t->fd, t->readahead, TLS_READAHEAD_BYTES, 0);
-            if (n <= 0)
-                return recv_error(t, n);
-            t->readahead_off = 0;
-            t->readahead_len = (size_t)n;
-        }
+    if (t->readahead_off == t->readahead_len) {
+        readahead_release(t);
+        int r = readahead_fill(t);
+        if (r <= 0)
+            return r;
     }
-    if (t->readahead != NULL) {
-        size_t k = MOAT_MIN((size_t)sz, t->readahead_len - t->readahead_off);
-        memcpy(p, t->readahead + t->readahead_off, k);
-        t->readahead_off += k;
-        if (t->handshake_done && t->readahead_off == t->readahead_len)
-            readahead_release(t);
-        return (int)k;
-    }
-    ssize_t n = recv(t->fd, p, (size_t)sz, 0);
-    return n > 0 ? (int)n : recv_error(t, n);
+    size_t k = MOAT_MIN((size_t)sz, t->readahead_len - t->readahead_off);
+    memcpy(p, t->readahead + t->readahead_off, k);
+    t->readahead_off += k;
+    if (t->readahead_off == t->readahead_len)
+        readahead_release(t);
+    return (int)k;
+}
+
+void
+tls_on_readable(struct tls *t)
+{
+    t->rx_drained = false;
 }
 
 /* Read until the first record (the ClientHello) is whole, or the buffer is full, or it is
@@ -714,19 +738,18 @@ hello_gather(struct tls *t)
         }
         if (have == TLS_READAHEAD_BYTES)
             return TLS_OK;
-        ssize_t n = recv(t->fd, t->readahead + have, TLS_READAHEAD_BYTES - have, 0);
-        if (n > 0) {
-            t->readahead_len += (size_t)n;
-            continue;
-        }
-        switch (recv_error(t, n)) {
+        switch (readahead_fill(t)) {
         case WOLFSSL_CBIO_ERR_WANT_READ:
             return TLS_WANT_READ;
         case WOLFSSL_CBIO_ERR_ISR:
             continue;
-        default:
+        case WOLFSSL_CBIO_ERR_CONN_CLOSE:
+        case WOLFSSL_CBIO_ERR_CONN_RST:
+        case WOLFSSL_CBIO_ERR_GENERAL:
             t->last_error = SOCKET_ERROR_E;
             return TLS_ERROR;
+        default:
+            continue;
         }
     }
 }
@@ -816,7 +839,6 @@ tls_new(struct tls_ctx *ctx, int fd, const char *alpn, bool strict)
     wolfSSL_SSLSetIOSend(ssl, io_send);
     wolfSSL_SetIOReadCtx(ssl, t);
     wolfSSL_SetIOWriteCtx(ssl, t);
-    t->readahead = xmalloc(TLS_READAHEAD_BYTES);
     t->sni_pending = ctx->ncerts > 1 || ctx->sni_strict || ctx->sni_required;
     if (alpn != NULL) {
         snprintf(t->alpn, sizeof(t->alpn), "%s", alpn);
@@ -890,9 +912,6 @@ tls_handshake(struct tls *t)
             return TLS_ERROR;
         }
         wolfSSL_FreeArrays(t->ssl);
-        t->handshake_done = true;
-        if (t->readahead_off == t->readahead_len)
-            readahead_release(t);
         return TLS_OK;
     }
     enum tls_status st = status_of(t, ret);

@@ -43,6 +43,8 @@ enum tls_status tls_handshake(struct tls *t);
 enum tls_status tls_read(struct tls *t, char *p, size_t cap, size_t *n_out);
 enum tls_status tls_write(struct tls *t, const char *p, size_t n, size_t *n_out);
 size_t tls_pending(struct tls *t);
+/* The socket reported readable: reads may try it again (a short read marks it drained). */
+void tls_on_readable(struct tls *t);
 /* Send close_notify once, best effort, never waiting for the peer's. */
 void tls_shutdown(struct tls *t, bool quiet);
 
