@@ -26,6 +26,22 @@ from bench import ALICE, cpu_secs, rig  # noqa: E402
 
 
 class Tuning(bench.Bench):
+    def perf_start(self, m, label):
+        """--perf: record moat's profile for this case into PERF.label."""
+        if not self.args.perf:
+            return None
+        p = subprocess.Popen(["perf", "record", "-q", "-g", "-o",
+                              "%s.%s" % (self.args.perf, label.replace(" ", "_")),
+                              "-p", str(m.pid)], stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        return p
+
+    @staticmethod
+    def perf_stop(p):
+        if p is not None:
+            p.send_signal(2)
+            p.wait(60)
+
     def client_ctx(self, tls12=False):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
@@ -81,19 +97,12 @@ class Tuning(bench.Bench):
             if cert == "rsa":
                 cases = cases[:1]
             for label, extra in cases:
-                perf = None
-                if self.args.perf:
-                    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-o", "%s.%s.%s" % (
-                        self.args.perf, cert, label.replace(" ", "_")), "-p", str(m.pid)],
-                        stderr=subprocess.DEVNULL)
-                    time.sleep(1.0)
+                perf = self.perf_start(m, "%s.%s" % (cert, label))
                 c0 = cpu_secs(m.pid)
                 r = self.loadgen("handshake", "-p", m.ports["imaps"], "-t", "-c", 32, "-d", dur,
                                  "-T", dur + 30, *extra)
                 cpu = cpu_secs(m.pid) - c0
-                if perf is not None:
-                    perf.send_signal(2)
-                    perf.wait(60)
+                self.perf_stop(perf)
                 ok = int(r.get("ok", 0))
                 self.add("CPU per handshake, %s, %s" % (cert.upper(), label),
                          "%.3f" % (1000 * cpu / ok if ok else 0), "ms",
@@ -157,15 +166,17 @@ class Tuning(bench.Bench):
             m.stop()
 
     def bench_bulk(self):
-        mb, reps = 10, 10
+        mb, reps = 10, 30
         size = self.big_message(mb)
         login = ["-u", ALICE, "-w", rig.USERS[ALICE], "-n", reps, "-T", 300]
         self.loadgen("imap-fetch", "-p", self.backends.ports["imap"], *login)  # warm caches
         m = self.start_moat()
         for suite in ("TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256"):
+            perf = self.perf_start(m, suite)
             c0 = cpu_secs(m.pid)
             r = self.loadgen("imap-fetch", "-p", m.ports["imaps"], "-t", "-C", suite, *login)
             cpu = cpu_secs(m.pid) - c0
+            self.perf_stop(perf)
             gb = int(r.get("bytes", 0)) / 1e9
             self.add("CPU per GB relayed, IMAP FETCH of %.0f MB x%d, %s" % (size / 1e6, reps,
                                                                          suite),
