@@ -425,7 +425,8 @@ parse_groups(const char *list, size_t *idx, size_t max)
  * curve's (set in tls_ctx_new, after the key), so the fallback is a configured curve the client did
  * not offer and the client ends the handshake. What remains (a build without the compatibility
  * layer, or only X25519/X448 configured) is caught by tls_handshake's check of the negotiated
- * group. */
+ * group. -1: an unknown name; -2: a group this wolfSSL build does not have (the default build
+ * compiles in X25519, P-256 and P-384 only: scripts/wolfssl-build). */
 static int
 ctx_set_groups(struct tls_ctx *tc, const char *list)
 {
@@ -446,7 +447,7 @@ ctx_set_groups(struct tls_ctx *tc, const char *list)
     }
     tc->ngroups = (size_t)n;
     if (wolfSSL_CTX_set_groups(tc->ctx, ids, n) != WOLFSSL_SUCCESS)
-        return -1;
+        return -2; /* known, but not in this wolfSSL build */
 #if defined(OPENSSL_EXTRA) && defined(HAVE_ECC)
     if (wolfSSL_CTX_set1_curves_list(tc->ctx, names) != WOLFSSL_SUCCESS)
         return -1;
@@ -570,8 +571,12 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
         *err_out = "ciphers: no usable cipher suite in the list";
         goto fail;
     }
-    if (ctx_set_groups(tc, conf->groups) != 0) {
-        *err_out = "groups: unknown group (use X25519, X448, P-256, P-384, P-521)";
+    int groups_rc = ctx_set_groups(tc, conf->groups);
+    if (groups_rc != 0) {
+        *err_out = groups_rc == -2
+                       ? "groups: a group this wolfSSL build does not have (moat -V; the default "
+                         "build has X25519, P-256, P-384)"
+                       : "groups: unknown group (use X25519, X448, P-256, P-384, P-521)";
         goto fail;
     }
     if (wolfSSL_CTX_use_certificate_chain_buffer(tc->ctx, tc->certs[0].cert_pem,

@@ -81,6 +81,31 @@ def test_version_names_the_tuned_wolfssl():
     assert features["wolfSSL extras"].split() == ["none"]
 
 
+def test_groups_outside_the_default_build_refused_at_load(certs, tmp_path):
+    """The default wolfSSL build has X25519, P-256 and P-384 only: a configuration naming P-521
+    or X448 fails `moat -t` with a reason that says so, instead of a TLS 1.2 client getting that
+    curve."""
+    binary = moat_binary()
+    if not os.access(binary, os.X_OK):
+        pytest.skip("moat binary missing")
+    v = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=30).stdout
+    if "(system library)" in v:
+        pytest.skip("built with -DMOAT_SYSTEM_WOLFSSL=ON")
+    for groups, ok in (("X25519:P-256:P-384", True), ("P-521", False), ("X25519:X448", False)):
+        conf = tmp_path / "moat.conf"
+        conf.write_text("[moat]\nhostname = mx.moat.test\n[tls]\ncertificate = %s\nkey = %s\n"
+                        "groups = %s\n[backend d]\naddress = 127.0.0.1:1143\nidentity = id\n"
+                        "[listener imaps]\nprotocol = imap\nlisten = 127.0.0.1:1993\n"
+                        "tls = implicit\nbackend = d\n" % (certs.ecdsa, certs.ecdsa_key, groups))
+        r = subprocess.run([binary, "-t", "-c", str(conf)], capture_output=True, text=True,
+                           timeout=30)
+        if ok:
+            assert r.returncode == 0, r.stderr
+        else:
+            assert r.returncode == 1 and "a group this wolfSSL build does not have" in r.stderr, \
+                (groups, r.stderr)
+
+
 def test_dockerfile_shape():
     text = rig.read_text(os.path.join(DOCKER, "Dockerfile"))
     assert re.search(r"^ARG BASE_IMAGE=debian:bookworm", text, flags=re.M)
