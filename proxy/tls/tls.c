@@ -3,8 +3,8 @@
  * tls_base64.c, the DER walk der.c). Policy per config generation (minimum TLS 1.2,
  * an explicit AEAD cipher list: the library defaults accept RC4, 3DES, TLS 1.1 and an
  * unencrypted TLS 1.3 suite), non-blocking server connections over custom I/O callbacks with
- * MSG_NOSIGNAL and a handshake read-ahead, strict ALPN, certificate choice by SNI (read from
- * the ClientHello), FreeArrays after the handshake. Uses only wolfSSL's native API (no
+ * MSG_NOSIGNAL and a read-ahead, strict ALPN, certificate choice by SNI (read from the
+ * ClientHello), FreeArrays after the handshake. Uses only wolfSSL's native API (no
  * OPENSSL_EXTRA functions): the tuned build (scripts/wolfssl-build) has no compatibility layer.
  */
 #include <errno.h>
