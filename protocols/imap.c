@@ -476,6 +476,7 @@ imap_on_tls_ready(struct session *s)
 {
     struct imap_session *is = imap_session(s);
     enum imap_state old = is->state;
+    sasl_exchange_wipe(&is->sasl);
     explicit_bzero(is, sizeof(*is)); /* forget everything said before TLS */
     is->state = old;
     imap_enter_state(s, IMAP_STATE_PREAUTH);

@@ -401,6 +401,7 @@ pop3_on_tls_ready(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
     enum pop3_state old = ps->state;
+    sasl_exchange_wipe(&ps->sasl);
     explicit_bzero(ps, sizeof(*ps));
     ps->state = old;
     pop3_enter_state(s, POP3_STATE_AUTHORIZATION);
@@ -432,8 +433,10 @@ static void
 pop3_on_close(struct session *s)
 {
     struct pop3_session *ps = session_proto_state(s);
-    if (ps != NULL)
+    if (ps != NULL) {
+        sasl_exchange_wipe(&ps->sasl);
         explicit_bzero(ps, sizeof(*ps));
+    }
 }
 
 static const char *

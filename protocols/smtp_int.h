@@ -69,7 +69,7 @@ struct smtp_session {
     bool data_dropped;     /* the message was refused mid-content: the backend leg was dropped */
     uint32_t rcpt_count;   /* RCPTs forwarded or accepted in this transaction */
     struct sasl_exchange sasl;
-    enum smtp_pending fifo[SMTP_FIFO_MAX];
+    uint8_t fifo[SMTP_FIFO_MAX]; /* enum smtp_pending, a byte each: every session carries it */
     size_t fifo_head, fifo_len;
     bool reply_streaming; /* lines of a multi-line backend reply are being passed on */
     bool ehlo_xclient;    /* the backend's EHLO reply listed XCLIENT */

@@ -48,13 +48,14 @@ struct runtime {
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: moat [-t|-T|-B] -c FILE\n"
+    fprintf(f, "usage: moat [-t|-T|-B] -c FILE | -V\n"
                "  -c FILE  configuration file (INI)\n"
                "  -t       check the configuration, print every error, exit\n"
                "  -T       print the DANE TLSA 3 1 1 record of each certificate, exit\n"
                "  -B       check every backend as moat would talk to it (reachable, greeting,\n"
                "           identity hand-off accepted and honoured, relay for moat's address,\n"
                "           IPv6 clients, AUTH), one line per check; exit 1 if one failed\n"
+               "  -V       print the version and wolfSSL's build features, exit\n"
                "  -h       this help\n");
 }
 
@@ -387,7 +388,7 @@ main(int argc, char **argv)
     bool tlsa = false;
     bool check_backends = false;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tTBh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:tTBhV")) != -1) {
         switch (opt) {
         case 'c':
             path = optarg;
@@ -403,6 +404,10 @@ main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V':
+            printf("moat %s\n", MOAT_VERSION);
+            tls_library_describe(stdout);
             return 0;
         default:
             usage(stderr);

@@ -487,7 +487,7 @@ auth_init(const struct config *conf, const char **err_out)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 512 * 1024);
+        pthread_attr_setstacksize(&attr, thread_stack_bytes(512 * 1024));
         int e = pthread_create(&t, &attr, pool_main, NULL);
         pthread_attr_destroy(&attr);
         if (e != 0) {

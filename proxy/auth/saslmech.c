@@ -5,6 +5,7 @@
  * Decoded buffers are wiped after use.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -101,6 +102,7 @@ sasl_mechs_format(unsigned mask, const char *prefix, char *out, size_t cap)
 void
 sasl_exchange_start(struct sasl_exchange *x, enum sasl_mech m)
 {
+    sasl_exchange_resp_wipe(x);
     explicit_bzero(x, sizeof(*x));
     x->mech = m;
 }
@@ -166,19 +168,20 @@ plain_step(struct sasl_exchange *x, const unsigned char *d, size_t n)
 static enum sasl_step
 server_line(struct sasl_exchange *x, const char *line, size_t n)
 {
-    explicit_bzero(x->resp, sizeof(x->resp));
-    x->resp_len = 0;
+    sasl_exchange_resp_wipe(x);
     x->has_resp = true;
     if (n == 1 && line[0] == '=')
         return SASL_STEP_SERVER;
-    int len = tls_base64_decode(line, n, x->resp, sizeof(x->resp));
+    x->resp = xmalloc(SASL_RESP_MAX);
+    int len = tls_base64_decode(line, n, x->resp, SASL_RESP_MAX);
     if (len < 0) {
+        sasl_exchange_resp_wipe(x);
         x->has_resp = false;
         return SASL_STEP_BAD;
     }
     bool scram = x->mech == SASL_MECH_SCRAM_SHA_1 || x->mech == SASL_MECH_SCRAM_SHA_256;
     if (scram && len > SASL_SCRAM_RESP_MAX) {
-        explicit_bzero(x->resp, sizeof(x->resp));
+        sasl_exchange_resp_wipe(x);
         x->has_resp = false;
         return SASL_STEP_BAD;
     }
@@ -245,7 +248,19 @@ credentials_wipe(struct credentials *c)
 void
 sasl_exchange_wipe(struct sasl_exchange *x)
 {
+    sasl_exchange_resp_wipe(x);
     explicit_bzero(x, sizeof(*x));
+}
+
+void
+sasl_exchange_resp_wipe(struct sasl_exchange *x)
+{
+    if (x->resp != NULL) {
+        explicit_bzero(x->resp, SASL_RESP_MAX);
+        free(x->resp);
+        x->resp = NULL;
+    }
+    x->resp_len = 0;
 }
 
 int

@@ -56,8 +56,10 @@ struct sasl_exchange {
     enum sasl_mech mech;
     int step;
     struct credentials cred;
-    /* sasl_mech_is_server(): the last client line, decoded; wiped by whoever consumes it */
-    unsigned char resp[SASL_RESP_MAX];
+    /* sasl_mech_is_server(): the last client line, decoded; wiped by whoever consumes it. Its
+     * SASL_RESP_MAX bytes exist only while a line waits (sasl_exchange_resp_wipe frees them),
+     * so an idle session carries none. */
+    unsigned char *resp;
     size_t resp_len;
     bool has_resp;       /* false: no initial response (the server speaks first) */
     bool server_started; /* the auth service holds this exchange's job (session_auth_step) */
@@ -74,6 +76,7 @@ unsigned sasl_mech_list_parse(const char *list);
 /* The mechanisms of mask in a fixed order, each preceded by prefix (" AUTH=", " "): the
  * length written, or -1 if cap is too small. */
 int sasl_mechs_format(unsigned mask, const char *prefix, char *out, size_t cap);
+/* x is zeroed or a previous exchange (its resp is freed). */
 void sasl_exchange_start(struct sasl_exchange *x, enum sasl_mech m);
 /* The challenge to send before the first client line when there was no initial response. */
 const char *sasl_exchange_first_challenge(const struct sasl_exchange *x);
@@ -82,6 +85,8 @@ const char *sasl_exchange_first_challenge(const struct sasl_exchange *x);
 enum sasl_step sasl_exchange_step(struct sasl_exchange *x, const char *line, size_t n,
                                   const char **challenge_out);
 void sasl_exchange_wipe(struct sasl_exchange *x);
+/* Wipe and free the decoded line (resp), keeping the rest of the exchange. */
+void sasl_exchange_resp_wipe(struct sasl_exchange *x);
 /* Wipe credentials (explicit_bzero of the whole struct; out of line, so the compiler neither
  * drops it nor mistakes the struct for its first field). */
 void credentials_wipe(struct credentials *c);

@@ -1,7 +1,8 @@
 /*
- * buf.c: capped buffers and the line splitter. A buffer's storage is malloc'd at its full cap on
- * first use and freed when it drains, so memory per session is bounded by the caps and idle
- * sessions hold nothing. The line splitter is pure: pointer and length in, lengths out.
+ * buf.c: capped buffers and the line splitter. A buffer's storage is malloc'd (never zeroed:
+ * only the bytes written are touched) at its full cap on first use and freed when it drains, so
+ * memory per session is bounded by the caps and idle sessions hold nothing. The line splitter is
+ * pure: pointer and length in, lengths out.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,7 @@
 void
 buf_init(struct buf *b, size_t cap)
 {
-    b->data = NULL;
+    b->data = b->store = NULL;
     b->len = 0;
     b->cap = cap;
 }
@@ -19,8 +20,8 @@ buf_init(struct buf *b, size_t cap)
 void
 buf_free(struct buf *b)
 {
-    free(b->data);
-    b->data = NULL;
+    free(b->store);
+    b->data = b->store = NULL;
     b->len = 0;
 }
 
@@ -30,12 +31,25 @@ buf_room(const struct buf *b)
     return b->cap - b->len;
 }
 
-static int
-buf_ensure(struct buf *b)
+static size_t
+tail_room(const struct buf *b)
 {
-    if (b->data == NULL)
-        b->data = xcalloc(1, b->cap ? b->cap : 1);
-    return 0;
+    return b->store == NULL ? b->cap : b->cap - (size_t)(b->data - b->store) - b->len;
+}
+
+/* Storage with at least need contiguous bytes free after the data: the data moves to the front
+ * only when the tail is short. */
+static void
+buf_ensure(struct buf *b, size_t need)
+{
+    if (b->store == NULL) {
+        b->store = b->data = xmalloc(b->cap ? b->cap : 1);
+        return;
+    }
+    if (tail_room(b) < need) {
+        memmove(b->store, b->data, b->len);
+        b->data = b->store;
+    }
 }
 
 int
@@ -45,7 +59,7 @@ buf_append(struct buf *b, const char *p, size_t n)
         return -1;
     if (n == 0)
         return 0;
-    buf_ensure(b);
+    buf_ensure(b, n);
     memcpy(b->data + b->len, p, n);
     b->len += n;
     return 0;
@@ -54,16 +68,23 @@ buf_append(struct buf *b, const char *p, size_t n)
 char *
 buf_tail(struct buf *b)
 {
-    if (buf_room(b) == 0)
+    size_t room = buf_room(b);
+    if (room == 0)
         return NULL;
-    buf_ensure(b);
+    buf_ensure(b, (room + 1) / 2); /* amortised: move only when half the room is at the front */
     return b->data + b->len;
+}
+
+size_t
+buf_tail_room(const struct buf *b)
+{
+    return tail_room(b);
 }
 
 void
 buf_commit(struct buf *b, size_t n)
 {
-    MOAT_ASSERT(n <= buf_room(b));
+    MOAT_ASSERT(n <= tail_room(b));
     b->len += n;
 }
 
@@ -75,7 +96,7 @@ buf_consume(struct buf *b, size_t n)
         buf_free(b);
         return;
     }
-    memmove(b->data, b->data + n, b->len - n);
+    b->data += n;
     b->len -= n;
 }
 

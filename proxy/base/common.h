@@ -34,8 +34,15 @@ MOAT_NORETURN void fatal(const char *fmt, ...) MOAT_PRINTF(1, 2);
 
 /* Allocation that cannot fail: on exhaustion moat exits (a partial session is worse). */
 void *xcalloc(size_t n, size_t size);
+/* uninitialised: for buffers that are written before they are read */
+void *xmalloc(size_t size);
 char *xstrdup(const char *s);
 void *xrealloc(void *p, size_t size);
+
+/* Stack size for a thread that needs want_bytes of its own: glibc carves the static
+ * thread-local storage of every loaded module out of the thread's stack, so that comes on top
+ * (an assembly-heavy TLS library can carry a megabyte of it). */
+size_t thread_stack_bytes(size_t want_bytes);
 
 /* Monotonic clock in milliseconds. */
 uint64_t moat_now_ms(void);

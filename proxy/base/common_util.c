@@ -4,6 +4,7 @@
  * here knows about sessions or configuration; nothing here may be called with a peer's bytes as a
  * format.
  */
+#include <link.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,15 @@ xcalloc(size_t n, size_t size)
     return p;
 }
 
+void *
+xmalloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (p == NULL)
+        fatal("out of memory (%zu bytes)", size);
+    return p;
+}
+
 char *
 xstrdup(const char *s)
 {
@@ -58,6 +68,27 @@ xrealloc(void *p, size_t size)
     if (q == NULL)
         fatal("out of memory (%zu bytes)", size);
     return q;
+}
+
+static int
+add_tls_segment(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    size_t *total = arg;
+    for (size_t i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_TLS)
+            *total += ph->p_memsz + ph->p_align;
+    }
+    return 0;
+}
+
+size_t
+thread_stack_bytes(size_t want_bytes)
+{
+    size_t tls_bytes = 0;
+    dl_iterate_phdr(add_tls_segment, &tls_bytes);
+    size_t page = 4096;
+    return (want_bytes + tls_bytes + page - 1) / page * page;
 }
 
 uint64_t

@@ -121,49 +121,81 @@ conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len)
     return 0;
 }
 
-/* Write as much of c->out as the socket takes. -1 on a fatal error. */
+/* Send (p, n) as far as the socket takes it; *sent_out: the bytes gone (TLS: one record per
+ * call, 16 KB when there is that much). -1 on a fatal error. */
 static int
-conn_flush(struct conn *c)
+conn_send(struct conn *c, const char *p, size_t n, size_t *sent_out)
 {
-    while (c->out.len > 0) {
-        size_t n = 0;
+    size_t sent = 0;
+    int rc = 0;
+    while (sent < n) {
+        size_t k = 0;
         if (c->tls != NULL) {
-            enum tls_status st = tls_write(c->tls, c->out.data, c->out.len, &n);
+            enum tls_status st = tls_write(c->tls, p + sent, n - sent, &k);
             if (st == TLS_WANT_WRITE || st == TLS_WANT_READ)
                 break;
             if (st != TLS_OK) {
                 c->error = tls_error(c->tls);
-                return -1;
+                rc = -1;
+                break;
             }
         } else {
-            ssize_t w = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+            ssize_t w = send(c->fd, p + sent, n - sent, MSG_NOSIGNAL);
             if (w < 0) {
                 if (errno == EINTR)
                     continue;
                 if (errno == EAGAIN || errno == EWOULDBLOCK)
                     break;
                 c->error = strerror(errno);
-                return -1;
+                rc = -1;
+                break;
             }
-            n = (size_t)w;
+            k = (size_t)w;
         }
-        c->bytes_out += n;
-        buf_consume(&c->out, n);
+        sent += k;
     }
-    return 0;
+    c->bytes_out += sent;
+    *sent_out = sent;
+    return rc;
 }
 
+/* Write as much of c->out as the socket takes. -1 on a fatal error. */
+static int
+conn_flush(struct conn *c)
+{
+    size_t sent = 0;
+    int rc = conn_send(c, c->out.data, c->out.len, &sent);
+    if (sent > 0)
+        buf_consume(&c->out, sent);
+    return rc;
+}
+
+/* With nothing queued, the bytes go straight from the caller's buffer to the socket (or TLS),
+ * and only what the socket does not take is copied into c->out. After a TLS WANT_WRITE the
+ * same bytes come back from c->out, as wolfSSL requires. */
 int
 conn_write(struct conn *c, const char *p, size_t n)
 {
     if (c->state == CONN_CLOSED || c->state == CONN_IDLE)
         return -1;
-    if (buf_append(&c->out, p, n) != 0)
+    if (n > buf_room(&c->out))
         return -1;
     if (n > 0)
         c->last_out = p[n - 1];
-    if (c->state == CONN_PLAIN || c->state == CONN_TLS) {
-        if (conn_flush(c) != 0) {
+    bool live = c->state == CONN_PLAIN || c->state == CONN_TLS;
+    int rc = 0;
+    if (live && c->out.len == 0) {
+        size_t sent = 0;
+        rc = conn_send(c, p, n, &sent);
+        if (rc == 0)
+            (void)buf_append(&c->out, p + sent, n - sent); /* fits: checked above */
+    } else {
+        (void)buf_append(&c->out, p, n);
+        if (live)
+            rc = conn_flush(c);
+    }
+    if (live) {
+        if (rc != 0) {
             /* Reported from the watcher, never from inside the caller's call. */
             buf_clear(&c->out);
             if (c->error == NULL)
@@ -206,7 +238,7 @@ conn_pause_read(struct conn *c, bool pause)
     if (c->state != CONN_PLAIN && c->state != CONN_TLS)
         return;
     conn_update_io(c);
-    if (!pause && c->in.len > 0)
+    if (!pause && (c->in.len > 0 || (c->tls != NULL && tls_pending(c->tls) > 0)))
         ev_feed_event(c->loop, &c->io, EV_READ);
 }
 
@@ -289,7 +321,7 @@ conn_fill(struct conn *c, bool *got_out)
         char *tail = buf_tail(&c->in);
         if (tail == NULL)
             break;
-        size_t room = buf_room(&c->in), n = 0;
+        size_t room = buf_tail_room(&c->in), n = 0;
         if (c->tls != NULL) {
             enum tls_status st = tls_read(c->tls, tail, room, &n);
             if (st == TLS_WANT_READ)
@@ -355,6 +387,10 @@ conn_on_readable(struct conn *c)
         return;
     }
     conn_update_io(c);
+    /* TLS may hold more than this event's reads took (decrypted, or read ahead from a drained
+     * socket): no socket event will announce it. */
+    if (c->state == CONN_TLS && !c->read_paused && buf_room(&c->in) > 0 && tls_pending(c->tls) > 0)
+        ev_feed_event(c->loop, &c->io, EV_READ);
 }
 
 static void
@@ -410,6 +446,8 @@ conn_on_io(struct ev_loop *loop, ev_io *w, int revents)
         conn_fail(c, c->error ? c->error : "write failed");
         return;
     }
+    if (c->tls != NULL && (revents & EV_READ))
+        tls_on_readable(c->tls);
     switch (c->state) {
     case CONN_IDLE:
     case CONN_CLOSED:

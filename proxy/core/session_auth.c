@@ -237,13 +237,13 @@ session_auth_step(struct session *s, struct sasl_exchange *x)
         session_input_pause(s);
     } else {
         if (auth_busy(s)) { /* drops the job of an abandoned exchange */
-            explicit_bzero(x->resp, sizeof(x->resp));
+            sasl_exchange_resp_wipe(x);
             return;
         }
         session_input_pause(s);
         if (x->server_started || !sasl_mech_is_server(x->mech) ||
             session_auth_banned(s, NULL, 0)) { /* its job is gone, or not ours to run */
-            explicit_bzero(x->resp, sizeof(x->resp));
+            sasl_exchange_resp_wipe(x);
             deliver_later(s, AUTH_FAILED);
             return;
         }
@@ -254,9 +254,10 @@ session_auth_step(struct session *s, struct sasl_exchange *x)
         x->server_started = true;
     }
     size_t n = MOAT_MIN(x->resp_len, sizeof(sj->job.in));
-    memcpy(sj->job.in, x->resp, n);
+    if (n > 0) /* resp is NULL for an empty response ("=") */
+        memcpy(sj->job.in, x->resp, n);
     sj->job.in_len = n;
-    explicit_bzero(x->resp, sizeof(x->resp));
+    sasl_exchange_resp_wipe(x);
     x->resp_len = 0;
     x->has_resp = false;
     s->auth_job = NULL;

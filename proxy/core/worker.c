@@ -312,8 +312,9 @@ workers_start(unsigned n, const struct authguard *guard)
         ws[i] = w;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
-        /* wolfSSL without SMALL_STACK needs well over 64 KB for a handshake */
-        pthread_attr_setstacksize(&attr, 1024 * 1024);
+        /* wolfSSL without SMALL_STACK needs well over 64 KB for a handshake; the static TLS
+         * of the loaded libraries comes on top */
+        pthread_attr_setstacksize(&attr, thread_stack_bytes(1024 * 1024));
         if (pthread_create(&w->thread, &attr, worker_main, w) != 0)
             fatal("cannot start worker thread %u", i);
         pthread_attr_destroy(&attr);

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -146,6 +147,8 @@ link_connect(struct bc_link *k)
         link_errno(k, errno);
         return -1;
     }
+    int one = 1; /* command, reply, command: no Nagle wait for the ACK of the last one */
+    (void)setsockopt(k->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (connect(k->fd, t->addr, t->addr_len) != 0) {
         if (errno != EINPROGRESS) {
             link_errno(k, errno);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,6 +278,8 @@ on_metrics_accept(struct ev_loop *loop, ev_io *w, int revents)
             close(fd);
             continue;
         }
+        int one = 1; /* a reply in pieces goes out without waiting for ACKs */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         struct mconn *c = xcalloc(1, sizeof(*c));
         c->fd = fd;
         c->m = m;

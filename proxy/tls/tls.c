@@ -3,9 +3,9 @@
  * tls_base64.c, the DER walk der.c). Policy per config generation (minimum TLS 1.2,
  * an explicit AEAD cipher list: the library defaults accept RC4, 3DES, TLS 1.1 and an
  * unencrypted TLS 1.3 suite), non-blocking server connections over custom I/O callbacks with
- * MSG_NOSIGNAL, strict ALPN, certificate choice by SNI, FreeArrays after the handshake.
- * Uses only wolfSSL's native API (no OPENSSL_EXTRA functions), so a tuned build can drop the
- * compatibility layer.
+ * MSG_NOSIGNAL and a read-ahead, strict ALPN, certificate choice by SNI (read from the
+ * ClientHello), FreeArrays after the handshake. Uses only wolfSSL's native API (no
+ * OPENSSL_EXTRA functions): the tuned build (scripts/wolfssl-build) has no compatibility layer.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -61,7 +61,11 @@ struct tls {
     int fd;
     int last_error;
     bool peer_closed;
-    const char *refusal; /* why moat itself ended the handshake, for tls_error() */
+    const char *refusal;      /* why moat itself ended the handshake, for tls_error() */
+    bool sni_pending;         /* several certificate pairs: choose one from the ClientHello */
+    bool rx_drained;          /* a recv came back short: none again before the next read event */
+    unsigned char *readahead; /* only while it holds bytes */
+    size_t readahead_len, readahead_off;
     char alpn[8];
     char error_text[96];
 };
@@ -85,6 +89,98 @@ tls_thread_cleanup(void)
 #ifdef FP_ECC
     wc_ecc_fp_free();
 #endif
+}
+
+#ifndef MOAT_WOLFSSL_ORIGIN
+#define MOAT_WOLFSSL_ORIGIN "system library"
+#endif
+
+/* What the wolfSSL in this binary was built with: its options.h is the library's own, so these
+ * macros say what the library compiled in. */
+static const char *const tls_features[] = {
+#ifdef WOLFSSL_AESNI
+    "AES-NI",
+#endif
+#ifdef USE_INTEL_SPEEDUP
+    "intel-asm(AVX1/AVX2)",
+#endif
+#ifdef WOLFSSL_ARMASM
+    "ARMv8-crypto",
+#endif
+#ifdef WOLFSSL_SP_ASM
+    "SP-asm",
+#endif
+#ifdef WOLFSSL_HAVE_SP_ECC
+    "SP-ECC",
+#endif
+#ifdef WOLFSSL_HAVE_SP_RSA
+    "SP-RSA",
+#endif
+#ifdef WOLFSSL_TLS13
+    "TLS1.3",
+#endif
+#ifndef WOLFSSL_NO_TLS12
+    "TLS1.2",
+#endif
+#ifdef HAVE_CURVE25519
+    "X25519",
+#endif
+#ifdef HAVE_AESGCM
+    "AES-GCM",
+#endif
+#if defined(HAVE_CHACHA) && defined(HAVE_POLY1305)
+    "ChaCha20-Poly1305",
+#endif
+#ifdef HAVE_SNI
+    "SNI",
+#endif
+#ifdef HAVE_ALPN
+    "ALPN",
+#endif
+#ifdef HAVE_SESSION_TICKET
+    "session-tickets",
+#endif
+#ifdef WOLFSSL_GETRANDOM
+    "getrandom",
+#endif
+    NULL};
+
+/* Compiled in, unused by moat: the tuned build has none of these. */
+static const char *const tls_extras[] = {
+#ifndef NO_OLD_TLS
+    "old-TLS",
+#endif
+#ifdef OPENSSL_EXTRA
+    "OpenSSL-compat",
+#endif
+#ifdef WOLFSSL_EARLY_DATA
+    "early-data",
+#endif
+#ifdef SESSION_CERTS
+    "session-certs",
+#endif
+#ifdef FP_ECC
+    "FP_ECC",
+#endif
+    NULL};
+
+static void
+print_words(FILE *f, const char *label, const char *const *words)
+{
+    fputs(label, f);
+    if (words[0] == NULL)
+        fputs(" none", f);
+    for (size_t i = 0; words[i] != NULL; i++)
+        fprintf(f, " %s", words[i]);
+    fputc('\n', f);
+}
+
+void
+tls_library_describe(FILE *f)
+{
+    fprintf(f, "wolfSSL %s (%s)\n", wolfSSL_lib_version(), MOAT_WOLFSSL_ORIGIN);
+    print_words(f, "wolfSSL features:", tls_features);
+    print_words(f, "wolfSSL extras:", tls_extras);
 }
 
 static unsigned char *
@@ -154,50 +250,18 @@ name_matches(const char *pattern, const char *name, size_t name_len)
     return false;
 }
 
-/* SNI: keep the default certificate unless another pair names the requested host; with
- * sni_required a handshake without SNI ends in a missing_extension alert, with sni_strict one
- * naming no certificate in unrecognized_name. May run more than once per handshake, so it only
- * ever loads onto the connection. */
+/* SNI: the certificate pair that names the requested host, or -1 if none does. */
 static int
-on_servername(WOLFSSL *ssl, int *alert, void *arg)
+cert_for_name(const struct tls_ctx *tc, const char *name, size_t len)
 {
-    struct tls_ctx *tc = arg;
-    void *req = NULL;
-    unsigned short len = wolfSSL_SNI_GetRequest(ssl, WOLFSSL_SNI_HOST_NAME, &req);
-    struct tls *t = wolfSSL_GetIOReadCtx(ssl);
-    if (len == 0 || req == NULL) {
-        if (!tc->sni_required)
-            return 0;
-        if (t != NULL)
-            t->refusal = "no SNI (sni_required)";
-        *alert = missing_extension;
-        return fatal_return;
-    }
     for (size_t i = 0; i < tc->ncerts; i++) {
-        struct tls_cert *c = &tc->certs[i];
+        const struct tls_cert *c = &tc->certs[i];
         for (size_t j = 0; j < c->nnames; j++) {
-            if (!name_matches(c->names[j], req, len))
-                continue;
-            if (i == 0)
-                return 0;
-            if (wolfSSL_use_certificate_chain_buffer(ssl, c->cert_pem, c->cert_len) !=
-                    WOLFSSL_SUCCESS ||
-                wolfSSL_use_PrivateKey_buffer(ssl, c->key_pem, c->key_len, WOLFSSL_FILETYPE_PEM) !=
-                    WOLFSSL_SUCCESS) {
-                *alert = internal_error;
-                return fatal_return;
-            }
-            if (tc->ecdhe_size != 0) /* the key just loaded reset it (ctx_set_groups) */
-                (void)wolfSSL_SetTmpEC_DHE_Sz(ssl, tc->ecdhe_size);
-            return 0;
+            if (name_matches(c->names[j], name, len))
+                return (int)i;
         }
     }
-    if (!tc->sni_strict)
-        return 0;
-    if (t != NULL)
-        t->refusal = "SNI names no certificate (sni_strict)";
-    *alert = unrecognized_name;
-    return fatal_return;
+    return -1;
 }
 
 /* --- session tickets: one key ring for the process, shared by every generation --- */
@@ -361,7 +425,8 @@ parse_groups(const char *list, size_t *idx, size_t max)
  * curve's (set in tls_ctx_new, after the key), so the fallback is a configured curve the client did
  * not offer and the client ends the handshake. What remains (a build without the compatibility
  * layer, or only X25519/X448 configured) is caught by tls_handshake's check of the negotiated
- * group. */
+ * group. -1: an unknown name; -2: a group this wolfSSL build does not have (the default build
+ * compiles in X25519, P-256 and P-384 only: scripts/wolfssl-build). */
 static int
 ctx_set_groups(struct tls_ctx *tc, const char *list)
 {
@@ -382,7 +447,7 @@ ctx_set_groups(struct tls_ctx *tc, const char *list)
     }
     tc->ngroups = (size_t)n;
     if (wolfSSL_CTX_set_groups(tc->ctx, ids, n) != WOLFSSL_SUCCESS)
-        return -1;
+        return -2; /* known, but not in this wolfSSL build */
 #if defined(OPENSSL_EXTRA) && defined(HAVE_ECC)
     if (wolfSSL_CTX_set1_curves_list(tc->ctx, names) != WOLFSSL_SUCCESS)
         return -1;
@@ -506,8 +571,12 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
         *err_out = "ciphers: no usable cipher suite in the list";
         goto fail;
     }
-    if (ctx_set_groups(tc, conf->groups) != 0) {
-        *err_out = "groups: unknown group (use X25519, X448, P-256, P-384, P-521)";
+    int groups_rc = ctx_set_groups(tc, conf->groups);
+    if (groups_rc != 0) {
+        *err_out = groups_rc == -2
+                       ? "groups: a group this wolfSSL build does not have (moat -V; the default "
+                         "build has X25519, P-256, P-384)"
+                       : "groups: unknown group (use X25519, X448, P-256, P-384, P-521)";
         goto fail;
     }
     if (wolfSSL_CTX_use_certificate_chain_buffer(tc->ctx, tc->certs[0].cert_pem,
@@ -525,18 +594,14 @@ tls_ctx_new(const struct config_tls *conf, const char **err_out, int *cert_index
         goto fail;
     }
     wolfSSL_CTX_set_verify(tc->ctx, WOLFSSL_VERIFY_NONE, NULL);
-    /* One record per write call: unsent tails stay in moat's buffer, never in wolfSSL's. */
-    wolfSSL_CTX_set_mode(tc->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    /* a handshake flight in one send, not one per message */
+    (void)wolfSSL_CTX_set_group_messages(tc->ctx);
     if (ctx_set_resumption(tc, conf->ticket_lifetime_ms) != 0) {
         *err_out = "ticket_lifetime: cannot configure session resumption";
         goto fail;
     }
     tc->sni_strict = conf->sni_strict;
     tc->sni_required = conf->sni_required;
-    if (tc->ncerts > 1 || tc->sni_strict || tc->sni_required) {
-        wolfSSL_CTX_set_servername_callback(tc->ctx, on_servername);
-        wolfSSL_CTX_set_servername_arg(tc->ctx, tc);
-    }
     return tc;
 fail:
     tls_ctx_unref(tc);
@@ -575,16 +640,17 @@ tls_ctx_unref(struct tls_ctx *tc)
     free(tc);
 }
 
-/* I/O callbacks: thin wrappers over recv/send on the non-blocking socket. */
+/* I/O callbacks over the non-blocking socket. Reads go through a read-ahead buffer: one recv
+ * takes what the client sent (wolfSSL asks for a 5-byte record header, then the body: two recvs
+ * per record otherwise), and a recv that comes back short marks the socket drained, so the next
+ * request answers WANT_READ without the recv that would only say EAGAIN; the next read event
+ * (tls_on_readable) clears the mark. The buffer exists only while it holds bytes; during the
+ * handshake the ClientHello waits there for the SNI choice. */
+#define TLS_READAHEAD_BYTES (5 + 16384)
+
 static int
-io_recv(WOLFSSL *ssl, char *p, int sz, void *arg)
+recv_error(struct tls *t, ssize_t n)
 {
-    struct tls *t = arg;
-    if (sz <= 0)
-        return t->peer_closed ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
-    ssize_t n = recv(t->fd, p, (size_t)sz, 0);
-    if (n > 0)
-        return (int)n;
     if (n == 0) {
         t->peer_closed = true;
         return WOLFSSL_CBIO_ERR_CONN_CLOSE;
@@ -594,6 +660,7 @@ io_recv(WOLFSSL *ssl, char *p, int sz, void *arg)
 #if EWOULDBLOCK != EAGAIN
     case EWOULDBLOCK:
 #endif
+        t->rx_drained = true;
         return WOLFSSL_CBIO_ERR_WANT_READ;
     case EINTR:
         return WOLFSSL_CBIO_ERR_ISR;
@@ -603,6 +670,140 @@ io_recv(WOLFSSL *ssl, char *p, int sz, void *arg)
     default:
         return WOLFSSL_CBIO_ERR_GENERAL;
     }
+}
+
+static void
+readahead_release(struct tls *t)
+{
+    free(t->readahead);
+    t->readahead = NULL;
+    t->readahead_len = t->readahead_off = 0;
+}
+
+/* Appends what the socket has to the read-ahead buffer: > 0 bytes, or recv_error()'s code. */
+static int
+readahead_fill(struct tls *t)
+{
+    if (t->rx_drained)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    if (t->readahead == NULL)
+        t->readahead = xmalloc(TLS_READAHEAD_BYTES);
+    size_t room = TLS_READAHEAD_BYTES - t->readahead_len;
+    ssize_t n = recv(t->fd, t->readahead + t->readahead_len, room, 0);
+    if (n <= 0) {
+        int err = recv_error(t, n);
+        if (t->readahead_len == 0)
+            readahead_release(t);
+        return err;
+    }
+    if ((size_t)n < room)
+        t->rx_drained = true;
+    t->readahead_len += (size_t)n;
+    return (int)n;
+}
+
+static int
+io_recv(WOLFSSL *ssl, char *p, int sz, void *arg)
+{
+    struct tls *t = arg;
+    if (sz <= 0)
+        return t->peer_closed ? WOLFSSL_CBIO_ERR_CONN_CLOSE : WOLFSSL_CBIO_ERR_WANT_READ;
+    if (t->readahead_off == t->readahead_len) {
+        readahead_release(t);
+        int r = readahead_fill(t);
+        if (r <= 0)
+            return r;
+    }
+    size_t k = MOAT_MIN((size_t)sz, t->readahead_len - t->readahead_off);
+    memcpy(p, t->readahead + t->readahead_off, k);
+    t->readahead_off += k;
+    if (t->readahead_off == t->readahead_len)
+        readahead_release(t);
+    return (int)k;
+}
+
+void
+tls_on_readable(struct tls *t)
+{
+    t->rx_drained = false;
+}
+
+/* Read until the first record (the ClientHello) is whole, or the buffer is full, or it is
+ * plainly not a handshake record: wolfSSL will judge it. */
+static enum tls_status
+hello_gather(struct tls *t)
+{
+    for (;;) {
+        size_t have = t->readahead_len;
+        if (have >= 5) {
+            const unsigned char *h = t->readahead;
+            size_t record = 5 + ((size_t)h[3] << 8 | h[4]);
+            if (h[0] != 0x16 || have >= record)
+                return TLS_OK;
+        }
+        if (have == TLS_READAHEAD_BYTES)
+            return TLS_OK;
+        switch (readahead_fill(t)) {
+        case WOLFSSL_CBIO_ERR_WANT_READ:
+            return TLS_WANT_READ;
+        case WOLFSSL_CBIO_ERR_ISR:
+            continue;
+        case WOLFSSL_CBIO_ERR_CONN_CLOSE:
+        case WOLFSSL_CBIO_ERR_CONN_RST:
+        case WOLFSSL_CBIO_ERR_GENERAL:
+            t->last_error = SOCKET_ERROR_E;
+            return TLS_ERROR;
+        default:
+            continue;
+        }
+    }
+}
+
+/* Ends the handshake before wolfSSL has read anything: a fatal alert in a plaintext record
+ * (what a ClientHello gets back before any key exists). */
+static enum tls_status
+sni_refuse(struct tls *t, unsigned char alert, const char *why)
+{
+    const unsigned char record[] = {0x15, 0x03, 0x03, 0x00, 0x02, 0x02, alert};
+    (void)send(t->fd, record, sizeof(record), MSG_NOSIGNAL);
+    t->refusal = why;
+    return TLS_ERROR;
+}
+
+/* SNI with the native API (the servername callback belongs to the OpenSSL layer): load the pair
+ * the ClientHello names onto this connection before wolfSSL reads it. With sni_required a
+ * ClientHello without SNI ends in a missing_extension alert, with sni_strict one naming no
+ * certificate in unrecognized_name. */
+static enum tls_status
+sni_choose(struct tls *t)
+{
+    enum tls_status st = hello_gather(t);
+    if (st != TLS_OK)
+        return st;
+    t->sni_pending = false;
+    const struct tls_ctx *tc = t->ctx;
+    unsigned char name[256];
+    word32 len = sizeof(name);
+    int rc = wolfSSL_SNI_GetFromBuffer(t->readahead, (word32)t->readahead_len,
+                                       WOLFSSL_SNI_HOST_NAME, name, &len);
+    if (rc != WOLFSSL_SUCCESS) /* none, or a ClientHello wolfSSL will judge */
+        return tc->sni_required ? sni_refuse(t, missing_extension, "no SNI (sni_required)")
+                                : TLS_OK;
+    int i = cert_for_name(tc, (const char *)name, len);
+    if (i < 0 && tc->sni_strict)
+        return sni_refuse(t, unrecognized_name, "SNI names no certificate (sni_strict)");
+    if (i <= 0)
+        return TLS_OK;
+    const struct tls_cert *c = &tc->certs[i];
+    if (wolfSSL_use_certificate_chain_buffer(t->ssl, c->cert_pem, c->cert_len) != WOLFSSL_SUCCESS ||
+        wolfSSL_use_PrivateKey_buffer(t->ssl, c->key_pem, c->key_len, WOLFSSL_FILETYPE_PEM) !=
+            WOLFSSL_SUCCESS) {
+        t->last_error = MEMORY_E;
+        return TLS_ERROR;
+    }
+    if (tc->ecdhe_size != 0) /* the key just loaded reset it (ctx_set_groups) */
+        (void)wolfSSL_SetTmpEC_DHE_Sz(t->ssl, tc->ecdhe_size);
+    return TLS_OK;
 }
 
 static int
@@ -643,6 +844,7 @@ tls_new(struct tls_ctx *ctx, int fd, const char *alpn, bool strict)
     wolfSSL_SSLSetIOSend(ssl, io_send);
     wolfSSL_SetIOReadCtx(ssl, t);
     wolfSSL_SetIOWriteCtx(ssl, t);
+    t->sni_pending = ctx->ncerts > 1 || ctx->sni_strict || ctx->sni_required;
     if (alpn != NULL) {
         snprintf(t->alpn, sizeof(t->alpn), "%s", alpn);
         unsigned char opt =
@@ -662,6 +864,7 @@ tls_free(struct tls *t)
         return;
     wolfSSL_free(t->ssl);
     tls_ctx_unref(t->ctx);
+    free(t->readahead);
     free(t);
 }
 
@@ -702,6 +905,11 @@ group_configured(struct tls *t)
 enum tls_status
 tls_handshake(struct tls *t)
 {
+    if (t->sni_pending) {
+        enum tls_status st = sni_choose(t);
+        if (st != TLS_OK)
+            return st;
+    }
     int ret = wolfSSL_accept(t->ssl);
     if (ret == WOLFSSL_SUCCESS) {
         if (!group_configured(t)) {
@@ -727,11 +935,16 @@ tls_read(struct tls *t, char *p, size_t cap, size_t *n_out)
     return status_of(t, ret);
 }
 
+/* One record per call (what SSL_MODE_ENABLE_PARTIAL_WRITE does, but that needs the OpenSSL
+ * layer): unsent tails stay in moat's buffer, never in wolfSSL's. After WANT_WRITE the caller
+ * comes back with the same bytes, at least as many, which is what wolfSSL requires. */
+#define TLS_RECORD_PLAIN_MAX 16384
+
 enum tls_status
 tls_write(struct tls *t, const char *p, size_t n, size_t *n_out)
 {
     *n_out = 0;
-    int ret = wolfSSL_write(t->ssl, p, (int)MOAT_MIN(n, (size_t)INT32_MAX));
+    int ret = wolfSSL_write(t->ssl, p, (int)MOAT_MIN(n, (size_t)TLS_RECORD_PLAIN_MAX));
     if (ret > 0) {
         *n_out = (size_t)ret;
         return TLS_OK;
@@ -743,15 +956,15 @@ size_t
 tls_pending(struct tls *t)
 {
     int n = wolfSSL_pending(t->ssl);
-    return n > 0 ? (size_t)n : 0;
+    /* read-ahead bytes are records wolfSSL has yet to see: no socket event will announce them */
+    return (n > 0 ? (size_t)n : 0) + (t->readahead_len - t->readahead_off);
 }
 
 void
 tls_shutdown(struct tls *t, bool quiet)
 {
-    if (quiet)
-        wolfSSL_set_quiet_shutdown(t->ssl, 1);
-    (void)wolfSSL_shutdown(t->ssl);
+    if (!quiet) /* quiet: no close_notify (wolfSSL_set_quiet_shutdown is an OpenSSL-layer call) */
+        (void)wolfSSL_shutdown(t->ssl);
 }
 
 const char *

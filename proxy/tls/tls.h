@@ -7,6 +7,7 @@
 #ifndef MOAT_TLS_H
 #define MOAT_TLS_H
 
+#include <stdio.h>
 #include <time.h>
 
 #include "common.h"
@@ -19,6 +20,8 @@ enum tls_status { TLS_OK = 0, TLS_WANT_READ, TLS_WANT_WRITE, TLS_CLOSED, TLS_ERR
 
 void tls_library_init(void);
 void tls_library_cleanup(void);
+/* Print wolfSSL's version and the features compiled into it (AES-NI, assembly, ...) to f. */
+void tls_library_describe(FILE *f);
 /* Per worker thread, at exit: frees wolfSSL's thread-local ECC cache. */
 void tls_thread_cleanup(void);
 
@@ -40,6 +43,8 @@ enum tls_status tls_handshake(struct tls *t);
 enum tls_status tls_read(struct tls *t, char *p, size_t cap, size_t *n_out);
 enum tls_status tls_write(struct tls *t, const char *p, size_t n, size_t *n_out);
 size_t tls_pending(struct tls *t);
+/* The socket reported readable: reads may try it again (a short read marks it drained). */
+void tls_on_readable(struct tls *t);
 /* Send close_notify once, best effort, never waiting for the peer's. */
 void tls_shutdown(struct tls *t, bool quiet);
 

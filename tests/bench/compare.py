@@ -301,6 +301,11 @@ def wolfssl(moat_bin):
                                    capture_output=True, text=True, timeout=10).stdout.strip()
                 return "Debian's %s %s" % (pkg, v)
             return "wolfSSL from %s" % path
+    # linked in: `moat -V` names it ("wolfSSL 5.5.4 (Debian source ..., static, ...)")
+    v = subprocess.run([moat_bin, "-V"], capture_output=True, text=True, timeout=10)
+    for line in v.stdout.splitlines():
+        if line.startswith("wolfSSL ") and "(" in line:
+            return line
     return "wolfSSL linked statically"
 
 

@@ -14,7 +14,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     if (size == 0)
         return 0;
-    struct sasl_exchange x;
+    struct sasl_exchange x = {0};
     sasl_exchange_start(&x, (enum sasl_mech)(1 + data[0] % (SASL_MECH_COUNT - 1)));
     const char *p = (const char *)data + 1;
     size_t n = size - 1;
@@ -27,7 +27,7 @@ LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
             char out[4096];
             (void)sasl_plain_encode(&x.cred, out, sizeof(out));
         }
-        if (st == SASL_STEP_SERVER && x.resp_len > sizeof(x.resp))
+        if (st == SASL_STEP_SERVER && x.resp_len > SASL_RESP_MAX)
             __builtin_trap();
         if (st != SASL_STEP_CONTINUE && st != SASL_STEP_SERVER)
             break;

@@ -3,6 +3,7 @@ libraries the binary links against (from ldd and dpkg -S), the example sidecar c
 `moat -t`, the Kubernetes example parses, the man page renders and the systemd unit has its
 hardening. No container engine is needed."""
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -50,6 +51,59 @@ def test_runtime_stage_installs_only_linked_libraries():
         pytest.skip("moat binary missing")
     linked = linked_packages(binary) - IGNORED
     assert runtime_packages() == linked
+
+
+def test_version_names_the_tuned_wolfssl():
+    """`moat -V` names moat's version, the wolfSSL it carries (Debian's source at the version
+    scripts/wolfssl-build pins) and the features of the default build: AES-NI and assembly on
+    x86-64, the ARMv8 crypto paths on arm64, none of the extras moat does not use."""
+    binary = moat_binary()
+    if not os.access(binary, os.X_OK):
+        pytest.skip("moat binary missing")
+    r = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert re.fullmatch(r"moat \d+\.\d+\.\d+", lines[0])
+    m = re.fullmatch(r"wolfSSL (\d+\.\d+\.\d+) \((.*)\)", lines[1])
+    assert m, lines[1]
+    if m.group(2) == "system library":
+        pytest.skip("built with -DMOAT_SYSTEM_WOLFSSL=ON")
+    script = rig.read_text(os.path.join(rig.ROOT, "scripts", "wolfssl-build"))
+    pinned = re.search(r"^DEB_VERSION=(\S+)$", script, flags=re.M).group(1)
+    assert m.group(2).startswith("Debian source %s, static" % pinned)
+    assert pinned.startswith(m.group(1) + "-")
+    features = dict(line.split(":", 1) for line in lines[2:4])
+    have = set(features["wolfSSL features"].split())
+    assert {"TLS1.3", "TLS1.2", "X25519", "AES-GCM", "ChaCha20-Poly1305", "SNI", "ALPN",
+            "session-tickets", "getrandom", "SP-ECC", "SP-RSA", "SP-asm"} <= have
+    expected = {"x86_64": {"AES-NI", "intel-asm(AVX1/AVX2)"}, "aarch64": {"ARMv8-crypto"}}
+    assert expected.get(platform.machine(), set()) <= have
+    assert features["wolfSSL extras"].split() == ["none"]
+
+
+def test_groups_outside_the_default_build_refused_at_load(certs, tmp_path):
+    """The default wolfSSL build has X25519, P-256 and P-384 only: a configuration naming P-521
+    or X448 fails `moat -t` with a reason that says so, instead of a TLS 1.2 client getting that
+    curve."""
+    binary = moat_binary()
+    if not os.access(binary, os.X_OK):
+        pytest.skip("moat binary missing")
+    v = subprocess.run([binary, "-V"], capture_output=True, text=True, timeout=30).stdout
+    if "(system library)" in v:
+        pytest.skip("built with -DMOAT_SYSTEM_WOLFSSL=ON")
+    for groups, ok in (("X25519:P-256:P-384", True), ("P-521", False), ("X25519:X448", False)):
+        conf = tmp_path / "moat.conf"
+        conf.write_text("[moat]\nhostname = mx.moat.test\n[tls]\ncertificate = %s\nkey = %s\n"
+                        "groups = %s\n[backend d]\naddress = 127.0.0.1:1143\nidentity = id\n"
+                        "[listener imaps]\nprotocol = imap\nlisten = 127.0.0.1:1993\n"
+                        "tls = implicit\nbackend = d\n" % (certs.ecdsa, certs.ecdsa_key, groups))
+        r = subprocess.run([binary, "-t", "-c", str(conf)], capture_output=True, text=True,
+                           timeout=30)
+        if ok:
+            assert r.returncode == 0, r.stderr
+        else:
+            assert r.returncode == 1 and "a group this wolfSSL build does not have" in r.stderr, \
+                (groups, r.stderr)
 
 
 def test_dockerfile_shape():

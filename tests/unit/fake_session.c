@@ -418,8 +418,9 @@ session_auth_step(struct session *s, struct sasl_exchange *x)
     s->auth_mech = x->mech;
     s->auth_steps++;
     s->auth_step_has_resp = x->has_resp;
-    snprintf(s->auth_resp, sizeof(s->auth_resp), "%.*s", (int)x->resp_len, (const char *)x->resp);
-    explicit_bzero(x->resp, sizeof(x->resp));
+    snprintf(s->auth_resp, sizeof(s->auth_resp), "%.*s", (int)x->resp_len,
+             x->resp ? (const char *)x->resp : "");
+    sasl_exchange_resp_wipe(x);
     x->resp_len = 0;
     x->has_resp = false;
     s->input_paused = true;

@@ -32,6 +32,32 @@ test_caps(void)
     buf_free(&b);
 }
 
+/* Consuming from the front moves nothing; the bytes move only when the tail is short. */
+static void
+test_front_consume(void)
+{
+    struct buf b;
+    buf_init(&b, 8);
+    CHECK(buf_append(&b, "12345678", 8) == 0);
+    char *start = b.data;
+    buf_consume(&b, 2);
+    CHECK(b.data == start + 2 && b.len == 6 && memcmp(b.data, "345678", 6) == 0);
+    CHECK(buf_room(&b) == 2 && buf_tail_room(&b) == 0);
+    buf_consume(&b, 3);
+    CHECK(b.data == start + 5 && memcmp(b.data, "678", 3) == 0);
+    CHECK(buf_append(&b, "ab", 2) == 0); /* fits at the tail after a move to the front */
+    CHECK(b.data == start && memcmp(b.data, "678ab", 5) == 0);
+    buf_consume(&b, 1);
+    char *t = buf_tail(&b); /* 4 free, 3 of them at the tail: no move */
+    CHECK(t == start + 5 && buf_tail_room(&b) == 3);
+    memcpy(t, "cde", 3);
+    buf_commit(&b, 3);
+    CHECK(b.len == 7 && memcmp(b.data, "78abcde", 7) == 0);
+    buf_consume(&b, 7);
+    CHECK(b.data == NULL && buf_tail_room(&b) == 8);
+    buf_free(&b);
+}
+
 static void
 test_lines(void)
 {
@@ -65,6 +91,7 @@ int
 main(void)
 {
     test_caps();
+    test_front_consume();
     test_lines();
     return test_finish("test_buf");
 }

@@ -104,7 +104,7 @@ test_sasl(void)
 {
     struct session *s =
         fake_session_new(&smtp_protocol, LPROTO_SUBMISSION, LTLS_STARTTLS, IDENT_NONE);
-    struct sasl_exchange x;
+    struct sasl_exchange x = {0};
     /* LOGIN without an initial response: moat's first challenge, then the two lines */
     dialogue_sasl_start(s, &kit, &x, SASL_MECH_LOGIN, NULL, 0);
     CHECK_STR(fake_client_output(s), "334 VXNlcm5hbWU6\r\n");
