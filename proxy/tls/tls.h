@@ -2,7 +2,7 @@
  * tls.h: TLS termination, the only interface to wolfSSL. A tls_ctx holds the policy (versions,
  * ciphers, groups, certificates, tickets) of one config generation; a struct tls is one
  * server-side connection over a non-blocking socket, created only when TLS starts. Nothing
- * outside tls.c includes a wolfSSL header.
+ * outside proxy/tls includes a wolfSSL header.
  */
 #ifndef MOAT_TLS_H
 #define MOAT_TLS_H
