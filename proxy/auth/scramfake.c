@@ -5,9 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/hmac.h>
-
 #include "scramfake.h"
 #include "tls.h"
 
@@ -93,20 +90,11 @@ scram_fake_first(enum sasl_mech m, const unsigned char *in, size_t n,
     if (decode_saslname(u, ulen, user, user_cap) != 0)
         return -1;
 
-    uint8_t salt[WC_SHA256_DIGEST_SIZE];
-    Hmac h;
+    unsigned char salt[TLS_HMAC_SHA256_BYTES];
     const char *mech = sasl_mech_name(m);
-    if (wc_HmacInit(&h, NULL, INVALID_DEVID) != 0)
-        return -1;
-    int e = wc_HmacSetKey(&h, WC_SHA256, key, SCRAM_FAKE_KEY_LEN);
-    if (e == 0)
-        e = wc_HmacUpdate(&h, (const byte *)mech, (word32)strlen(mech) + 1);
-    if (e == 0)
-        e = wc_HmacUpdate(&h, (const byte *)user, (word32)strlen(user));
-    if (e == 0)
-        e = wc_HmacFinal(&h, salt);
-    wc_HmacFree(&h);
-    if (e != 0)
+    const void *parts[] = {mech, user};
+    const size_t lens[] = {strlen(mech) + 1, strlen(user)};
+    if (tls_hmac_sha256(key, SCRAM_FAKE_KEY_LEN, parts, lens, 2, salt) != 0)
         return -1;
     char salt64[64];
     if (tls_base64_encode(salt, hash_len, salt64, sizeof(salt64)) < 0)

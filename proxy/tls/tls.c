@@ -1,6 +1,6 @@
 /*
  * tls.c: every wolfSSL call in moat lives in this folder: the connections here, the contexts,
- * certificates and tickets in tls_ctx.c, base64 in tls_base64.c, the DER walk in der.c.
+ * certificates and tickets in tls_ctx.c, base64 and HMAC in tls_crypto.c, the DER walk in der.c.
  * Non-blocking server connections over custom I/O callbacks with MSG_NOSIGNAL and a read-ahead,
  * strict ALPN, certificate choice by SNI (read from the ClientHello), FreeArrays after the
  * handshake. Uses only wolfSSL's native API (no OPENSSL_EXTRA functions): the tuned build

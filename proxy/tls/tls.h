@@ -64,3 +64,8 @@ int tls_spki_sha256(const char *cert_file, unsigned char out[32], const char **e
  * encode: returns the encoded length (no newlines) or -1 if it does not fit. */
 int tls_base64_decode(const char *in, size_t n, unsigned char *out, size_t cap);
 int tls_base64_encode(const unsigned char *in, size_t n, char *out, size_t cap);
+/* HMAC-SHA-256 through wolfCrypt over the concatenation of n parts (parts[i], lens[i]), into
+ * out (32 bytes). 0, or -1 on a wolfCrypt failure. */
+#define TLS_HMAC_SHA256_BYTES 32
+int tls_hmac_sha256(const unsigned char *key, size_t key_len, const void *const *parts,
+                    const size_t *lens, size_t n, unsigned char out[TLS_HMAC_SHA256_BYTES]);

@@ -1,13 +1,15 @@
 /*
- * tls_base64.c: base64 (RFC 4648) through wolfCrypt's coder, for the SASL framing: strict
- * decoding (whole groups, padding only at the end, no other characters) and encoding without
- * line breaks. Decoded bytes may be secrets: the scratch copy is wiped.
+ * tls_crypto.c: the small wolfCrypt services other layers use, so that wolfSSL stays behind
+ * proxy/tls: base64 (RFC 4648) for the SASL framing (strict decoding: whole groups, padding
+ * only at the end, no other characters; encoding without line breaks; decoded bytes may be
+ * secrets: the scratch copy is wiped) and HMAC-SHA-256 (the fake SCRAM salts).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/coding.h>
+#include <wolfssl/wolfcrypt/hmac.h>
 
 #include "tls.h"
 
@@ -66,4 +68,20 @@ tls_base64_encode(const unsigned char *in, size_t n, char *out, size_t cap)
     if (len < cap)
         out[len] = '\0';
     return (int)len;
+}
+
+int
+tls_hmac_sha256(const unsigned char *key, size_t key_len, const void *const *parts,
+                const size_t *lens, size_t n, unsigned char out[TLS_HMAC_SHA256_BYTES])
+{
+    Hmac h;
+    if (key_len > UINT32_MAX || wc_HmacInit(&h, NULL, INVALID_DEVID) != 0)
+        return -1;
+    int e = wc_HmacSetKey(&h, WC_SHA256, key, (word32)key_len);
+    for (size_t i = 0; e == 0 && i < n; i++)
+        e = lens[i] > UINT32_MAX ? -1 : wc_HmacUpdate(&h, parts[i], (word32)lens[i]);
+    if (e == 0)
+        e = wc_HmacFinal(&h, out);
+    wc_HmacFree(&h);
+    return e == 0 ? 0 : -1;
 }
