@@ -1,11 +1,13 @@
 /*
  * listener.c: listening sockets and accept, on the main thread's loop. Admission control runs
  * here, once per connection and before any TLS work: a refused client gets its protocol's
- * cheap refusal (or a plain close on implicit-TLS ports) and never reaches a worker. Handles
- * EMFILE by pausing accept briefly instead of spinning. Listeners behind a balancer (PROXY
- * protocol) or in a fleet admit in two steps: the client-independent part here, the rest in
- * intake.c (on the worker). On reload, sockets whose address is unchanged are kept (no connection
- * is refused meanwhile), new ones bound, removed ones closed.
+ * cheap refusal (or a plain close on implicit-TLS ports) and never reaches a worker. Out of file
+ * descriptors, a reserve descriptor is given up for a moment to take the next client off the
+ * backlog and refuse it the same way; when even that fails, accept pauses briefly instead of
+ * spinning. Listeners behind a balancer (PROXY protocol) or in a fleet admit in two steps: the
+ * client-independent part here, the rest in intake.c (on the worker). On reload, sockets whose
+ * address is unchanged are kept (no connection is refused meanwhile), new ones bound, removed
+ * ones closed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +51,8 @@ struct listeners {
     struct worker **workers;
     unsigned nworkers;
     double last_emfile_log;
+    double last_nofd_refusal_log;
+    int reserve_fd; /* /dev/null, closed for a moment to refuse a client when out of fds */
 };
 
 static int
@@ -95,6 +99,7 @@ struct listeners *
 listeners_open(const struct config *conf, char *err, size_t cap)
 {
     struct listeners *ls = xcalloc(1, sizeof(*ls));
+    ls->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     size_t n = listener_count(conf);
     ls->socks = xcalloc(n ? n : 1, sizeof(*ls->socks));
     for (const struct config_listener *l = conf->listeners; l != NULL; l = l->next) {
@@ -204,6 +209,33 @@ pause_accepting(struct listeners *ls)
     }
 }
 
+/* Out of fds: free the reserve, accept the next client and refuse it with its protocol's
+ * temporary error ("Too many connections"), then take the reserve back. False when there was
+ * nobody to refuse or the reserve could not be had (then accept pauses). */
+static bool
+refuse_out_of_fds(struct listeners *ls, struct lsock *k)
+{
+    if (ls->reserve_fd < 0)
+        ls->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (ls->reserve_fd < 0)
+        return false;
+    close(ls->reserve_fd);
+    int fd = accept4(k->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        stats_refusal(k->stats, STAT_REFUSED_LIMIT);
+        refuse(fd, ls->conf, k->conf, ADMIT_MAX_SESSIONS);
+    }
+    ls->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    double now = ev_now(ls->loop);
+    if (now - ls->last_nofd_refusal_log > 10) {
+        ls->last_nofd_refusal_log = now;
+        log_msg(LOG_WARN, EV_REFUSED, "reason=out_of_fds listener=%s", k->conf->name);
+    }
+    return true;
+}
+
 static void
 on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
@@ -214,9 +246,12 @@ on_accept(struct ev_loop *loop, ev_io *w, int revents)
         socklen_t len = sizeof(peer);
         int fd = accept4(k->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            int err = errno;
+            if (err == EINTR || err == ECONNABORTED)
                 continue;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            if ((err == EMFILE || err == ENFILE) && refuse_out_of_fds(ls, k))
+                continue;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
                 pause_accepting(ls);
             return;
         }
@@ -344,6 +379,8 @@ listeners_close(struct listeners *ls)
     }
     if (ls->loop != NULL)
         ev_timer_stop(ls->loop, &ls->resume);
+    if (ls->reserve_fd >= 0)
+        close(ls->reserve_fd);
     free(ls->socks);
     free(ls);
 }
