@@ -56,6 +56,9 @@ def write(s, a, result, found, foreign, queued, status, metrics_end, t_begin):
                      % (drift_fds, base["fds"], end["fds"]))
     log = s.moat_log()
     shutil.copy(s.moat.log_path, os.path.join(s.out, "moat.log"))
+    for path in (s.backends.pf_log, s.backends.dv_log):
+        if os.path.exists(path):
+            shutil.copy(path, s.out)
     san = sanitizer_reports(log, soak.SANITIZER_MARKS)
     if san:
         fails.append("sanitizer / assertion reports in moat's log:\n    " +
@@ -115,7 +118,10 @@ def write(s, a, result, found, foreign, queued, status, metrics_end, t_begin):
         ("250 and in the maildir exactly once, byte-exact (per recipient)",
          counts["acked and delivered once"]),
         ("lost (250, not delivered)", counts["lost"]),
-        ("duplicated", counts["duplicated"]),
+        ("duplicated (by moat: more than one Postfix queue id, or outside a Postfix stop)",
+         counts["duplicated"]),
+        ("redelivered by Postfix itself (one queue id, killed mid-delivery by the stop)",
+         counts["redelivered by Postfix after its stop"]),
         ("corrupt (body differs)", counts["corrupt"]),
         ("never finished (no final dot), must be absent: sent / delivered",
          "%d / %d" % (counts["sent no_dot"] + counts["sent before_data"],
@@ -145,7 +151,7 @@ def write(s, a, result, found, foreign, queued, status, metrics_end, t_begin):
     if fails:
         text += "\nFailures:\n\n" + "".join("- %s\n" % f for f in fails[:100])
     if notes:
-        text += "\nDelivered without a 250 (explained):\n\n" + "".join(
+        text += "\nExplained (not moat's doing):\n\n" + "".join(
             "- %s\n" % n for n in notes[:30])
     text += "\nClient outcomes:\n\n```\n" + "".join(
         "%-50s %d\n" % kv for kv in sorted(st.items())) + "```\n"
