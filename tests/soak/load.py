@@ -178,6 +178,8 @@ class Load:
         finally:
             reader.cancel()
             stopper.cancel()
+            # the next read must wait until the cancelled one has really let go of the stream
+            await asyncio.gather(reader, stopper, return_exceptions=True)
 
     async def idle_reader(self, im):
         for _ in range(1000000):
@@ -601,11 +603,8 @@ class Load:
         self.open += sum(len(g[1]) for g in groups)
         try:
             for name, specs, _ in groups:
-                if name == "per_ip":  # one after another: the per-address count, then the rate
-                    conns[name] = [await conn(*sp) for sp in specs]
-                else:
-                    conns[name] = await asyncio.gather(*(conn(*sp) for sp in specs))
-                    await asyncio.sleep(0.5)
+                conns[name] = await asyncio.gather(*(conn(*sp) for sp in specs))
+                await asyncio.sleep(0.5)
             for name, _, smtp in groups:
                 res = await asyncio.gather(*(alive(c, smtp) for c in conns[name]))
                 out[name] = (sum(res), len(res) - sum(res))

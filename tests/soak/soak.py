@@ -247,7 +247,9 @@ class Soak:
             if not self.moat.alive():
                 self.failures.append("moat exited (status %s)" % self.moat.proc.poll())
                 return
+            t = time.monotonic()
             await asyncio.sleep(every)
+            s["lag_ms"] = round(1000 * (time.monotonic() - t - every))  # driver overload
 
     # --- faults -----------------------------------------------------------------------------
 
@@ -284,7 +286,10 @@ class Soak:
 
     async def burst(self, ld, name):
         t0 = time.time()
-        res = await ld.burst(tls_over=400, many=1000, one=90)
+        # over max_sessions by 300 whatever the population is doing at this moment
+        now = max(0, await self.blocking(self.moat_sessions))
+        many = min(3000, max(300, self.max_sessions - now - 420 + 300))
+        res = await ld.burst(tls_over=400, many=many, one=90)
         self.fault(name, t0, time.time(), held_refused=res)
 
     async def schedule(self, ld, duration):

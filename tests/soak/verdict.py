@@ -71,7 +71,12 @@ def write(s, a, result, found, foreign, queued, status, metrics_end, t_begin):
     refused = collections.Counter(re.findall(r"event=refused .*?reason=(\w+)", log))
     for need in ("max_sessions", "max_sessions_per_ip", "max_tls_handshakes"):
         if not refused.get(need):
-            fails.append("the burst never hit %s (no event=refused reason=%s)" % (need, need))
+            fails.append("the bursts never hit %s (no event=refused reason=%s)" % (need, need))
+    for f in s.faults:
+        for group, (held, nrefused) in (f.get("held_refused") or {}).items():
+            if not nrefused and group != "max_tls_handshakes (in handshake)":
+                fails.append("%s: nothing refused in group %s (%d held)" % (f["name"], group,
+                                                                            held))
     timeout_rows = []
     kinds = sorted(set(ld_w.close_delays) | set(ld.close_delays))
     for kind in kinds:
