@@ -27,6 +27,7 @@ FAILERS = ["127.0.2.%d" % i for i in range(1, 251)]
 BURST_MANY = ["127.0.3.%d" % i for i in range(1, 251)]
 BURST_TLS = ["127.0.4.%d" % i for i in range(1, 251)]
 BURST_ONE = "127.0.5.1"
+BURST_RATE = "127.0.5.2"
 
 
 class Load:
@@ -559,7 +560,8 @@ class Load:
     # --- the burst --------------------------------------------------------------------------
 
     async def burst(self, tls_over, many, one):
-        """Connections above every limit at once: tls_over partial ClientHellos on imaps (over
+        """Connections above every limit at once: `one` short ones in a row from one address (over
+        connection_rate_per_ip), then tls_over partial ClientHellos on imaps (over
         max_tls_handshakes), `many` plain SMTP connections from 250 addresses (over
         max_sessions), `one` from a single address (over max_sessions_per_ip and
         connection_rate_per_ip). Held ~5 s, then reset. Returns {what: (held, refused)}."""
@@ -591,6 +593,15 @@ class Load:
                 return False
 
         mx, imaps = self.l["mx"][0], self.l["imaps"][0]
+        # connection_rate_per_ip: short connections one after another from one more address
+        rate = [0, 0]
+        for _ in range(one):
+            c = await conn(mx, BURST_RATE, False)
+            ok = await alive(c, True)
+            rate[0 if ok else 1] += 1
+            if c is not None:
+                c.reset()
+        out["connection_rate_per_ip"] = tuple(rate)
         groups = [("per_ip", [(mx, BURST_ONE, False) for _ in range(one)], True),
                   ("max_tls_handshakes (in handshake)",
                    [(imaps, BURST_TLS[i % len(BURST_TLS)], True) for i in range(tls_over)],

@@ -350,7 +350,7 @@ class Soak:
         return {"drain_s": took, "left": left, "rss_kb": statistics.median(rss),
                 "fds": statistics.median(fds)}
 
-    async def phase_load(self, name, duration, faults, run_id, seed):
+    async def phase_load(self, name, duration, run_id, seed):
         self.phase = name
         ctx = rig.client_context(self.certs)
         ld = load.Load(self.listeners, TIMEOUTS, ctx, run_id, random.Random(seed),
@@ -361,19 +361,14 @@ class Soak:
         ld.start()
         stop = asyncio.Event()
         rel = asyncio.ensure_future(self.reloader(stop))
-        if faults:
-            sched = asyncio.ensure_future(self.schedule(ld, duration))
-        else:
-            sched = None
-            await asyncio.sleep(max(0, duration - 15))
-            await self.burst(ld, "warm-up burst")
+        sched = asyncio.ensure_future(self.schedule(ld, duration))
         await asyncio.sleep(max(0, self.t_start + duration - time.time()))
-        if sched is not None:
-            if not sched.done():
-                self.failures.append("%s: the fault schedule did not finish in time" % name)
-            await asyncio.wait([sched], timeout=120)
-            if sched.done() and sched.exception():
-                self.failures.append("fault schedule: %r" % sched.exception())
+        await asyncio.wait([sched], timeout=180)
+        if not sched.done():
+            sched.cancel()
+            self.failures.append("%s: the fault schedule did not finish in time" % name)
+        elif sched.exception():
+            self.failures.append("fault schedule: %r" % sched.exception())
         stop.set()
         await rel
         t_off = time.time()
@@ -390,10 +385,10 @@ class Soak:
         a = self.a
         self.postfix_windows = []
         run_id = "%x" % int(time.time())
-        ld_w, base = await self.phase_load("warm-up", a.warmup, False, run_id + "w", 1)
+        ld_w, base = await self.phase_load("warm-up", a.warmup, run_id + "w", 1)
         print("== baseline after warm-up: RSS %d KB, %d fds (drained in %.0f s)"
               % (base["rss_kb"], base["fds"], base["drain_s"]), file=sys.stderr)
-        ld, end = await self.phase_load("run", a.duration, True, run_id, 2)
+        ld, end = await self.phase_load("run", a.duration, run_id, 2)
         return ld_w, base, ld, end
 
     # --- the end ----------------------------------------------------------------------------
@@ -431,7 +426,7 @@ def main():
     if a.active is None:
         a.active = 20 if a.smoke else 60
     if a.warmup is None:
-        a.warmup = 20 if a.smoke else 30 if a.quick else 60
+        a.warmup = 20 if a.smoke else 40 if a.quick else 90
     if os.geteuid() != 0:
         sys.exit("tests/soak: run as root (the rig's private Postfix and Dovecot)")
     if not os.access(a.moat, os.X_OK):

@@ -48,7 +48,10 @@ def write(s, a, result, found, foreign, queued, status, metrics_end, t_begin):
         fails.append("%d local recipients still in Postfix's queue after 180 s" % queued)
     drift_rss = pct(end["rss_kb"], base["rss_kb"])
     drift_fds = pct(end["fds"], base["fds"])
-    if abs(drift_rss) > soak.DRIFT * 100:
+    if abs(drift_rss) > soak.DRIFT * 100 and a.smoke:
+        notes.append("RSS drift %.1f%% (not judged in --smoke: 20 s phases are too short for a "
+                     "stable baseline)" % drift_rss)
+    elif abs(drift_rss) > soak.DRIFT * 100:
         fails.append("RSS drift %.1f%% (%d KB after warm-up, %d KB at the end)"
                      % (drift_rss, base["rss_kb"], end["rss_kb"]))
     if abs(drift_fds) > soak.DRIFT * 100:
@@ -69,7 +72,8 @@ def write(s, a, result, found, foreign, queued, status, metrics_end, t_begin):
     if reload_failed:
         fails.append("%d reloads failed" % reload_failed)
     refused = collections.Counter(re.findall(r"event=refused .*?reason=(\w+)", log))
-    for need in ("max_sessions", "max_sessions_per_ip", "max_tls_handshakes"):
+    for need in ("max_sessions", "max_sessions_per_ip", "max_tls_handshakes",
+                 "connection_rate_per_ip"):
         if not refused.get(need):
             fails.append("the bursts never hit %s (no event=refused reason=%s)" % (need, need))
     for f in s.faults:
