@@ -183,8 +183,16 @@ class Load:
             await asyncio.gather(reader, stopper, return_exceptions=True)
 
     async def idle_reader(self, im):
+        # A plain readline, not under asyncio.wait_for: Python 3.11's wait_for can swallow the
+        # cancellation when the read completes at the same moment (a new-mail notification), and
+        # this reader would then never end.
         for _ in range(1000000):
-            await im.c.line(timeout=3600)
+            try:
+                data = await im.c.r.readline()
+            except (ConnectionError, proto.ssl.SSLError, OSError) as e:
+                raise Closed(str(e)) from None
+            if not data.endswith(b"\n"):
+                raise Closed("eof in IDLE")
 
     async def slow_imap(self):
         """Pre-auth IMAP that sends a NOOP now and then (within preauth_idle), then logs in."""

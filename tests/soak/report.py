@@ -108,9 +108,9 @@ def reconcile(msgs, found, foreign, proxied, postfix_windows):
                 why = None
                 if code == "cut":
                     why = "the fault relay reset Postfix's reply after the dot"
-                elif code == 250 and st == "after_dot_reply":
-                    fails.append("%s for %s: Postfix said 250 after the dot, moat told the client "
-                                 "%r" % (msgid, user, rec.get("reply")))
+                elif code == 250:
+                    fails.append("%s for %s: Postfix said 250 after the dot, the client got %s"
+                                 % (msgid, user, rec.get("reply", "no reply (dropped)")))
                 elif in_window(t, postfix_windows):
                     why = "final dot while Postfix was being stopped"
                 elif st == "after_dot_drop":

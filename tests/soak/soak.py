@@ -414,7 +414,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="20 s, 200 sessions")
     ap.add_argument("--sessions", type=int, default=None)
     ap.add_argument("--active", type=int, default=None)
-    ap.add_argument("--warmup", type=float, default=None, help="seconds (default 60, quick 30)")
+    ap.add_argument("--warmup", type=float, default=None, help="seconds (default 180, quick 40, smoke 20)")
     ap.add_argument("--sample", type=float, default=2.0, help="seconds between samples")
     ap.add_argument("--out", default=None)
     ap.add_argument("--readme", action="store_true", help="write the report into README.md")
@@ -426,7 +426,7 @@ def main():
     if a.active is None:
         a.active = 20 if a.smoke else 60
     if a.warmup is None:
-        a.warmup = 20 if a.smoke else 40 if a.quick else 90
+        a.warmup = 20 if a.smoke else 40 if a.quick else 180
     if os.geteuid() != 0:
         sys.exit("tests/soak: run as root (the rig's private Postfix and Dovecot)")
     if not os.access(a.moat, os.X_OK):

@@ -85,7 +85,7 @@ def write(s, a, result, found, foreign, queued, status, metrics_end, t_begin):
     kinds = sorted(set(ld_w.close_delays) | set(ld.close_delays))
     for kind in kinds:
         d = ld_w.close_delays.get(kind, []) + ld.close_delays.get(kind, [])
-        timeout_rows.append((kind, len(d), max(d)))
+        timeout_rows.append((kind, len(d), max(d), sorted(d)[len(d) // 2]))
     peak = max((x["moat_sessions"] for x in s.samples), default=0)
     peak_rss = max((x["rss_kb"] for x in s.samples), default=0)
     peak_fds = max((x["fds"] for x in s.samples), default=0)
@@ -152,10 +152,12 @@ def write(s, a, result, found, foreign, queued, status, metrics_end, t_begin):
         ("sessions open after the load went away", "%d (all closed %.0f s after)" % (
             end["left"], end["drain_s"])),
         ("sanitizer reports / assertions", len(san)),
+        ("driver event-loop lag (max over the samples)", "%d ms" % max(
+            (x.get("lag_ms", 0) for x in s.samples), default=0)),
     ]
-    for kind, n, mx in timeout_rows:
-        rows.append(("silent client %s: closed by moat after (max)" % kind,
-                     "%.1f s (n=%d)" % (mx, n)))
+    for kind, n, mx, med in timeout_rows:
+        rows.append(("silent client %s: closed by moat after (median, max)" % kind,
+                     "%.1f s, %.1f s (n=%d)" % (med, mx, n)))
     text = report.table(rows)
     if fails:
         text += "\nFailures:\n\n" + "".join("- %s\n" % f for f in fails[:100])
@@ -177,6 +179,8 @@ def write(s, a, result, found, foreign, queued, status, metrics_end, t_begin):
         f.writelines(json.dumps(x) + "\n" for x in s.samples)
     with open(os.path.join(s.out, "messages.jsonl"), "w") as f:
         f.writelines(json.dumps(m) + "\n" for m in msgs.values())
+    with open(os.path.join(s.out, "close-delays.json"), "w") as f:
+        json.dump({"warm-up": ld_w.close_delays, "run": ld.close_delays}, f)
     with open(os.path.join(s.out, "faults.json"), "w") as f:
         json.dump(s.faults, f, indent=1)
     print(text)
