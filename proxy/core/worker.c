@@ -260,11 +260,24 @@ on_wake(struct ev_loop *loop, ev_async *a, int revents)
         worker_start_drain(w, grace);
 }
 
+/* Completions posted after the loop's last wake: run them now (every session is gone, so an auth
+ * job only disposes of itself). */
+static void
+worker_run_leftovers(struct worker *w)
+{
+    pthread_mutex_lock(&w->lock);
+    struct worker_msg *posted = w->posted;
+    w->posted = NULL;
+    pthread_mutex_unlock(&w->lock);
+    worker_run_posted(posted);
+}
+
 static void *
 worker_main(void *arg)
 {
     struct worker *w = arg;
     ev_run(w->loop, 0);
+    worker_run_leftovers(w);
     intake_drop_all(&w->env);
     cluster_link_free(w->env.cluster);
     w->env.cluster = NULL;
@@ -386,6 +399,9 @@ workers_join(struct worker **ws, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         pthread_join(ws[i]->thread, NULL);
+        /* the auth pool has stopped (auth_stop) and posts nothing more: what it posted after the
+         * worker's last look is only waiting to be freed */
+        worker_run_leftovers(ws[i]);
         ev_loop_destroy(ws[i]->loop);
         pthread_mutex_destroy(&ws[i]->lock);
         free(ws[i]);
