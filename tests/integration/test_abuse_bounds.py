@@ -18,6 +18,7 @@ import urllib.request
 
 import pytest
 
+import limits_helpers
 import rig
 
 MAX_SESSIONS = 48
@@ -42,31 +43,9 @@ def abuse_moat(moat, backends, certs):
     per-address limits; moat_section goes into [moat]."""
 
     def start(moat_section):
-        ports = dict(zip(("smtp", "imap", "pop3", "imaps", "metrics"), rig.free_ports(5)))
-        metrics = ports.pop("metrics")
-        moat_section += "metrics = 127.0.0.1:%d\n" % metrics
         common = {"connection_rate_per_ip": "0", "max_sessions_per_ip": "0",
                   "max_preauth_commands": "1000", "max_errors": "1000"}
-        listeners = {
-            "smtp": dict(common, protocol="smtp", tls="starttls", backend="postfix",
-                         local_domains="example.test"),
-            "imap": dict(common, protocol="imap", tls="starttls", backend="imap"),
-            "pop3": dict(common, protocol="pop3", tls="starttls", backend="pop3"),
-            "imaps": dict(common, protocol="imap", tls="implicit", backend="imap"),
-        }
-        for name in listeners:
-            listeners[name]["listen"] = "127.0.0.1:%d" % ports[name]
-        conf = rig.moat_conf(certs, backends={
-            "postfix": {"address": "127.0.0.1:%d" % backends.ports["smtp_xclient"],
-                        "identity": "xclient"},
-            "imap": {"address": "127.0.0.1:%d" % backends.ports["imap"], "identity": "id"},
-            "pop3": {"address": "127.0.0.1:%d" % backends.ports["pop3"],
-                     "identity": "xclient"},
-        }, listeners=listeners)
-        conf = conf.replace("[moat]\n", "[moat]\n" + moat_section, 1)
-        m = moat(conf, wait_ports=list(ports.values()))
-        m.ports = ports
-        m.metrics_port = metrics
+        m = limits_helpers.start_four(moat, backends, certs, common, moat_section, metrics=True)
         # the start-up backend self-check opens connections of its own: let it finish first
         rig.wait_until(lambda: "event=backend_check_done" in m.log(), 30,
                        what="backend self-check")

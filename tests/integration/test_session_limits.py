@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import limits_helpers
 import rig
 from smtp_helpers import Raw
 
@@ -28,28 +29,8 @@ def lim_moat(moat, backends, certs):
     listener_extra goes into every listener, moat_section into [moat]."""
 
     def start(listener_extra, moat_section=""):
-        ports = dict(zip(("smtp", "imap", "pop3", "imaps"), rig.free_ports(4)))
         common = dict(listener_extra, connection_rate_per_ip="0")
-        listeners = {
-            "smtp": dict(common, protocol="smtp", tls="starttls", backend="postfix",
-                         local_domains="example.test"),
-            "imap": dict(common, protocol="imap", tls="starttls", backend="imap"),
-            "pop3": dict(common, protocol="pop3", tls="starttls", backend="pop3"),
-            "imaps": dict(common, protocol="imap", tls="implicit", backend="imap"),
-        }
-        for name in listeners:
-            listeners[name]["listen"] = "127.0.0.1:%d" % ports[name]
-        conf = rig.moat_conf(certs, backends={
-            "postfix": {"address": "127.0.0.1:%d" % backends.ports["smtp_xclient"],
-                        "identity": "xclient"},
-            "imap": {"address": "127.0.0.1:%d" % backends.ports["imap"], "identity": "id"},
-            "pop3": {"address": "127.0.0.1:%d" % backends.ports["pop3"],
-                     "identity": "xclient"},
-        }, listeners=listeners)
-        conf = conf.replace("[moat]\n", "[moat]\n" + moat_section, 1)
-        m = moat(conf, wait_ports=list(ports.values()))
-        m.ports = ports
-        return m
+        return limits_helpers.start_four(moat, backends, certs, common, moat_section)
     return start
 
 
