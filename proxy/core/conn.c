@@ -5,7 +5,6 @@
  * (back-pressure); the STARTTLS switch discards whatever plaintext was buffered.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include "tls.h"
 
 #define CONN_READS_PER_EVENT 4
+#define CONN_CORK_MAX 16384 /* bytes a corked connection queues before it sends anyway */
 
 static void conn_on_io(struct ev_loop *loop, ev_io *w, int revents);
 
@@ -34,12 +34,11 @@ conn_init(struct conn *c, struct ev_loop *loop, size_t in_cap, size_t out_cap,
     c->io.data = c;
 }
 
+/* The socket is non-blocking already: accept4() and socket() are given SOCK_NONBLOCK (the
+ * two fcntl() calls per connection are saved). */
 static void
 socket_setup(int fd)
 {
-    int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0)
-        (void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     int one = 1;
     /* Without it each small reply can wait ~40 ms for a delayed ACK. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -170,9 +169,11 @@ conn_flush(struct conn *c)
     return rc;
 }
 
+static int conn_write_out(struct conn *c, const char *p, size_t n, bool live);
+
 /* With nothing queued, the bytes go straight from the caller's buffer to the socket (or TLS),
  * and only what the socket does not take is copied into c->out. After a TLS WANT_WRITE the
- * same bytes come back from c->out, as wolfSSL requires. */
+ * same bytes come back from c->out, as wolfSSL requires. While corked they only queue. */
 int
 conn_write(struct conn *c, const char *p, size_t n)
 {
@@ -183,6 +184,18 @@ conn_write(struct conn *c, const char *p, size_t n)
     if (n > 0)
         c->last_out = p[n - 1];
     bool live = c->state == CONN_PLAIN || c->state == CONN_TLS;
+    /* corked: queue, up to half the buffer (a long batch goes out as it grows, as before) */
+    if (live && c->corked && c->out.len + n <= MOAT_MIN(CONN_CORK_MAX, c->out.cap / 2)) {
+        (void)buf_append(&c->out, p, n); /* fits: checked above; sent by conn_uncork() */
+        return 0;
+    }
+    return conn_write_out(c, p, n, live);
+}
+
+/* conn_write() past the checks: (p, n) go out now, after whatever c->out holds. */
+static int
+conn_write_out(struct conn *c, const char *p, size_t n, bool live)
+{
     int rc = 0;
     if (live && c->out.len == 0) {
         size_t sent = 0;
@@ -190,7 +203,8 @@ conn_write(struct conn *c, const char *p, size_t n)
         if (rc == 0)
             (void)buf_append(&c->out, p + sent, n - sent); /* fits: checked above */
     } else {
-        (void)buf_append(&c->out, p, n);
+        if (n > 0)
+            (void)buf_append(&c->out, p, n);
         if (live)
             rc = conn_flush(c);
     }
@@ -208,6 +222,26 @@ conn_write(struct conn *c, const char *p, size_t n)
     }
     conn_update_io(c);
     return 0;
+}
+
+void
+conn_cork(struct conn *c)
+{
+    c->corked = true;
+}
+
+void
+conn_uncork(struct conn *c)
+{
+    if (!c->corked)
+        return;
+    c->corked = false;
+    bool live = c->state == CONN_PLAIN || c->state == CONN_TLS;
+    if (!live || c->out.len == 0)
+        return;
+    (void)conn_write_out(c, NULL, 0, true); /* the queued bytes, as one write */
+    if (c->out.len == 0 && c->shut_wr_pending)
+        conn_shutdown_write(c);
 }
 
 size_t
@@ -259,6 +293,7 @@ conn_start_tls(struct conn *c, struct tls_ctx *ctx, const char *alpn, bool stric
         return -1;
     if (c->state != CONN_PLAIN)
         return -1;
+    conn_uncork(c); /* the plaintext answer goes out before the switch */
     c->tls_pending = tls_ctx_ref(ctx);
     c->alpn = alpn;
     c->alpn_strict = strict;
@@ -272,6 +307,26 @@ conn_is_tls(const struct conn *c)
 {
     return c->state == CONN_TLS;
 }
+
+static void
+tcp_cork(struct conn *c, bool on)
+{
+    int v = on;
+    if (c->fd >= 0 && setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v)) == 0)
+        c->tcp_corked = on;
+}
+
+void
+conn_hold_until_close(struct conn *c)
+{
+    if (c->state != CONN_PLAIN && c->state != CONN_TLS)
+        return;
+    c->hold_close = true;
+    if (!c->tcp_corked)
+        tcp_cork(c, true);
+}
+
+static void conn_on_readable(struct conn *c);
 
 static void
 conn_do_handshake(struct conn *c)
@@ -289,6 +344,12 @@ conn_do_handshake(struct conn *c)
         if (c->state != CONN_TLS_HANDSHAKE)
             return;
     }
+    /* Past the first flight a step may finish the handshake: the server's last messages (a
+     * TLS 1.3 session ticket) then wait in the socket for the first answer (a greeting, or the
+     * reply to a command that came with the client's Finished) and leave in one packet. */
+    bool hold = c->hs_steps++ > 0;
+    if (hold)
+        tcp_cork(c, true);
     enum tls_status st = tls_handshake(c->tls);
     switch (st) {
     case TLS_OK:
@@ -297,17 +358,24 @@ conn_do_handshake(struct conn *c)
         c->last_read = ev_now(c->loop);
         conn_update_io(c);
         conn_emit(c, CONN_EV_TLS_READY);
-        /* Application data may have come with the client's Finished. */
+        /* Application data may have come with the client's Finished: answered now, so the
+         * answer joins the ticket. */
         if (c->state == CONN_TLS && tls_pending(c->tls) > 0)
-            ev_feed_event(c->loop, &c->io, EV_READ);
+            conn_on_readable(c);
+        if (hold && c->state != CONN_CLOSED && !c->hold_close)
+            tcp_cork(c, false);
         return;
     case TLS_WANT_READ:
     case TLS_WANT_WRITE:
+        if (hold)
+            tcp_cork(c, false);
         c->tls_wants_write = st == TLS_WANT_WRITE;
         conn_update_io(c);
         return;
     case TLS_CLOSED:
     case TLS_ERROR:
+        if (hold)
+            tcp_cork(c, false);
         conn_fail(c, tls_error(c->tls));
         return;
     }
@@ -503,5 +571,6 @@ conn_close(struct conn *c, bool quiet)
     c->fd = -1;
     buf_free(&c->in);
     buf_free(&c->out);
+    c->corked = c->tcp_corked = c->hold_close = false;
     c->state = CONN_CLOSED;
 }

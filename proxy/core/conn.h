@@ -55,6 +55,10 @@ struct conn {
     bool tls_wants_write; /* a TLS read needs the socket writable */
     bool write_blocked;   /* output waited for EV_WRITE; DRAINED is due when it empties */
     bool shut_wr_pending; /* conn_shutdown_write(): send FIN once the output is flushed */
+    bool corked;          /* conn_cork(): writes are queued until conn_uncork() */
+    bool tcp_corked;      /* TCP_CORK is set on the socket */
+    bool hold_close;      /* conn_hold_until_close(): TCP_CORK stays until the close */
+    unsigned hs_steps;    /* tls_handshake calls so far */
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t discarded_at_starttls;
@@ -65,12 +69,21 @@ struct conn {
 
 void conn_init(struct conn *c, struct ev_loop *loop, size_t in_cap, size_t out_cap,
                void (*on_event)(struct conn *, enum conn_event), void *owner);
-/* Adopt an accepted socket (made non-blocking, TCP_NODELAY). */
+/* Adopt an accepted, already non-blocking socket (accept4 with SOCK_NONBLOCK); sets TCP_NODELAY. */
 void conn_attach(struct conn *c, int fd);
 /* Start a non-blocking connect; CONNECTED or ERROR follows. Returns -1 at once on failure. */
 int conn_connect(struct conn *c, const struct sockaddr *sa, socklen_t len);
 /* Queue bytes; -1 if they do not fit under the cap (nothing queued). */
 int conn_write(struct conn *c, const char *p, size_t n);
+/* Between conn_cork() and conn_uncork() writes are only queued; conn_uncork() sends them as one
+ * write (one send(), one TLS record), as conn_write() would have sent them. A session corks its
+ * client leg while it answers one batch of input, so a multi-line reply is not one packet per
+ * line. conn_start_tls() and conn_close() uncork first. */
+void conn_cork(struct conn *c);
+void conn_uncork(struct conn *c);
+/* The connection is about to close: what is still written and the close (TLS close_notify, FIN)
+ * leave in as few packets as the kernel can make of them (TCP_CORK until the close). */
+void conn_hold_until_close(struct conn *c);
 size_t conn_out_pending(const struct conn *c);
 void conn_consume(struct conn *c, size_t n);
 void conn_pause_read(struct conn *c, bool pause);

@@ -351,6 +351,7 @@ session_dispatch(struct session *s)
         return;
     }
     s->in_dispatch = true;
+    conn_cork(&s->client); /* the answers to this batch of input leave as one write */
     do {
         s->redispatch = false;
         while (!s->closing && !s->relaying && !s->input_paused && !s->starttls_pending &&
@@ -368,6 +369,7 @@ session_dispatch(struct session *s)
         }
     } while (s->redispatch && !s->closing);
     s->in_dispatch = false;
+    conn_uncork(&s->client);
     if (s->closing)
         return;
     if (s->starttls_pending && s->phase != PHASE_HANDSHAKE)
@@ -456,6 +458,10 @@ session_close(struct session *s, enum close_reason r)
 {
     if (s->closing)
         return;
+    /* the last answers, the close_notify and the FIN leave together; what was answered goes
+     * out before the close decides whether to linger */
+    conn_hold_until_close(&s->client);
+    conn_uncork(&s->client);
     s->closing = true;
     s->reason = r;
     s->close_phase = s->phase;

@@ -307,6 +307,7 @@ on_backend_event(struct conn *c, enum conn_event ev)
             return;
         }
         s->in_backend_dispatch = true;
+        conn_cork(&s->client); /* the lines passed on from this read leave as one write */
         while (!s->closing && !s->relaying && s->backend.in.len > 0) {
             size_t used = s->proto->on_backend_input(s, s->backend.in.data, s->backend.in.len);
             /* the protocol may have closed or replaced the backend leg meanwhile */
@@ -317,6 +318,7 @@ on_backend_event(struct conn *c, enum conn_event ev)
             conn_consume(&s->backend, used);
         }
         s->in_backend_dispatch = false;
+        conn_uncork(&s->client);
         session_close_if_done(s);
         if (!s->closing && !s->relaying && buf_room(&s->backend.in) == 0)
             session_close(s, REASON_BACKEND_PROTOCOL);

@@ -28,12 +28,27 @@ SRC = "2-250"  # clients from 127.0.0.2..250, never 127.0.0.1
 
 class BenchBackends(rig.Backends):
     """The rig's backends, with Dovecot able to hold thousands of logged-in IMAP sessions:
-    more imap and login processes, no per-user+IP cap in the way."""
+    more imap and login processes, no per-user+IP cap in the way. With tls_certs (rig.Certs),
+    Dovecot also serves implicit TLS itself on ports["imaps"] (the ECDSA certificate), for
+    comparisons on equal terms (tuning.py's NOOP latency)."""
+
+    def __init__(self, directory=None, tls_certs=None):
+        super().__init__(directory)
+        self.tls_certs = tls_certs
+        if tls_certs is not None:
+            taken = set(self.ports.values())
+            self.ports["imaps"] = next(p for p in rig.free_ports(len(taken) + 1) if p not in taken)
 
     def _write_dovecot(self):
         super()._write_dovecot()
         with open(self.dv_conf) as f:
             text = f.read()
+        if self.tls_certs is not None:
+            text = text.replace("ssl = no\n", "ssl = yes\nssl_cert = <%s\nssl_key = <%s\n" % (
+                self.tls_certs.ecdsa, self.tls_certs.ecdsa_key), 1)
+            text = text.replace("  inet_listener imaps {\n    port = 0\n",
+                                "  inet_listener imaps {\n    port = %d\n    ssl = yes\n"
+                                % self.ports["imaps"], 1)
         # Dovecot keeps the first value of a repeated setting: replace the rig's cap.
         text = text.replace("mail_max_userip_connections = 200",
                             "mail_max_userip_connections = 10000")

@@ -501,6 +501,7 @@ usage(void)
             "  -m N      smtp-send: messages per connection (50)   -r RCPT recipient\n"
             "  -b BYTES  smtp-submit: message size (10240)\n"
             "  -R        handshake: resume from the latest session ticket\n"
+            "  -P        starttls: the same dialogue without STARTTLS (EHLO, EHLO, QUIT)\n"
             "  -C SUITES TLS 1.3 suites (OpenSSL names)  -L LIST   TLS 1.2 only, this cipher list\n"
             "  -G GROUPS key exchange groups              -S ALGS   signature algorithms\n"
             "  -v        print lines read\n");
@@ -527,7 +528,7 @@ parse_args(int argc, char **argv)
     opt.mode = (enum mode)m;
     optind = 2;
     int ch;
-    while ((ch = getopt(argc, argv, "H:p:tc:n:d:T:s:u:w:em:r:b:RC:L:G:S:v")) != -1) {
+    while ((ch = getopt(argc, argv, "H:p:tc:n:d:T:s:u:w:em:r:b:RC:L:G:S:Pv")) != -1) {
         switch (ch) {
         case 'H':
             opt.host = optarg;
@@ -559,6 +560,9 @@ parse_args(int argc, char **argv)
             break;
         case 'w':
             opt.pass = optarg;
+            break;
+        case 'P':
+            opt.no_starttls = 1;
             break;
         case 'e':
             opt.ehlo = 1;

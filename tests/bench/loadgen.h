@@ -55,6 +55,7 @@ struct options {
     int src_lo, src_hi;
     const char *user, *pass;
     int ehlo;
+    int no_starttls; /* starttls -P: EHLO, EHLO, QUIT (the dialogue without TLS) */
     int per_conn;
     const char *rcpt;
     const char *ciphersuites, *cipher_list, *groups, *sigalgs;

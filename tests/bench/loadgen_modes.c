@@ -283,7 +283,8 @@ on_smtp_submit(struct conn *c, const char *line)
     }
 }
 
-/* starttls: EHLO, STARTTLS, the handshake, EHLO again (the operation ends at its 250), QUIT. */
+/* starttls: EHLO, STARTTLS, the handshake, EHLO again (the operation ends at its 250), QUIT.
+ * With -P the same without STARTTLS and the handshake: EHLO, EHLO, QUIT. */
 static void
 on_starttls(struct conn *c, const char *line)
 {
@@ -292,6 +293,9 @@ on_starttls(struct conn *c, const char *line)
         return;
     if (c->pstate == 0 && code == 220) {
         c->pstate = 1;
+        sendf(c, "EHLO bench.test\r\n");
+    } else if (c->pstate == 1 && code == 250 && opt.no_starttls) {
+        c->pstate = 4;
         sendf(c, "EHLO bench.test\r\n");
     } else if (c->pstate == 1 && code == 250) {
         c->pstate = 2;

@@ -26,6 +26,11 @@ from bench import ALICE, cpu_secs, rig  # noqa: E402
 
 
 class Tuning(bench.Bench):
+    def __init__(self, args):
+        super().__init__(args)
+        # Dovecot with its own TLS too: the NOOP latency compares moat with it on equal terms
+        self.backends = bench.BenchBackends(os.path.join(self.work, "b"), tls_certs=self.certs)
+
     def perf_start(self, m, label):
         """--perf: record moat's profile for this case into PERF.label."""
         if not self.args.perf:
@@ -123,6 +128,122 @@ class Tuning(bench.Bench):
                             cpu))
             m.stop()
 
+    def bench_floor(self):
+        """The public-key work of one TLS 1.3 server handshake on the wolfSSL moat links
+        (moat_cryptofloor, next to moat_loadgen), and OpenSSL's figures on the same CPU for
+        reference: what a handshake cannot cost less than."""
+        floor = os.path.join(os.path.dirname(self.args.loadgen), "moat_cryptofloor")
+        keys = []
+        for name, pem in (("rsa", self.certs.rsa_key), ("ecdsa", self.certs.ecdsa_key)):
+            der = os.path.join(self.work, "%s.der" % name)
+            subprocess.run(["openssl", "pkey", "-in", pem, "-outform", "DER", "-out", der],
+                           check=True)
+            keys.append(der)
+        out = subprocess.run([floor] + keys + ["3"], capture_output=True, text=True,
+                             check=True, timeout=120).stdout
+        got = dict(line.split("=", 1) for line in out.split())
+        ref = subprocess.run(["openssl", "speed", "-seconds", "3", "rsa2048", "ecdsap256",
+                              "ecdhx25519"], capture_output=True, text=True, timeout=120).stdout
+        rsa = re.search(r"^rsa 2048 bits\s+([0-9.]+)s", ref, re.M)
+        p256 = re.search(r"ecdsa \(nistp256\)\s+([0-9.]+)s", ref)
+        x = re.search(r"ecdh \(X25519\)\s+([0-9.]+)s", ref)
+        for key, what, o in (("rsa2048_pss_sign", "RSA-2048 signature (CertificateVerify)", rsa),
+                             ("p256_sign", "ECDSA P-256 signature (CertificateVerify)", p256),
+                             ("x25519", "X25519 key pair + shared secret (key share)", x)):
+            note = "moat's wolfSSL, CPU time per operation"
+            if o:
+                per = float(o.group(1)) * 1e6 * (2 if key == "x25519" else 1)
+                note += "; OpenSSL %s on this CPU: %.0f µs" % (
+                    ssl.OPENSSL_VERSION.split()[1], per)
+            self.add("Crypto floor: %s" % what, "%.3f" % (float(got[key]) / 1000), "ms", note)
+
+    def bench_starttls(self):
+        """CPU per SMTP STARTTLS session (EHLO, STARTTLS, handshake, EHLO, QUIT) against the same
+        dialogue without STARTTLS (EHLO, EHLO, QUIT): the difference is what STARTTLS costs."""
+        dur = self.args.duration
+        m = self.start_moat()
+        self.loadgen("starttls", "-p", m.ports["mx"], "-c", 8, "-n", 200, "-T", 60)  # warm up
+        for label, extra in (("EHLO, EHLO, QUIT (no TLS)", ["-P"]),
+                             ("EHLO, STARTTLS, EHLO, QUIT (ECDSA, TLS 1.3)", [])):
+            n = 400 * dur
+            perf = self.perf_start(m, "starttls.%s" % ("plain" if extra else "tls"))
+            c0 = cpu_secs(m.pid)
+            r = self.loadgen("starttls", "-p", m.ports["mx"], "-c", 32, "-n", n,
+                             "-T", dur + 60, *extra)
+            cpu = cpu_secs(m.pid) - c0
+            self.perf_stop(perf)
+            ok = int(r.get("ok", 0))
+            self.add("CPU per SMTP session, %s" % label,
+                     "%.3f" % (1000 * cpu / ok if ok else 0), "ms",
+                     "%d sessions (%s failed), moat CPU %.2f s" % (ok, r.get("fail"), cpu))
+        m.stop()
+
+    def noop_rtts(self, sock, n):
+        """n sequential IMAP NOOPs on a logged-in connection: round trips in microseconds."""
+        out = []
+        for i in range(n):
+            tag = b"n%d" % i
+            t0 = time.perf_counter_ns()
+            sock.sendall(tag + b" NOOP\r\n")
+            buf = b""
+            while not buf.endswith(b"\r\n") or (tag + b" ") not in buf:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    raise RuntimeError("connection closed during NOOP")
+                buf += chunk
+            out.append((time.perf_counter_ns() - t0) / 1000)
+            if not buf.split(tag + b" ", 1)[1].startswith(b"OK"):
+                raise RuntimeError("NOOP: %r" % buf)
+        return out
+
+    def imap_login(self, port, tls):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                       source_address=("127.0.0.4", 0))
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = self.client_ctx().wrap_socket(raw) if tls else raw
+        buf = s.recv(4096)
+        assert buf.startswith(b"* OK"), buf
+        s.sendall(b'l LOGIN "%s" "%s"\r\n' % (ALICE.encode(), rig.USERS[ALICE].encode()))
+        deadline = time.time() + 10
+        while b"l OK" not in buf and b"l NO" not in buf and time.time() < deadline:
+            buf += s.recv(4096)
+        assert b"l OK" in buf, buf
+        return s
+
+    def bench_noop(self):
+        """The latency a NOOP round trip gains through moat. One logged-in IMAP session each:
+        through moat (implicit TLS, moat relays to Dovecot in plaintext), straight to Dovecot
+        over its own implicit TLS (the same certificate: the client's TLS work is the same as
+        through moat) and straight to Dovecot in plaintext; NOOPs in interleaved batches."""
+        if "imaps" not in self.backends.ports:
+            raise RuntimeError("noop: the backends were started without Dovecot's own TLS")
+        m = self.start_moat()
+        conns = {"moat": self.imap_login(m.ports["imaps"], True),
+                 "dovecot_tls": self.imap_login(self.backends.ports["imaps"], True),
+                 "dovecot_plain": self.imap_login(self.backends.ports["imap"], False)}
+        rtts = {k: [] for k in conns}
+        per = max(50, self.args.noops // 20)
+        deadline = time.time() + 300
+        for b in range(20):
+            if time.time() > deadline:
+                break
+            for k in (list(conns) if b % 2 == 0 else list(reversed(list(conns)))):
+                rtts[k] += self.noop_rtts(conns[k], per)
+        for c in conns.values():
+            c.close()
+        m.stop()
+
+        def pct(xs, q):
+            xs = sorted(xs)
+            return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+        for q, label in ((0.5, "p50"), (0.9, "p90"), (0.99, "p99")):
+            t, d, p = (pct(rtts[k], q) for k in ("moat", "dovecot_tls", "dovecot_plain"))
+            self.add("NOOP round trip %s: through moat / Dovecot's own TLS / Dovecot plaintext"
+                     % label, "%.1f / %.1f / %.1f" % (t, d, p), "µs",
+                     "moat adds %.1f µs over Dovecot direct (both TLS); %d NOOPs each, "
+                     "interleaved batches of %d" % (t - d, len(rtts["moat"]), per))
+
     def bench_syscalls(self):
         n = min(self.args.n, 100)
         m = self.start_moat()
@@ -199,7 +320,7 @@ class Tuning(bench.Bench):
     def run(self):
         only = self.args.only.split(",") if self.args.only else None
         self.backends.start()
-        for name in ("handshake", "syscalls", "memory", "bulk"):
+        for name in ("floor", "handshake", "starttls", "noop", "syscalls", "memory", "bulk"):
             if only and name not in only:
                 continue
             getattr(self, "bench_" + name)()
@@ -210,7 +331,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--moat", required=True)
     ap.add_argument("--loadgen", required=True)
-    ap.add_argument("--only", help="comma list of: handshake,syscalls,memory,bulk")
+    ap.add_argument("--only", help="comma list of: floor,handshake,starttls,noop,syscalls,"
+                    "memory,bulk")
+    ap.add_argument("--noops", type=int, default=4000, help="NOOPs per path (noop)")
     ap.add_argument("-n", type=int, default=100, help="sessions traced for the syscall counts")
     ap.add_argument("-d", dest="duration", type=int, default=8, help="seconds per handshake case")
     ap.add_argument("--perf", help="perf record moat during each handshake case into PERF.*")
