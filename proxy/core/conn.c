@@ -312,8 +312,12 @@ static void
 tcp_cork(struct conn *c, bool on)
 {
     int v = on;
-    if (c->fd >= 0 && setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v)) == 0)
+    if (c->fd < 0 || c->no_tcp_cork)
+        return;
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v)) == 0)
         c->tcp_corked = on;
+    else if (errno == EOPNOTSUPP || errno == ENOPROTOOPT)
+        c->no_tcp_cork = true;
 }
 
 void
@@ -571,6 +575,6 @@ conn_close(struct conn *c, bool quiet)
     c->fd = -1;
     buf_free(&c->in);
     buf_free(&c->out);
-    c->corked = c->tcp_corked = c->hold_close = false;
+    c->corked = c->tcp_corked = c->hold_close = c->no_tcp_cork = false;
     c->state = CONN_CLOSED;
 }

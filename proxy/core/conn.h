@@ -58,6 +58,7 @@ struct conn {
     bool corked;          /* conn_cork(): writes are queued until conn_uncork() */
     bool tcp_corked;      /* TCP_CORK is set on the socket */
     bool hold_close;      /* conn_hold_until_close(): TCP_CORK stays until the close */
+    bool no_tcp_cork;     /* not a TCP socket (a socketpair in tests): never tried again */
     unsigned hs_steps;    /* tls_handshake calls so far */
     uint64_t bytes_in;
     uint64_t bytes_out;

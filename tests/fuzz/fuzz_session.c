@@ -53,6 +53,9 @@
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
+/* The test switch (session.h): defined here only, never in moat. */
+bool session_test_assume_tls;
+
 /* A throw-away self-signed TEST certificate (ECDSA P-256, CN=fuzz.moat.test): never a real key. */
 static const char test_key[] = "-----BEGIN EC PRIVATE KEY-----\n"
                                "MHcCAQEEIPPtX2ontv9bEV2jezlsyJIS8jkeEpHdclSy7ESG5KZuoAoGCCqGSM49\n"

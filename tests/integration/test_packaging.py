@@ -81,6 +81,17 @@ def test_version_names_the_tuned_wolfssl():
     assert features["wolfSSL extras"].split() == ["none"]
 
 
+def test_binary_has_no_test_switch():
+    """session_test_assume_tls (the fuzz harness's 'pretend TLS' switch) is only a weak
+    reference in moat: the binary defines no such variable, so nothing can turn it on."""
+    if not shutil.which("nm"):
+        pytest.skip("nm (binutils) is not installed")
+    out = subprocess.run(["nm", moat_binary()], capture_output=True, text=True, check=True).stdout
+    kinds = re.findall(r"^\s*(?:[0-9a-f]+\s+)?(\S)\s+session_test_assume_tls$", out, re.M)
+    assert kinds, "the symbol is gone: update this test with the switch"
+    assert set(kinds) <= {"w", "v"}, "moat defines session_test_assume_tls (%s)" % kinds
+
+
 def test_groups_outside_the_default_build_refused_at_load(certs, tmp_path):
     """The default wolfSSL build has X25519, P-256 and P-384 only: a configuration naming P-521
     or X448 fails `moat -t` with a reason that says so, instead of a TLS 1.2 client getting that
