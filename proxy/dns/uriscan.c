@@ -137,10 +137,12 @@ text_byte(struct uriscan *u, char c)
     if (u->url == URL_SKIP && url_end(c))
         u->url = URL_NONE;
     memmove(u->window, u->window + 1, sizeof(u->window) - 1);
-    u->window[sizeof(u->window) - 1] = lower(c);
-    if (window_ends(u, "http://") || window_ends(u, "https://")) {
+    char lc = lower(c);
+    u->window[sizeof(u->window) - 1] = lc;
+    /* the patterns end in '/' or '.': no comparison for any other byte */
+    if (lc == '/' && (window_ends(u, "http://") || window_ends(u, "https://"))) {
         host_start(u, true, "");
-    } else if (u->url == URL_NONE && window_ends(u, "www.") &&
+    } else if (lc == '.' && u->url == URL_NONE && window_ends(u, "www.") &&
                !host_char(u->window[sizeof(u->window) - 5])) {
         host_start(u, false, "www.");
     }

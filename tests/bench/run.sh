@@ -65,7 +65,7 @@ fi
 if [ -z "${MOAT_BIN:-}" ] || [ -z "${MOAT_LOADGEN:-}" ]; then
     echo "== building (Release, MOAT_BENCH=ON) in build-bench" >&2
     cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DMOAT_BENCH=ON >/dev/null
-    cmake --build build-bench -j"$(nproc)" --target moat moat_loadgen >/dev/null
+    cmake --build build-bench -j"$(nproc)" --target moat moat_loadgen moat_cryptofloor >/dev/null
 fi
 
 # Thousands of sessions: two descriptors each in moat, one in the load generator, plus Dovecot.
