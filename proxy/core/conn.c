@@ -323,7 +323,8 @@ tcp_cork(struct conn *c, bool on)
 void
 conn_hold_until_close(struct conn *c)
 {
-    if (c->state != CONN_PLAIN && c->state != CONN_TLS)
+    /* nothing left to say (no reply queued, no close_notify to come): the FIN goes alone */
+    if ((c->state != CONN_PLAIN && c->state != CONN_TLS) || (c->out.len == 0 && c->tls == NULL))
         return;
     c->hold_close = true;
     if (!c->tcp_corked)
