@@ -100,6 +100,8 @@ on_getopt(void *context, const char *plugin, const char *option, const char **re
         v = a ? a->mech_list : pool.mech_list;
     else if (strcmp(option, "log_level") == 0)
         v = "2";
+    else if (strcmp(option, "scram_iteration_counter") == 0 && &auth_test_scram_iterations != NULL)
+        v = auth_test_scram_iterations; /* tests only: not defined in moat (auth.h) */
     if (v == NULL || v[0] == '\0')
         return SASL_FAIL; /* unset: libsasl2's default */
     *result = v;

@@ -86,4 +86,10 @@ unsigned auth_mechs_available(void);
  * stuck in a verifier are left alone (the process is exiting). */
 void auth_stop(void);
 
+/* In-process tests only (tests/fuzz/fuzz_session.c defines it): libsasl2's
+ * scram_iteration_counter, so that a SCRAM exchange under the sanitizers takes microseconds
+ * rather than 4096 instrumented HMACs. A weak reference: the moat binary has no such variable
+ * (tests/integration/test_packaging.py checks) and always runs libsasl2's default. */
+extern const char *const auth_test_scram_iterations __attribute__((weak));
+
 #endif

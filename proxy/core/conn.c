@@ -130,6 +130,8 @@ conn_send(struct conn *c, const char *p, size_t n, size_t *sent_out)
     while (sent < n) {
         size_t k = 0;
         if (c->tls != NULL) {
+            /* a record of 16 KB goes now; say whether another follows it in this call */
+            tls_more_follows(c->tls, n - sent > TLS_RECORD_PLAIN_MAX);
             enum tls_status st = tls_write(c->tls, p + sent, n - sent, &k);
             if (st == TLS_WANT_WRITE || st == TLS_WANT_READ)
                 break;
@@ -152,6 +154,11 @@ conn_send(struct conn *c, const char *p, size_t n, size_t *sent_out)
             k = (size_t)w;
         }
         sent += k;
+    }
+    if (c->tls != NULL) {
+        tls_more_follows(c->tls, false);
+        if (sent < n)
+            tls_push(c->tls); /* stopped before the last record: nothing may wait in the socket */
     }
     c->bytes_out += sent;
     *sent_out = sent;
@@ -516,7 +523,18 @@ conn_on_io(struct ev_loop *loop, ev_io *w, int revents)
     if (c->state == CONN_CLOSED || c->state == CONN_IDLE)
         return;
     if (revents & EV_CUSTOM) {
-        conn_fail(c, c->error ? c->error : "write failed");
+        /* A write failed (the peer reset). What it sent before it went away is read and
+         * handled first: a server's last reply (Postfix's 550 and 421 before it closes with
+         * our pipelined commands unread) must reach the client, not a "connection lost". */
+        const char *why = c->error ? c->error : "write failed";
+        if ((c->state == CONN_PLAIN || c->state == CONN_TLS) && !c->eof) {
+            c->error = NULL;
+            conn_on_readable(c);
+            if (c->state == CONN_CLOSED || c->error != NULL)
+                return; /* handled, or a read error reported */
+        }
+        if (c->state != CONN_CLOSED)
+            conn_fail(c, why);
         return;
     }
     if (c->tls != NULL && (revents & EV_READ))

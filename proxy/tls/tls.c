@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <wolfssl/options.h>
@@ -27,6 +29,8 @@ struct tls {
     bool peer_closed;
     const char *refusal;      /* why moat itself ended the handshake, for tls_error() */
     bool sni_pending;         /* several certificate pairs: choose one from the ClientHello */
+    bool send_more;           /* tls_more_follows(): sends carry MSG_MORE */
+    bool sent_more;           /* the last send carried MSG_MORE: tls_push() has work */
     bool rx_drained;          /* a recv came back short: none again before the next read event */
     unsigned char *readahead; /* only while it holds bytes */
     size_t readahead_len, readahead_off;
@@ -204,9 +208,11 @@ static int
 io_send(WOLFSSL *ssl, char *p, int sz, void *arg)
 {
     struct tls *t = arg;
-    ssize_t n = send(t->fd, p, (size_t)sz, MSG_NOSIGNAL);
-    if (n >= 0)
+    ssize_t n = send(t->fd, p, (size_t)sz, MSG_NOSIGNAL | (t->send_more ? MSG_MORE : 0));
+    if (n >= 0) {
+        t->sent_more = t->send_more;
         return (int)n;
+    }
     switch (errno) {
     case EAGAIN:
 #if EWOULDBLOCK != EAGAIN
@@ -332,7 +338,6 @@ tls_read(struct tls *t, char *p, size_t cap, size_t *n_out)
 /* One record per call (what SSL_MODE_ENABLE_PARTIAL_WRITE does, but that needs the OpenSSL
  * layer): unsent tails stay in moat's buffer, never in wolfSSL's. After WANT_WRITE the caller
  * comes back with the same bytes, at least as many, which is what wolfSSL requires. */
-#define TLS_RECORD_PLAIN_MAX 16384
 
 enum tls_status
 tls_write(struct tls *t, const char *p, size_t n, size_t *n_out)
@@ -344,6 +349,22 @@ tls_write(struct tls *t, const char *p, size_t n, size_t *n_out)
         return TLS_OK;
     }
     return status_of(t, ret);
+}
+
+void
+tls_more_follows(struct tls *t, bool more)
+{
+    t->send_more = more;
+}
+
+void
+tls_push(struct tls *t)
+{
+    if (!t->sent_more)
+        return;
+    t->sent_more = false;
+    int one = 1; /* setting TCP_NODELAY pushes what MSG_MORE held back */
+    (void)setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 size_t

@@ -41,7 +41,14 @@ struct tls *tls_new(struct tls_ctx *ctx, int fd, const char *alpn, bool strict);
 void tls_free(struct tls *t);
 enum tls_status tls_handshake(struct tls *t);
 enum tls_status tls_read(struct tls *t, char *p, size_t cap, size_t *n_out);
+/* At most one record per call: TLS_RECORD_PLAIN_MAX bytes of (p, n). */
+#define TLS_RECORD_PLAIN_MAX 16384
 enum tls_status tls_write(struct tls *t, const char *p, size_t n, size_t *n_out);
+/* The caller has more records to write right after this one (a bulk relay): the socket is told
+ * (MSG_MORE), so several records leave in one TCP segment of up to 64 KB rather than one each.
+ * tls_push() sends what waits when the caller stops before its last record. */
+void tls_more_follows(struct tls *t, bool more);
+void tls_push(struct tls *t);
 size_t tls_pending(struct tls *t);
 /* The socket reported readable: reads may try it again (a short read marks it drained). */
 void tls_on_readable(struct tls *t);

@@ -1,12 +1,14 @@
-"""moat's per-session costs, for comparing builds (README.md, "Crypto and memory per session"):
-CPU per TLS handshake (full ECDSA and RSA, resumed), socket reads and EAGAINs per session,
-memory per idle session, CPU per GB relayed. On demand only, as root, like bench.py (whose rig
-and helpers it reuses):
+"""moat's per-session costs, for comparing builds (README.md, "Crypto and memory per session" and
+"Second pass"): the public-key floor of a handshake (moat_cryptofloor), CPU per TLS handshake
+(full ECDSA and RSA, resumed), CPU per SMTP session with and without STARTTLS, the NOOP round
+trip through moat against Dovecot's own TLS, socket calls per session, memory per idle session,
+CPU per GB relayed. On demand only, as root, like bench.py (whose rig and helpers it reuses):
 
     /usr/bin/python3 tests/bench/tuning.py --moat build-bench/moat \
-        --loadgen build-bench/moat_loadgen [--only handshake,syscalls,memory,bulk] [-n N]
+        --loadgen build-bench/moat_loadgen \
+        [--only floor,handshake,starttls,noop,syscalls,memory,bulk] [-n N]
 
-Handshakes come from Python's ssl module one at a time (the client's cost is not measured:
+Handshakes come from moat_loadgen or Python's ssl module (the client's cost is not measured:
 moat's CPU time is read from /proc before and after). Every loop is bounded in count and time.
 """
 
@@ -299,7 +301,7 @@ class Tuning(bench.Bench):
             m.stop()
 
     def bench_bulk(self):
-        mb, reps = 10, 30
+        mb, reps = 10, 100  # 1 GB: about a second of moat CPU, runs ±5% instead of ±20%
         size = self.big_message(mb)
         login = ["-u", ALICE, "-w", rig.USERS[ALICE], "-n", reps, "-T", 300]
         self.loadgen("imap-fetch", "-p", self.backends.ports["imap"], *login)  # warm caches

@@ -81,15 +81,16 @@ def test_version_names_the_tuned_wolfssl():
     assert features["wolfSSL extras"].split() == ["none"]
 
 
-def test_binary_has_no_test_switch():
-    """session_test_assume_tls (the fuzz harness's 'pretend TLS' switch) is only a weak
-    reference in moat: the binary defines no such variable, so nothing can turn it on."""
+@pytest.mark.parametrize("switch", ["session_test_assume_tls", "auth_test_scram_iterations"])
+def test_binary_has_no_test_switch(switch):
+    """The fuzz harness's switches ('pretend TLS', SCRAM with one iteration) are only weak
+    references in moat: the binary defines no such variable, so nothing can turn them on."""
     if not shutil.which("nm"):
         pytest.skip("nm (binutils) is not installed")
     out = subprocess.run(["nm", moat_binary()], capture_output=True, text=True, check=True).stdout
-    kinds = re.findall(r"^\s*(?:[0-9a-f]+\s+)?(\S)\s+session_test_assume_tls$", out, re.M)
+    kinds = re.findall(r"^\s*(?:[0-9a-f]+\s+)?(\S)\s+%s$" % switch, out, re.M)
     assert kinds, "the symbol is gone: update this test with the switch"
-    assert set(kinds) <= {"w", "v"}, "moat defines session_test_assume_tls (%s)" % kinds
+    assert set(kinds) <= {"w", "v"}, "moat defines %s (%s)" % (switch, kinds)
 
 
 def test_groups_outside_the_default_build_refused_at_load(certs, tmp_path):

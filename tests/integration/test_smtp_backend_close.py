@@ -48,6 +48,27 @@ def test_backend_421_reaches_client_and_ends_session(moat, backends, certs):
     assert m.alive()
 
 
+def test_backend_last_replies_survive_its_reset(moat, backends, certs):
+    """Postfix answers 550, then 421, and closes with the second pipelined RCPT unread, so its
+    kernel resets the connection; moat's write of that RCPT may then fail before it has read
+    the two replies. They must still reach the client, in order: the reset is handled after
+    what came before it. A race, likeliest on a moat's first hand-off (a fresh Postfix smtpd):
+    ten fresh moats, which lost the replies within the first few before."""
+    for i in range(10):
+        m = start(moat, backends, certs, backend="strict", max_errors="50")
+        c = session(m.smtp_ports["x"], "127.0.1.%d" % (10 + i))
+        assert c.cmd("MAIL FROM:<someone@remote.example>")[-1].startswith(b"250")
+        c.send("RCPT TO:<%s>\r\nRCPT TO:<%s>\r\n" % (NOBODY % uuid.uuid4().hex, BOB))
+        first = c.reply()[-1]
+        assert first.startswith(b"550"), "moat %d: %r" % (i, first)
+        second = c.reply()[-1]
+        assert second.startswith(b"421") and b"4.4.0" not in second, "moat %d: %r" % (
+            i, second)
+        assert c.closed()
+        assert m.alive()
+        m.stop()
+
+
 def test_backend_refusals_count_toward_max_errors(moat, backends, certs):
     m = start(moat, backends, certs, max_errors="3")
     src = "127.0.0.62"
