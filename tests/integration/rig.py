@@ -72,7 +72,64 @@ def wait_until(pred, timeout=5.0, interval=0.02, what="condition"):
     raise TimeoutError("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
+PORT_REGISTRY = "/tmp/moat-test-ports.json"  # ports handed out lately, across test processes
+PORT_HOLD_S = 1800  # a port handed out is not handed out again for this long
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_ports(n, host="127.0.0.1"):
+    """n distinct free TCP ports on host. Taken below the kernel's ephemeral range, so that no
+    outgoing connection (a test client, moat's backend leg) can take one between this call and
+    the server's bind, and recorded in a registry shared by every test process under a lock, so
+    that two parallel pytest processes never get the same port. Falls back to ports the kernel
+    picks (bind to 0) when there is no room below the ephemeral range."""
+    import fcntl
+    import random
+    lo, hi = 20000, _ephemeral_low() - 1
+    if hi - lo < 1000:
+        return _kernel_ports(n, host)
+    with open(PORT_REGISTRY + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        now = time.time()
+        try:
+            with open(PORT_REGISTRY) as f:
+                recent = {int(k): v for k, v in json.load(f).items() if now - v < PORT_HOLD_S}
+        except (OSError, ValueError):
+            recent = {}
+        got = []
+        for _ in range(50 * n + 200):  # bounded: a busy range falls back below
+            if len(got) == n:
+                break
+            port = random.randint(lo, hi)
+            if port in recent or port in got:
+                continue
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((host, port))
+                got.append(port)
+            except OSError:
+                pass
+            finally:
+                s.close()
+        if len(got) < n:
+            got += _kernel_ports(n - len(got), host)
+        for port in got:
+            recent[port] = now
+        tmp = PORT_REGISTRY + ".%d" % os.getpid()
+        with open(tmp, "w") as f:
+            json.dump(recent, f)
+        os.replace(tmp, PORT_REGISTRY)
+        return got
+
+
+def _kernel_ports(n, host):
     """n distinct free TCP ports on host (bound to port 0 together, then released)."""
     socks = []
     try:

@@ -264,3 +264,23 @@ def test_stop_and_start_dovecot(backends):
     with rig.IMAP(backends.ports["imap"], src="127.0.0.2") as im:
         im.login(ALICE, backends.users[ALICE])
         im.logout()
+
+
+def test_free_ports_below_ephemeral_range_and_never_repeated():
+    """free_ports hands out ports no outgoing connection can take (below the kernel's
+    ephemeral range) and never the same port twice within its hold time, across calls (and,
+    through its locked registry, across the parallel test processes)."""
+    low = rig._ephemeral_low()
+    seen = set()
+    for _ in range(20):
+        ports = rig.free_ports(5)
+        assert len(set(ports)) == 5
+        assert not seen & set(ports), "a port handed out twice"
+        seen |= set(ports)
+        if low - 20000 >= 1000:
+            assert all(20000 <= p < low for p in ports), ports
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", rig.free_port()))  # free indeed
+    finally:
+        s.close()
