@@ -28,8 +28,8 @@ on_event(struct conn *c, enum conn_event ev)
     if (s->n < 16)
         s->order[s->n++] = ev;
     if (ev == CONN_EV_READABLE) {
-        size_t k = c->in.len < sizeof(s->data) - s->data_len ? c->in.len
-                                                              : sizeof(s->data) - s->data_len;
+        size_t k =
+            c->in.len < sizeof(s->data) - s->data_len ? c->in.len : sizeof(s->data) - s->data_len;
         memcpy(s->data + s->data_len, c->in.data, k);
         s->data_len += k;
         conn_consume(c, c->in.len);
