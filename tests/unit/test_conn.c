@@ -43,15 +43,22 @@ peer_read(int fd, char *buf, size_t cap)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : n;
 }
 
+/* c: our end of a socketpair with 4 KB buffers; sv[1]: the peer's */
+static void
+pair_open(struct ev_loop *loop, struct conn *c, struct seen *s, int sv[2])
+{
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    conn_init(c, loop, 4096, 4096, on_event, s);
+    conn_attach(c, sv[0]);
+}
+
 static void
 test_cork_batches(struct ev_loop *loop)
 {
     int sv[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
     struct seen s = {0};
     struct conn c;
-    conn_init(&c, loop, 4096, 4096, on_event, &s);
-    conn_attach(&c, sv[0]);
+    pair_open(loop, &c, &s, sv);
     char buf[8192];
 
     conn_cork(&c);
@@ -98,11 +105,9 @@ static void
 test_failed_write_after_last_bytes(struct ev_loop *loop)
 {
     int sv[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
     struct seen s = {0};
     struct conn c;
-    conn_init(&c, loop, 4096, 4096, on_event, &s);
-    conn_attach(&c, sv[0]);
+    pair_open(loop, &c, &s, sv);
     /* the peer says its last words and goes away before we have read them */
     CHECK(send(sv[1], "421 closing\r\n", 13, 0) == 13);
     close(sv[1]);
