@@ -338,7 +338,6 @@ tls_read(struct tls *t, char *p, size_t cap, size_t *n_out)
 /* One record per call (what SSL_MODE_ENABLE_PARTIAL_WRITE does, but that needs the OpenSSL
  * layer): unsent tails stay in moat's buffer, never in wolfSSL's. After WANT_WRITE the caller
  * comes back with the same bytes, at least as many, which is what wolfSSL requires. */
-
 enum tls_status
 tls_write(struct tls *t, const char *p, size_t n, size_t *n_out)
 {
