@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config_impl.h"
 #include "dnsbl.h"
@@ -113,6 +114,30 @@ parse_list(struct loader *ld, const char *key, const char *text)
     return l;
 }
 
+/* uribl_ip_zones names uribl lists (by zone) that also list IPv4 addresses; each must be one. */
+static void
+check_uribl_ip_zones(struct loader *ld, struct config_dns *d)
+{
+    if (d->uribl_ip_zones == NULL)
+        return;
+    char *copy = xstrdup(d->uribl_ip_zones), *save = NULL;
+    for (char *w = strtok_r(copy, " \t,", &save); w != NULL; w = strtok_r(NULL, " \t,", &save)) {
+        size_t i = 0;
+        while (d->uribl_list != NULL && i < d->uribl_list->n &&
+               strcasecmp(d->uribl_list->zones[i].name, w) != 0)
+            i++;
+        if (d->uribl_list == NULL || i == d->uribl_list->n) {
+            char shown[80];
+            config_error(ld, dns_seen(ld, "uribl_ip_zones"), "uribl_ip_zones",
+                         "'%s' is not one of the uribl lists",
+                         config_show(shown, sizeof(shown), w));
+            break;
+        }
+        d->uribl_ip_mask |= 1u << i;
+    }
+    free(copy);
+}
+
 void
 config_check_dns(struct loader *ld)
 {
@@ -122,6 +147,7 @@ config_check_dns(struct loader *ld)
     check_allowlist_threshold(ld, d);
     d->dnsbl_list = parse_list(ld, "dnsbl", d->dnsbl);
     d->uribl_list = parse_list(ld, "uribl", d->uribl);
+    check_uribl_ip_zones(ld, d);
     if (d->uribl_list != NULL && d->uribl_max_lookups < d->uribl_list->n)
         config_error(ld, dns_seen(ld, "uribl_max_lookups"), "uribl_max_lookups",
                      "must be at least the number of uribl lists (%zu)", d->uribl_list->n);
@@ -150,5 +176,6 @@ config_dns_free(struct config_dns *d)
     free(d->dnsbl_allowlist_threshold_text);
     free(d->uribl);
     free(d->uribl_list);
+    free(d->uribl_ip_zones);
     memset(d, 0, sizeof(*d));
 }

@@ -177,6 +177,7 @@ const struct key_def config_keys[] = {
     DNS("dnsbl_allowlist_threshold", KT_STR, dnsbl_allowlist_threshold_text, "0", 0, 0, NULL),
     DNS("spf", KT_ENUM, spf, "off", 0, 0, dns_policy_names),
     DNS("uribl", KT_STR, uribl, NULL, 0, 0, NULL),
+    DNS("uribl_ip_zones", KT_STR, uribl_ip_zones, NULL, 0, 0, NULL),
     DNS("uribl_policy", KT_ENUM, uribl_policy, "reject", 0, 0, dns_policy_names),
     DNS("uribl_threshold", KT_UINT, uribl_threshold, "1", 1, 100000, NULL),
     DNS("uribl_max_lookups", KT_UINT, uribl_max_lookups, "40", 1, 1000, NULL),

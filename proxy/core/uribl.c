@@ -2,10 +2,12 @@
  * uribl.c: URI block lists (SURBL/URIBL style) on the content of messages to an MX listener.
  * The host names uriscan.c finds while the message streams to the backend are reduced to their
  * registered domain with libpsl (the only file that uses it) and looked up at once in every
- * [dns] uribl list on the worker's resolver (dns.c caches the answers); at the end of data the
- * protocol asks for the verdict. Per message at most uribl_max_lookups queries. It never holds a
- * message itself: whether the final dot goes to the backend is the protocol's move.
+ * [dns] uribl list on the worker's resolver (dns.c caches the answers); an IPv4 literal goes
+ * reversed to the uribl_ip_zones lists only. At the end of data the protocol asks for the
+ * verdict. Per message at most uribl_max_lookups queries. It never holds a message itself:
+ * whether the final dot goes to the backend is the protocol's move.
  */
+#include <arpa/inet.h>
 #include <libpsl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 struct uribl {
     struct dnscheck *d;
     const struct dnsbl_list *lists;
+    uint32_t ip_zones; /* the lists that take IPv4 literals (one bit per list) */
     struct uriscan scan;
     bool active;   /* a message is being scanned */
     bool finished; /* its end was seen */
@@ -54,6 +57,7 @@ uribl_new(struct dnscheck *d)
     struct uribl *u = xcalloc(1, sizeof(*u));
     u->d = d;
     u->lists = cd->uribl_list;
+    u->ip_zones = cd->uribl_ip_mask;
     u->max_domains = MOAT_MAX((size_t)1, cd->uribl_max_lookups / u->lists->n);
     u->domains = xcalloc(u->max_domains, sizeof(*u->domains));
     u->pool_cap = u->max_domains * URIBL_DOMAIN_BYTES; /* room for long names if most are short */
@@ -142,6 +146,22 @@ registered_domain(const char *host)
     return last == NULL ? NULL : p;
 }
 
+/* The query for what a message links to in list zi: <domain>.<zone>, or for an address literal
+ * the reversed address, <d>.<c>.<b>.<a>.<zone>, in the lists that take addresses. Returns the
+ * query's length, or 0 when there is none to ask. */
+static size_t
+uribl_query(const struct uribl *u, const char *dom, const struct dns_addr *ip, size_t zi, char *q,
+            size_t size)
+{
+    const char *zone = u->lists->zones[zi].name;
+    int len;
+    if (ip != NULL)
+        len = (u->ip_zones & (1u << zi)) != 0 ? dnsname_reverse(ip, zone, q, size) : -1;
+    else
+        len = snprintf(q, size, "%s.%s", dom, zone);
+    return len < 0 || (size_t)len > DNSNAME_MAX ? 0 : (size_t)len; /* too long: not listed */
+}
+
 static void
 on_host(void *arg, const char *host, size_t n)
 {
@@ -149,7 +169,11 @@ on_host(void *arg, const char *host, size_t n)
     char h[URISCAN_HOST_MAX + 1];
     memcpy(h, host, n);
     h[n] = '\0';
-    const char *dom = registered_domain(h);
+    struct dns_addr ip = {.family = AF_INET};
+    bool literal = inet_pton(AF_INET, h, ip.b) == 1;
+    if (literal && u->ip_zones == 0)
+        return; /* no list takes addresses */
+    const char *dom = literal ? h : registered_domain(h);
     size_t dlen = dom != NULL ? strlen(dom) : 0;
     if (dlen == 0 || dlen > DNSNAME_MAX || !dnsname_host_valid(dom, dlen))
         return;
@@ -167,9 +191,8 @@ on_host(void *arg, const char *host, size_t n)
         char q[DNSNAME_MAX + 2];
         struct check_waiter *cw = &u->waiters[di * u->lists->n + zi];
         dc_waiter_init(cw, u->d, (unsigned)(di * u->lists->n + zi));
-        int len = snprintf(q, sizeof(q), "%s.%s", dom, u->lists->zones[zi].name);
-        if (len < 0 || (size_t)len > DNSNAME_MAX)
-            continue; /* too long to ask: not listed */
+        if (uribl_query(u, dom, literal ? &ip : NULL, zi, q, sizeof(q)) == 0)
+            continue;
         u->pending++;
         dns_lookup(u->d->r, DNS_T_A, q, &cw->w, on_answer);
     }

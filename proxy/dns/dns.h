@@ -40,6 +40,8 @@ struct config_dns {
     /* URI block lists on MX message content (uribl.c) */
     char *uribl;                   /* "zone[=127.0.0.2..11]*weight, ..." like dnsbl */
     struct dnsbl_list *uribl_list; /* parsed; NULL when empty */
+    char *uribl_ip_zones;          /* the uribl zones that take IPv4 literals, reversed */
+    uint32_t uribl_ip_mask;        /* parsed: one bit per uribl_list zone */
     enum dns_policy uribl_policy;
     uint32_t uribl_threshold;
     uint32_t uribl_max_lookups; /* DNS queries per message (domains x lists) */

@@ -49,8 +49,30 @@ url_end(char c)
 
 /* --- URL recognition --- */
 
-/* A host name worth a lookup: labels of 1..63 bytes, at least two, the last not numeric (an
- * address literal, or junk). */
+/* An IPv4 address in dotted decimal: four numbers of 0..255 without leading zeros (some clients
+ * read a leading zero as octal: such a host is not reported rather than misread). */
+static bool
+ipv4_literal(const char *h, size_t n)
+{
+    unsigned parts = 0, value = 0, digits = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == n || h[i] == '.') {
+            if (digits == 0 || (digits > 1 && h[i - digits] == '0') || value > 255)
+                return false;
+            parts++;
+            value = 0;
+            digits = 0;
+        } else if (h[i] >= '0' && h[i] <= '9' && ++digits <= 3) {
+            value = value * 10 + (unsigned)(h[i] - '0');
+        } else {
+            return false;
+        }
+    }
+    return parts == 4;
+}
+
+/* A host worth a lookup: labels of 1..63 bytes, at least two, the last not numeric; or an IPv4
+ * address literal (other all-numeric hosts are junk). */
 static bool
 host_ok(const char *h, size_t n)
 {
@@ -69,7 +91,7 @@ host_ok(const char *h, size_t n)
             return false;
         digits = digits && h[i] >= '0' && h[i] <= '9';
     }
-    return label > 0 && labels >= 1 && !digits;
+    return label > 0 && labels >= 1 && (!digits || ipv4_literal(h, n));
 }
 
 static void

@@ -1,9 +1,10 @@
 /*
  * uriscan.h: finds the host names in the URLs of a message's text, for URI block lists. Message
- * bytes go in, in chunks of any size; host names (lower case, validated) come out through a
- * callback. It follows the MIME structure (multipart boundaries, message/rfc822), decodes
- * quoted-printable and base64 text parts, skips everything else, and stops at configured caps on
- * depth, parts and bytes. Pure and resumable: fixed memory, no allocation, no I/O.
+ * bytes go in, in chunks of any size; host names (lower case, validated) and IPv4 address
+ * literals (dotted decimal, as in http://192.0.2.1/) come out through a callback. It follows the
+ * MIME structure (multipart boundaries, message/rfc822), decodes quoted-printable and base64 text
+ * parts, skips everything else, and stops at configured caps on depth, parts and bytes. Pure and
+ * resumable: fixed memory, no allocation, no I/O.
  */
 #ifndef MOAT_URISCAN_H
 #define MOAT_URISCAN_H
@@ -25,7 +26,7 @@ struct uriscan_limits {
     uint32_t max_depth; /* nested entities, at most URISCAN_DEPTH_MAX */
 };
 
-/* One host name found (len <= URISCAN_HOST_MAX, lower case, not NUL-terminated). */
+/* One host name or IPv4 literal found (len <= URISCAN_HOST_MAX, lower case, not NUL-terminated). */
 typedef void (*uriscan_found_fn)(void *arg, const char *host, size_t len);
 
 struct uriscan_level {

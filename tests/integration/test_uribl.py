@@ -28,6 +28,9 @@ RULES = {
     "refused.test.ubl.test": [("A", "127.0.0.1")],  # outside the filter: the list refusing us
     "slow.test.ubl.test": [("A", "127.0.0.2"), ("delay", 1.0)],
     "hang.test.ubl.test": [("A", "timeout")],
+    # an address in a URL, reversed; ubl2.test answers too, but takes no addresses in the test
+    "7.2.0.192.ubl.test": [("A", "127.0.0.2")],
+    "7.2.0.192.ubl2.test": [("A", "127.0.0.2")],
 }
 
 
@@ -250,6 +253,8 @@ def test_lookups_capped_per_message(start, backends, ubl):
     ("uribl_policy = maybe", "uribl_policy"),
     ("uribl_max_depth = 17", "uribl_max_depth"),
     ("uribl_timeout = 2m", "must be at most 60s"),
+    ("uribl = a.test\nuribl_ip_zones = a.test, b.test", "'b.test' is not one of the uribl lists"),
+    ("uribl_ip_zones = a.test", "'a.test' is not one of the uribl lists"),
 ])
 def test_config_check_names_the_line(certs, tmp_path, line, why):
     import subprocess
@@ -319,3 +324,47 @@ def test_url_past_the_byte_cap_not_looked_at(start, backends, ubl):
     assert b"http://www.spam.test/ late" in msg_bytes  # the whole message went through
     rig.wait_until(lambda: "event=uribl " in m.log(), 3, what="scan logged")
     assert "domains=1" in m.log() and "capped=bytes" in m.log(), m.log()
+
+
+def test_address_urls_asked_reversed_only_in_ip_zones(start, backends, ubl):
+    """A URL to an address (http://192.0.2.7/) is looked up reversed (7.2.0.192.ubl.test) in the
+    uribl_ip_zones lists only: a list that takes no addresses is never asked (Spamhaus DBL answers
+    such a query with a code a list without a filter would count). Without uribl_ip_zones the
+    message is delivered and no address is asked anywhere."""
+    body = "Click http://192.0.2.7/offer or http://user@203.0.113.9:8080/ or http://010.1.1.1/"
+    names = ("7.2.0.192.ubl.test", "7.2.0.192.ubl2.test", "9.113.0.203.ubl.test",
+             "9.113.0.203.ubl2.test", "1.1.1.010.ubl.test", "1.1.1.8.ubl.test")
+
+    def asked():
+        return [ubl.count(n, "A") for n in names]
+
+    before = asked()
+    m = start(LISTS)
+    c = connect(m)
+    subject = "uribl-ip-off-" + uuid.uuid4().hex
+    text, _ = msg(subject, body)
+    assert transaction(c, text).startswith(b"250")
+    c.cmd("QUIT")
+    c.close()
+    backends.wait_maildir(BOB, subject)
+    assert asked() == before
+    m.stop()
+
+    m = start(LISTS + "\nuribl_ip_zones = UBL.test")
+    c = connect(m)
+    subject = "uribl-ip-" + uuid.uuid4().hex
+    text, mid = msg(subject, body)
+    r = transaction(c, text)
+    assert r == b"554 5.7.1 Message content rejected: it links to 192.0.2.7, listed by ubl.test", r
+    clean = "uribl-ip-clean-" + uuid.uuid4().hex
+    text2, _ = msg(clean, "only http://203.0.113.9/ here, not listed")
+    assert transaction(c, text2).startswith(b"250")
+    c.cmd("QUIT")
+    c.close()
+    backends.wait_maildir(BOB, clean)
+    assert_not_delivered(backends, subject, mid)
+    # each address asked once in ubl.test (the second message from the cache), never in
+    # ubl2.test; the octal-looking 010.1.1.1 is not an address moat reports
+    assert [a - b for a, b in zip(asked(), before)] == [1, 0, 1, 0, 0, 0]
+    assert "zone=ubl.test domain=192.0.2.7" in m.log()
+    assert m.alive()

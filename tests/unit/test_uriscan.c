@@ -61,7 +61,7 @@ test_plain(void)
                "http://1.2.3.4/ or http://nodot/ or wwwx.not.example or awww.no.example\r\n"
                "redirect http://go.example/?u=http://target.example/ end.\r\n"
                "last http://trailing.example.",
-               "www.spam.example other.example www.bare.example real.example go.example "
+               "www.spam.example other.example www.bare.example real.example 1.2.3.4 go.example "
                "target.example trailing.example ");
     /* a URL cut by a line break ends there; hosts over 253 bytes or labels over 63 are not
      * reported */
@@ -70,6 +70,17 @@ test_plain(void)
         strcat(longhost, "a");
     strcat(longhost, ".example/ http://ok.example\r\n");
     check_scan(longhost, "ok.example ");
+}
+
+/* IPv4 literals are reported in dotted decimal only: not with leading zeros (octal to some
+ * clients), out of range, with too few or too many numbers, or in hexadecimal. */
+static void
+test_ipv4_literals(void)
+{
+    check_scan("\r\nhttp://192.0.2.7/x http://01.2.3.4/ http://1.2.3.256/ http://1.2.3/ "
+               "http://1.2.3.4.5/ http://user:pw@10.0.0.1:8080/x https://0x7f.0.0.1/ "
+               "http://203.0.113.9./ www.1.2.3 http://0.0.0.0/ http://1234.1.1.1/\r\n",
+               "192.0.2.7 10.0.0.1 203.0.113.9 0.0.0.0 ");
 }
 
 static void
@@ -201,6 +212,7 @@ int
 main(void)
 {
     test_plain();
+    test_ipv4_literals();
     test_html();
     test_qp();
     test_base64();
