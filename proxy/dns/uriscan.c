@@ -2,8 +2,9 @@
  * uriscan.c: URL host names in a message's text parts (see uriscan.h). Three small machines in a
  * row: lines (pieces of at most URISCAN_LINE_MAX bytes), MIME (header fields Content-Type and
  * Content-Transfer-Encoding, a stack of boundaries, quoted-printable and base64 decoding), and
- * URL recognition over the decoded bytes ("http://", "https://", a bare "www."). It never
- * allocates, never reads past what it was given, and reports a host only once it is complete.
+ * URL recognition over the decoded bytes, HTML character references decoded ("http://",
+ * "https://", a bare "www."). It never allocates, never reads past what it was given, and reports
+ * a host only once it is complete.
  */
 #include <string.h>
 
@@ -151,8 +152,9 @@ url_authority(struct uriscan *u, char c)
     return false;
 }
 
+/* One byte of decoded text, for URL recognition. */
 static void
-text_byte(struct uriscan *u, char c)
+url_byte(struct uriscan *u, char c)
 {
     if ((u->url == URL_HOST || u->url == URL_AFTER_COLON) && url_authority(u, c))
         return;
@@ -170,19 +172,6 @@ text_byte(struct uriscan *u, char c)
     }
 }
 
-/* A part ends: a host in progress is complete, nothing carries over into the next part. */
-static void
-text_end(struct uriscan *u)
-{
-    if (u->url == URL_HOST || u->url == URL_AFTER_COLON)
-        host_emit(u);
-    u->url = URL_NONE;
-    memset(u->window, 0, sizeof(u->window));
-    u->qp_state = 0;
-    u->b64_bits = 0;
-    u->b64_n = 0;
-}
-
 /* --- decoding --- */
 
 static int
@@ -192,6 +181,107 @@ hex_value(char c)
         return c - '0';
     c = lower(c);
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* HTML character references, decoded the way a browser reads an href before URL recognition
+ * sees the text (spam writes http&#58;//spam&#46;example/ to hide a link from scanners): numeric
+ * ones (&#46; &#x2E;, the ';' optional) and the named ones that spell a URL's structure
+ * (&period; &colon; &sol;). Anything else goes through as it came. */
+
+static bool
+ent_numeric(const struct uriscan *u)
+{
+    return u->ent_len >= 2 && u->ent[1] == '#';
+}
+
+static bool
+ent_hex(const struct uriscan *u)
+{
+    return u->ent_len >= 3 && u->ent[1] == '#' && lower(u->ent[2]) == 'x';
+}
+
+/* Whether c extends the reference being read (u->ent holds it from its '&'). */
+static bool
+ent_continues(const struct uriscan *u, char c)
+{
+    if (u->ent_len >= sizeof(u->ent))
+        return false;
+    if (u->ent_len == 1)
+        return c == '#' || (lower(c) >= 'a' && lower(c) <= 'z');
+    if (!ent_numeric(u))
+        return lower(c) >= 'a' && lower(c) <= 'z';
+    if (u->ent_len == 2 && lower(c) == 'x')
+        return true;
+    return ent_hex(u) ? hex_value(c) >= 0 : c >= '0' && c <= '9';
+}
+
+/* The byte the reference in u->ent stands for (0x80 for any non-ASCII character: it ends a URL),
+ * or -1 when it is not one. */
+static int
+ent_value(const struct uriscan *u, bool semicolon)
+{
+    if (!ent_numeric(u)) {
+        static const struct {
+            const char *name;
+            char c;
+        } named[] = {{"period", '.'}, {"colon", ':'}, {"sol", '/'}};
+        for (size_t i = 0; semicolon && i < ARRAY_SIZE(named); i++)
+            if (u->ent_len - 1 == strlen(named[i].name) &&
+                memcmp(u->ent + 1, named[i].name, u->ent_len - 1) == 0)
+                return named[i].c;
+        return -1;
+    }
+    size_t start = ent_hex(u) ? 3 : 2;
+    if (u->ent_len == start)
+        return -1; /* "&#" or "&#x" alone */
+    uint32_t v = 0;
+    for (size_t i = start; i < u->ent_len; i++)
+        v = MOAT_MIN(v * (start == 3 ? 16u : 10u) + (uint32_t)hex_value(u->ent[i]), 0x110000u);
+    return v > 0 && v < 0x80 ? (int)v : 0x80;
+}
+
+static void
+text_byte(struct uriscan *u, char c)
+{
+    if (u->ent_len == 0) {
+        if (c == '&')
+            u->ent[u->ent_len++] = c;
+        else
+            url_byte(u, c);
+        return;
+    }
+    if (ent_continues(u, c)) {
+        u->ent[u->ent_len++] = c;
+        return;
+    }
+    int v = ent_value(u, c == ';');
+    size_t n = u->ent_len;
+    u->ent_len = 0;
+    if (v >= 0) {
+        url_byte(u, (char)v);
+        if (c != ';')
+            text_byte(u, c);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) /* not a reference: the bytes as they came */
+        url_byte(u, u->ent[i]);
+    text_byte(u, c);
+}
+
+/* A part ends: a host in progress is complete, nothing carries over into the next part. */
+static void
+text_end(struct uriscan *u)
+{
+    for (size_t i = 0; i < u->ent_len; i++) /* a reference cut by the part's end is text */
+        url_byte(u, u->ent[i]);
+    u->ent_len = 0;
+    if (u->url == URL_HOST || u->url == URL_AFTER_COLON)
+        host_emit(u);
+    u->url = URL_NONE;
+    memset(u->window, 0, sizeof(u->window));
+    u->qp_state = 0;
+    u->b64_bits = 0;
+    u->b64_n = 0;
 }
 
 static void

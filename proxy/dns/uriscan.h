@@ -3,8 +3,8 @@
  * bytes go in, in chunks of any size; host names (lower case, validated) and IPv4 address
  * literals (dotted decimal, as in http://192.0.2.1/) come out through a callback. It follows the
  * MIME structure (multipart boundaries, message/rfc822), decodes quoted-printable and base64 text
- * parts, skips everything else, and stops at configured caps on depth, parts and bytes. Pure and
- * resumable: fixed memory, no allocation, no I/O.
+ * parts and the HTML character references in them, skips everything else, and stops at configured
+ * caps on depth, parts and bytes. Pure and resumable: fixed memory, no allocation, no I/O.
  */
 #ifndef MOAT_URISCAN_H
 #define MOAT_URISCAN_H
@@ -59,6 +59,9 @@ struct uriscan {
     char qp_hex;
     uint32_t b64_bits;
     unsigned b64_n;
+    /* an HTML character reference being read, from its '&' */
+    char ent[12];
+    size_t ent_len;
     /* URL recognition in decoded text */
     char window[8];  /* the last bytes, lower case */
     int url;         /* not in a URL, in a host, skipping the rest of a URL */

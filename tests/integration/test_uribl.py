@@ -121,6 +121,9 @@ CASES = {
                "Content-Transfer-Encoding: base64\r\n", B64_BODY),
     "nested": ("MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=outer\r\n", NESTED),
     "slow_answer": ("", "the end of data waits for http://slow.test/ to be looked up"),
+    # HTML character references hiding the link from a scanner that reads bytes, not HTML
+    "html_references": ("Content-Type: text/html\r\n",
+                        "<a href=\"http&#58;//www&#46;spam&#x2E;test/\">win</a>"),
 }
 
 

@@ -92,6 +92,23 @@ test_html(void)
                "html.example img.example noquote.example ");
 }
 
+/* HTML character references hide no link: numeric (decimal, hex, without ';'), the named ones
+ * of a URL's structure; anything else is text as it came (and ends a host as before). */
+static void
+test_html_references(void)
+{
+    check_scan("Content-Type: text/html\r\n\r\n"
+               "<a href=\"http&#58;//spam&#46;example/x\">a</a> "
+               "<a href=\"&#x68;ttps://hex&#X2e;example\">b</a> "
+               "http&colon;&sol;&sol;named&period;example/ www&#46noscolon.example "
+               "AT&T &amp; http://a&b.example/ &#46;&#; &#x; &unknown; &PERIOD; "
+               "http://big&#x110000041;example/ http://nul&#0;example/ "
+               "http://long&#0000000000000046;example/ http://x.example&#47;y\r\n"
+               "last http://end&#46;example&#46",
+               "spam.example hex.example named.example www.noscolon.example x.example "
+               "end.example ");
+}
+
 static void
 test_qp(void)
 {
@@ -214,6 +231,7 @@ main(void)
     test_plain();
     test_ipv4_literals();
     test_html();
+    test_html_references();
     test_qp();
     test_base64();
     test_multipart();
