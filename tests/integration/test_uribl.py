@@ -86,6 +86,17 @@ def connect(m, src="127.0.0.2"):
     return c
 
 
+def delivered(m, backends, tag, body, headers=""):
+    """One message in a session of its own, answered 250 and found in the maildir: its bytes."""
+    c = connect(m)
+    subject = "uribl-%s-%s" % (tag, uuid.uuid4().hex)
+    text, _ = msg(subject, body, headers)
+    assert transaction(c, text).startswith(b"250")
+    c.cmd("QUIT")
+    c.close()
+    return backends.wait_maildir(BOB, subject)
+
+
 def assert_not_delivered(backends, subject, mid):
     """The refused message is nowhere in Postfix: call after a later message of the same session
     was delivered (Postfix handles its connection's messages in order)."""
@@ -187,19 +198,14 @@ def test_weights_threshold_and_pipelined_quit(start, backends):
 
 def test_unlisted_and_non_text_parts_delivered(start, backends):
     m = start(LISTS)
-    c = connect(m)
-    subject = "uribl-ok-" + uuid.uuid4().hex
     # a listed URL inside a PDF attachment is not looked at; unlisted ones in text are
     pdf = base64.encodebytes(b"%PDF http://spam.test/ inside an attachment").decode()
     body = ("--b\r\nContent-Type: text/plain\r\n\r\nsee http://www.unlisted.test/ and "
             "http://refused.test/ (the list's 127.0.0.1 is outside its filter)\r\n"
             "--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
             + pdf + "--b--\r\n")
-    text, _ = msg(subject, body, "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n")
-    assert transaction(c, text).startswith(b"250")
-    c.cmd("QUIT")
-    c.close()
-    backends.wait_maildir(BOB, subject)
+    delivered(m, backends, "ok", body,
+              "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n")
     rig.wait_until(lambda: "event=uribl " in m.log(), 3, what="scan logged")
     assert "domains=2" in m.log() and "score=0" in m.log()
     assert "uribl_refused" not in m.log()
@@ -208,13 +214,7 @@ def test_unlisted_and_non_text_parts_delivered(start, backends):
 @pytest.mark.parametrize("policy,event", [("warn", "dns_warn"), ("dry-run", "dns_would_refuse")])
 def test_warn_and_dry_run_deliver(start, backends, policy, event):
     m = start(LISTS + "\nuribl_policy = " + policy)
-    c = connect(m)
-    subject = "uribl-%s-%s" % (policy, uuid.uuid4().hex)
-    text, _ = msg(subject, "Visit http://www.spam.test/offer now!")
-    assert transaction(c, text).startswith(b"250")
-    c.cmd("QUIT")
-    c.close()
-    backends.wait_maildir(BOB, subject)
+    delivered(m, backends, policy, "Visit http://www.spam.test/offer now!")
     rig.wait_until(lambda: "event=%s" % event in m.log(), 3, what="finding logged")
     assert "check=uribl zone=ubl.test domain=spam.test" in m.log()
     assert "uribl_refused" not in m.log()
@@ -222,27 +222,14 @@ def test_warn_and_dry_run_deliver(start, backends, policy, event):
 
 def test_lookup_timeout_counts_as_not_listed(start, backends):
     m = start(LISTS + "\nuribl_timeout = 300ms")
-    c = connect(m)
-    subject = "uribl-hang-" + uuid.uuid4().hex
-    text, _ = msg(subject, "this list never answers about http://hang.test/")
-    assert transaction(c, text).startswith(b"250")
-    c.cmd("QUIT")
-    c.close()
-    backends.wait_maildir(BOB, subject)
+    delivered(m, backends, "hang", "this list never answers about http://hang.test/")
     rig.wait_until(lambda: "event=uribl " in m.log(), 3, what="scan logged")
     assert re.search(r"event=uribl .*timeout=[12]\b", m.log()), m.log()
 
 
 def test_lookups_capped_per_message(start, backends, ubl):
     m = start(LISTS + "\nuribl_max_lookups = 4")
-    c = connect(m)
-    subject = "uribl-cap-" + uuid.uuid4().hex
-    body = " ".join("http://cap%d.test/" % i for i in range(10))
-    text, _ = msg(subject, body)
-    assert transaction(c, text).startswith(b"250")
-    c.cmd("QUIT")
-    c.close()
-    backends.wait_maildir(BOB, subject)
+    delivered(m, backends, "cap", " ".join("http://cap%d.test/" % i for i in range(10)))
     rig.wait_until(lambda: "event=uribl " in m.log(), 3, what="scan logged")
     assert "domains=2 skipped=8" in m.log(), m.log()
     asked = sum(ubl.count("cap%d.test.%s" % (i, z), "A") for i in range(10)
@@ -316,14 +303,8 @@ def test_answers_cached_within_worker(start, backends, ubl):
 
 def test_url_past_the_byte_cap_not_looked_at(start, backends, ubl):
     m = start(LISTS + "\nuribl_max_bytes = 4k")
-    c = connect(m)
-    subject = "uribl-bytes-" + uuid.uuid4().hex
     body = "http://early.test/\r\n" + ("filler " * 70 + "\r\n") * 20 + "http://www.spam.test/ late"
-    text, _ = msg(subject, body)
-    assert transaction(c, text).startswith(b"250")
-    c.cmd("QUIT")
-    c.close()
-    msg_bytes = backends.wait_maildir(BOB, subject)
+    msg_bytes = delivered(m, backends, "bytes", body)
     assert b"http://www.spam.test/ late" in msg_bytes  # the whole message went through
     rig.wait_until(lambda: "event=uribl " in m.log(), 3, what="scan logged")
     assert "domains=1" in m.log() and "capped=bytes" in m.log(), m.log()
@@ -343,13 +324,7 @@ def test_address_urls_asked_reversed_only_in_ip_zones(start, backends, ubl):
 
     before = asked()
     m = start(LISTS)
-    c = connect(m)
-    subject = "uribl-ip-off-" + uuid.uuid4().hex
-    text, _ = msg(subject, body)
-    assert transaction(c, text).startswith(b"250")
-    c.cmd("QUIT")
-    c.close()
-    backends.wait_maildir(BOB, subject)
+    delivered(m, backends, "ip-off", body)
     assert asked() == before
     m.stop()
 
