@@ -98,17 +98,7 @@ on_list(struct dns_waiter *w, const struct dns_answer *a)
 {
     struct dnscheck *d = dc_of(w);
     const struct dnsbl_zone *z = &d->lists->zones[container_of(w, struct check_waiter, w)->index];
-    enum dnsbl_answer ans = DNSBL_NOT_LISTED;
-    if (a->status == DNS_TEMP) {
-        ans = DNSBL_TEMPFAIL;
-    } else if (a->status == DNS_OK) {
-        uint32_t v4[32];
-        size_t n = 0;
-        for (size_t i = 0; i < a->n && n < ARRAY_SIZE(v4); i++)
-            if (a->addrs[i].family == AF_INET)
-                memcpy(&v4[n++], a->addrs[i].b, 4);
-        ans = dnsbl_classify(z, v4, n);
-    }
+    enum dnsbl_answer ans = dc_list_answer(z, a);
     if (ans == DNSBL_ERROR_CODE)
         session_log(d->s, LOG_WARN, EV_DNSBL_ERROR_CODE, "zone=%s client=%s", z->name,
                     d->s->client_addr);

@@ -98,6 +98,23 @@ dc_waiter_init(struct check_waiter *cw, struct dnscheck *d, unsigned index)
     cw->d = d;
     cw->index = index;
 }
+
+/* What list z's answer says: its IPv4 addresses against the zone's filter; no answer (timeout,
+ * SERVFAIL) is a tempfail. Shared by the client lists and the URI lists. */
+static inline enum dnsbl_answer
+dc_list_answer(const struct dnsbl_zone *z, const struct dns_answer *a)
+{
+    if (a->status == DNS_TEMP)
+        return DNSBL_TEMPFAIL;
+    if (a->status != DNS_OK)
+        return DNSBL_NOT_LISTED;
+    uint32_t v4[32];
+    size_t n = 0;
+    for (size_t i = 0; i < a->n && n < ARRAY_SIZE(v4); i++)
+        if (a->addrs[i].family == AF_INET)
+            memcpy(&v4[n++], a->addrs[i].b, 4);
+    return dnsbl_classify(z, v4, n);
+}
 bool dc_client_pending(const struct dnscheck *d);
 /* Tell the protocol, if it waits, that what it waited for is done. */
 void dc_progress(struct dnscheck *d);

@@ -106,17 +106,7 @@ on_answer(struct dns_waiter *w, const struct dns_answer *a)
     unsigned index = container_of(w, struct check_waiter, w)->index;
     size_t zi = index % u->lists->n, di = index / u->lists->n;
     const struct dnsbl_zone *z = &u->lists->zones[zi];
-    enum dnsbl_answer ans = DNSBL_NOT_LISTED;
-    if (a->status == DNS_TEMP) {
-        ans = DNSBL_TEMPFAIL;
-    } else if (a->status == DNS_OK) {
-        uint32_t v4[32];
-        size_t n = 0;
-        for (size_t i = 0; i < a->n && n < ARRAY_SIZE(v4); i++)
-            if (a->addrs[i].family == AF_INET)
-                memcpy(&v4[n++], a->addrs[i].b, 4);
-        ans = dnsbl_classify(z, v4, n);
-    }
+    enum dnsbl_answer ans = dc_list_answer(z, a);
     if (ans != DNSBL_LISTED) {
         dnsbl_score_add(&u->score, z, ans);
     } else if ((u->listed_zones & (1u << zi)) == 0) { /* a list counts once per message */
