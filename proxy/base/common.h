@@ -44,8 +44,12 @@ void *xrealloc(void *p, size_t size);
  * (an assembly-heavy TLS library can carry a megabyte of it). */
 size_t thread_stack_bytes(size_t want_bytes);
 
-/* Monotonic clock in milliseconds. */
+/* Monotonic clock in milliseconds: for everything one process measures. */
 uint64_t moat_now_ms(void);
+/* Wall clock in milliseconds since the epoch: only for times shared with other hosts (a fleet's
+ * rate windows and session leases in Redis), where each host's monotonic clock counts from its
+ * own boot. */
+uint64_t moat_wall_ms(void);
 /* A seed for a table's keyed hash: from the kernel's random pool, else from the clock. */
 uint64_t moat_random_seed(void);
 

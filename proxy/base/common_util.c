@@ -91,14 +91,26 @@ thread_stack_bytes(size_t want_bytes)
     return (want_bytes + tls_bytes + page - 1) / page * page;
 }
 
-uint64_t
-moat_now_ms(void)
+static uint64_t
+clock_ms(clockid_t id, const char *name)
 {
     struct timespec ts;
 
-    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        fatal("clock_gettime(CLOCK_MONOTONIC) failed");
+    if (clock_gettime(id, &ts) != 0)
+        fatal("clock_gettime(%s) failed", name);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t
+moat_now_ms(void)
+{
+    return clock_ms(CLOCK_MONOTONIC, "CLOCK_MONOTONIC");
+}
+
+uint64_t
+moat_wall_ms(void)
+{
+    return clock_ms(CLOCK_REALTIME, "CLOCK_REALTIME");
 }
 
 uint64_t

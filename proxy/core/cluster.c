@@ -462,13 +462,14 @@ cluster_cache_slot(struct cluster_link *c, const struct ratetable_key *k, enum r
 
 static void
 cache_set(struct cluster_link *c, const struct ratetable_key *k, enum rate_kind kind,
-          uint64_t window, uint64_t count)
+          uint64_t window, uint64_t count, uint64_t prev)
 {
     struct cache_slot *s = cluster_cache_slot(c, k, kind);
     s->key = *k;
     s->kind = kind;
     s->window = window;
     s->count = count;
+    s->prev = prev;
 }
 
 /* --- replies --- */
@@ -482,10 +483,11 @@ element_int(const redisReply *r, size_t i)
     return e->type == REDIS_REPLY_INTEGER ? e->integer : 0;
 }
 
+/* A script's answer: an array of n elements. */
 static bool
-reply_ok(const redisReply *r, int type)
+reply_array(const redisReply *r, size_t n)
 {
-    return r != NULL && r->type == type && (type != REDIS_REPLY_ARRAY || r->elements == 4);
+    return r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == n;
 }
 
 static enum cluster_verdict
@@ -508,15 +510,17 @@ static void
 reply_admit(struct cluster_link *c, struct cluster_req *q, const redisReply *r)
 {
     enum cluster_verdict v = CLUSTER_UNKNOWN;
-    if (reply_ok(r, REDIS_REPLY_ARRAY)) {
+    if (reply_array(r, 6)) {
         v = admit_verdict(element_int(r, 0));
         uint64_t now = moat_now_ms();
         long long ban = element_int(r, 1);
         struct ratetable *t = c->guard != NULL ? c->guard->clients : NULL;
         if (v == CLUSTER_BANNED && ban > 0 && t != NULL)
             ratetable_ban(t, &q->key, now + (uint64_t)ban, now); /* holds if Redis goes */
-        cache_set(c, &q->key, RATE_MESSAGES, q->window, (uint64_t)element_int(r, 2));
-        cache_set(c, &q->key, RATE_RECIPIENTS, q->window2, (uint64_t)element_int(r, 3));
+        cache_set(c, &q->key, RATE_MESSAGES, q->window, (uint64_t)element_int(r, 2),
+                  (uint64_t)element_int(r, 3));
+        cache_set(c, &q->key, RATE_RECIPIENTS, q->window2, (uint64_t)element_int(r, 4),
+                  (uint64_t)element_int(r, 5));
     } else if (q->on_done != NULL) {
         stats_cluster_add(STAT_CLUSTER_FALLBACKS);
     }
@@ -528,7 +532,7 @@ static void
 reply_fail(struct cluster_link *c, struct cluster_req *q, const redisReply *r)
 {
     struct ratetable *t = c->guard != NULL ? c->guard->clients : NULL;
-    if (!reply_ok(r, REDIS_REPLY_ARRAY) || t == NULL || element_int(r, 1) == 0)
+    if (!reply_array(r, 4) || t == NULL || element_int(r, 1) == 0)
         return;
     uint64_t now = moat_now_ms();
     ratetable_ban(t, &q->key, now + q->ban_ms, now);
@@ -557,8 +561,9 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         reply_fail(c, q, r);
         break;
     case REPLY_ADD:
-        if (r != NULL && r->type == REDIS_REPLY_INTEGER)
-            cache_set(c, &q->key, q->rate_kind, q->window, (uint64_t)r->integer);
+        if (reply_array(r, 2))
+            cache_set(c, &q->key, q->rate_kind, q->window, (uint64_t)element_int(r, 0),
+                      (uint64_t)element_int(r, 1));
         break;
     case REPLY_SCRIPT:
         if (r != NULL && r->type == REDIS_REPLY_STRING && r->len == 40 && ac->data == c) {

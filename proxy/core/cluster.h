@@ -5,10 +5,13 @@
  * wait runs out) the caller decides on its local counters alone. Shared state only ever adds
  * refusals to the local decision, it never admits what the local counters refuse.
  * Semantics (keys under [cluster] prefix, all with a TTL so nothing outlives a dead moat):
- *   c:<client>           sessions: a sorted set of leases (member per session, score = expiry);
- *                        a live moat renews its leases every lease/3; a dead one's expire
- *   r:<client>:<window>  connections in a fixed window of connection_rate_per_ip (INCR+PEXPIRE)
- *   m:/n:<client>:<w>    messages / recipients in a fixed window (INCRBY+PEXPIRE)
+ *   c:<client>           sessions: a sorted set of leases (member per session, score = expiry
+ *                        on the wall clock); a live moat renews its leases every lease/3; a dead
+ *                        one's expire
+ *   r:<client>:<window>  connections in one fixed window of connection_rate_per_ip (INCR, TTL two
+ *                        windows); a rate is the sliding estimate over it and the window before
+ *                        (cluster_schema.h), windows numbered on the wall clock
+ *   m:/n:<client>:<w>    messages / recipients, the same way (INCRBY)
  *   f:<client>:<w>       auth failures; at ban_ip.count the script sets b:<client> PX ban_time
  *   u:<user>:<w>         auth failures per user name (familiar clients not counted), then
  *                        k:<user> PX ban_time

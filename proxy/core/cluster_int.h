@@ -25,7 +25,8 @@ struct cache_slot {
     struct ratetable_key key;
     enum rate_kind kind;
     uint64_t window; /* window number; 0 = free */
-    uint64_t count;
+    uint64_t count;  /* in that window */
+    uint64_t prev;   /* in the window before it */
 };
 
 struct cluster_lease {

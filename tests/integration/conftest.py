@@ -55,16 +55,16 @@ def moat_binary():
 
 @pytest.fixture
 def moat(tmp_path):
-    """start(conf_text, wait_ports=(), timeout=5.0) -> rig.Moat (.pid, .log(), .alive(),
-    .stop(), .signal(sig), .conf_path, .log_path)."""
+    """start(conf_text, wait_ports=(), timeout=5.0, wrap=()) -> rig.Moat (.pid, .log(),
+    .alive(), .stop(), .signal(sig), .conf_path, .log_path)."""
     binary = moat_binary()
     if not os.access(binary, os.X_OK):
         pytest.skip("moat binary not found at %s (build it, or set MOAT_BIN)" % binary)
     started = []
 
-    def start(conf_text, wait_ports=(), timeout=5.0):
+    def start(conf_text, wait_ports=(), timeout=5.0, wrap=()):
         m = rig.Moat(binary, conf_text, str(tmp_path / ("moat%d" % len(started))),
-                     ports=wait_ports, timeout=timeout)
+                     ports=wait_ports, timeout=timeout, wrap=wrap)
         started.append(m)
         return m
 

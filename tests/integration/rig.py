@@ -841,16 +841,18 @@ def allow_root_for_tests(conf_text):
 
 
 class Moat:
-    """One running moat process: moat -c FILE, stdout+stderr to a log file."""
+    """One running moat process: moat -c FILE, stdout+stderr to a log file. wrap: a command that
+    execs moat (its pid stays moat's), e.g. unshare into a time namespace."""
 
-    def __init__(self, binary, conf_text, workdir, ports=(), timeout=5.0):
+    def __init__(self, binary, conf_text, workdir, ports=(), timeout=5.0, wrap=()):
         conf_text = allow_root_for_tests(conf_text)
         os.makedirs(workdir, exist_ok=True)
         self.conf_path = os.path.join(workdir, "moat.conf")
         self.log_path = os.path.join(workdir, "moat.log")
         write_file(self.conf_path, conf_text)
         self._logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([binary, "-c", self.conf_path], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(list(wrap) + [binary, "-c", self.conf_path],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self._logf, stderr=subprocess.STDOUT,
                                      cwd=workdir, start_new_session=True)
         self.pid = self.proc.pid

@@ -9,7 +9,6 @@ import re
 import socket
 import struct
 import subprocess
-import ssl
 import time
 
 import pytest
@@ -25,8 +24,10 @@ SMTP_BUSY = b"421 4.7.0 mx.moat.test Too many connections from your host"
 
 @pytest.fixture
 def fleet(moat, backends, certs, tmp_path):
-    """start(limits={...}, auth={...}, cluster=True) -> object with .moats, .ports (moat i's
-    listener ports), .front (HAProxy ports: smtp, imap), .redis."""
+    """start(limits={...}, auth={...}, cluster=True, clock_offset=0) -> object with .moats,
+    .ports (moat i's listener ports), .front (HAProxy ports: smtp, imap), .redis. clock_offset:
+    the second moat runs in a time namespace whose monotonic clock is that many seconds ahead,
+    as on a host that booted earlier."""
     if not (fleet_rig.tool("redis-server") and fleet_rig.tool("haproxy")):
         pytest.skip("redis-server and haproxy are needed (run scripts/deps)")
     made = []
@@ -36,7 +37,7 @@ def fleet(moat, backends, certs, tmp_path):
 
     def start(limits=None, auth=None, cluster=True, extra="",
               cluster_keys="timeout = 2s\nconnect_timeout = 2s\n", redis_password=None,
-              wait_cluster=True, moat_keys=""):
+              wait_cluster=True, moat_keys="", clock_offset=0):
         f = Fleet()
         f.redis = fleet_rig.Redis(str(tmp_path / "redis"), password=redis_password)
         made.append(f.redis)
@@ -68,7 +69,12 @@ def fleet(moat, backends, certs, tmp_path):
                  if cluster else "") + extra))
             conf = conf.replace("[moat]\n", "[moat]\nmetrics = 127.0.0.1:%d\n%s"
                                 % (ports["metrics"], moat_keys), 1)
-            f.moats.append(moat(conf, wait_ports=[ports["smtp"], ports["imap"], ports["imaps"]]))
+            wrap = ()
+            if i == 1 and clock_offset:
+                wrap = ("unshare", "--time", "--monotonic", str(clock_offset),
+                        "--boottime", str(clock_offset))
+            f.moats.append(moat(conf, wait_ports=[ports["smtp"], ports["imap"], ports["imaps"]],
+                                wrap=wrap))
             f.ports.append(ports)
         hp = fleet_rig.HAProxy(str(tmp_path / "haproxy"), {
             "smtp": [f.ports[0]["smtp"], f.ports[1]["smtp"]],
@@ -277,19 +283,26 @@ def test_backend_sees_the_real_client_through_the_balancer(fleet, backends, cert
 
 # --- shared limits -------------------------------------------------------------------------------
 
-def test_sessions_per_ip_across_replicas(fleet):
-    f = fleet(limits={"max_sessions_per_ip": "3"})
-    src = "127.0.0.8"
+def fill_sessions_per_ip(f, src, limit):
+    """limit sessions from src through the balancer (m1, m2, m1, ...), held open; the next one
+    (on the replica that holds fewer) is refused for the fleet's count. Returns the held sockets."""
     held = []
-    for _ in range(3):  # m1, m2, m1
+    for _ in range(limit):
         s, line = greet(f.front["smtp"], src)
         assert line.startswith(SMTP_OK), line
         held.append(s)
-    s, line = greet(f.front["smtp"], src)  # m2: its own count is 1, the fleet's is 3
+    s, line = greet(f.front["smtp"], src)
     assert line.startswith(SMTP_BUSY), line
     assert closed(s)
     s.close()
-    assert "reason=max_sessions_per_ip" in f.moats[1].log()
+    assert "reason=max_sessions_per_ip" in f.moats[limit % 2].log()
+    return held
+
+
+def test_sessions_per_ip_across_replicas(fleet):
+    f = fleet(limits={"max_sessions_per_ip": "3"})
+    src = "127.0.0.8"
+    held = fill_sessions_per_ip(f, src, 3)  # m2 refuses: its own count is 1, the fleet's 3
     # another address is not affected
     s, line = greet(f.front["smtp"], "127.0.0.9")
     assert line.startswith(SMTP_OK)
@@ -374,7 +387,8 @@ def test_user_ban_and_familiar_addresses_are_shared(fleet, certs):
 
 
 def test_rates_are_counted_once_across_replicas(fleet):
-    f = fleet(limits={"connection_rate_per_ip": "4/1m", "messages_per_client": "2/1h"})
+    # hour-long windows: a test that straddles a window's start would see it slide
+    f = fleet(limits={"connection_rate_per_ip": "4/1h", "messages_per_client": "2/1h"})
     src = "127.0.0.11"
     for i in range(4):
         s, line = greet(f.front["smtp"], src)
@@ -406,6 +420,79 @@ def test_rates_are_counted_once_across_replicas(fleet):
             code, _ = c.data(b"Subject: rate 3\r\n\r\nx\r\n")
     assert 400 <= code < 500, code
     c.close()
+
+
+
+def time_ns_works():
+    try:
+        return subprocess.run(["unshare", "--time", "--monotonic", "1", "true"],
+                              capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def test_replicas_whose_clocks_started_apart_share_counts(fleet):
+    """Replicas run on hosts that booted at different times: each monotonic clock counts from
+    its own boot. The second moat runs in a time namespace 10 days ahead. Its session leases must
+    not evict the first one's (they would, compared on monotonic times), and both must count
+    connections in the same rate windows (a window numbered from each host's boot is another
+    key)."""
+    if not time_ns_works():
+        pytest.skip("no time namespaces here (unshare --time)")
+    f = fleet(limits={"max_sessions_per_ip": "3", "connection_rate_per_ip": "6/1h"},
+              clock_offset=10 * 86400)
+    src = "127.0.0.21"
+    held = fill_sessions_per_ip(f, src, 3)  # m2 refuses, its clock 10 days ahead of m1's leases
+    assert f.redis.cli("ZCARD", "moat:c:{%s}" % src) == "3"
+    for s in held:
+        s.close()
+    # the rate: 6 connections, 3 through each replica, all in one window's key
+    src = "127.0.0.22"
+    for i in range(6):
+        s, line = greet(f.front["smtp"], src)
+        assert line.startswith(SMTP_OK), (i, line)
+        s.close()
+    keys = f.redis.cli("KEYS", "moat:r:{%s}:*" % src).split()
+    assert len(keys) == 1 and f.redis.cli("GET", keys[0]) == "6", keys
+    s, line = greet(f.front["smtp"], src)
+    assert line.startswith(SMTP_BUSY), line
+    s.close()
+
+
+def test_rate_slides_across_a_window_boundary(fleet):
+    """3 connections per 4 s, counted in the fleet as a sliding window: 3 made just before a
+    window's end still count, fading, just after it. One more is allowed (3 x 0.9, rounded down,
+    is 2), the next is refused, by the fleet: each replica alone has seen at most 2. Fixed
+    windows would allow 3 more at once."""
+    window = 4.0
+    f = fleet(limits={"connection_rate_per_ip": "3/4s"})
+    src = "127.0.0.23"
+
+    def wait_phase(lo, hi):
+        """Sleep until the wall clock is between lo and hi seconds into a 4-s window (as
+        moat numbers them: since the epoch)."""
+        for _ in range(3):
+            phase = time.time() % window
+            if lo <= phase <= hi:
+                return
+            time.sleep((lo - phase) % window + 0.01)
+        raise AssertionError("could not reach the window phase")
+
+    wait_phase(window - 1.2, window - 0.9)
+    for i in range(3):  # m1, m2, m1: the end of one window
+        s, line = greet(f.front["smtp"], src)
+        assert line.startswith(SMTP_OK), (i, line)
+        s.close()
+    wait_phase(0.05, 0.4)  # the next window: the previous one still counts > 2/3
+    s, line = greet(f.front["smtp"], src)  # m2
+    assert line.startswith(SMTP_OK), line
+    s.close()
+    s, line = greet(f.front["smtp"], src)  # m1
+    assert line.startswith(SMTP_BUSY), line
+    s.close()
+    assert time.time() % window < window / 3, "too slow to test the boundary"
+    rig.wait_until(lambda: any("reason=connection_rate_per_ip" in m.log() for m in f.moats), 3.0,
+                   what="the refusal logged")
 
 
 # --- Redis gone and back ------------------------------------------------------------------------

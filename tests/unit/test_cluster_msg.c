@@ -90,11 +90,40 @@ test_keys(void)
         CHECK(cluster_scripts[s] != NULL && strstr(cluster_scripts[s], "redis.call") != NULL);
 }
 
+/* A fleet's rate is a sliding window: the previous window's count fades out across the current
+ * one, so 10/min cannot become 20 across a boundary. */
+static void
+test_sliding_window(void)
+{
+    struct ratetable_key k;
+    client_key(&k, "192.0.2.7");
+    struct rate per_minute = {.count = 10, .window_ms = 60000}, none = {0};
+    char cur[CLUSTER_KEY_MAX], prev[CLUSTER_KEY_MAX];
+    cluster_rate_keys("moat:", cur, prev, "r", &k, &per_minute, 120000 + 5);
+    CHECK_STR(cur, "moat:r:{192.0.2.7}:3");
+    CHECK_STR(prev, "moat:r:{192.0.2.7}:2");
+    cluster_rate_keys("moat:", cur, prev, "r", &k, &none, 120000);
+    CHECK_STR(cur, "moat:r:{192.0.2.7}:1");
+    CHECK_STR(prev, cur);
+    /* the previous window counts fully at the boundary, half way through by half */
+    CHECK(cluster_prev_weight(&per_minute, 120000) == CLUSTER_WEIGHT_ONE);
+    CHECK(cluster_prev_weight(&per_minute, 150000) == CLUSTER_WEIGHT_ONE / 2);
+    CHECK(cluster_prev_weight(&per_minute, 179999) == CLUSTER_WEIGHT_ONE / 60000);
+    CHECK(cluster_prev_weight(&none, 150000) == 0);
+    /* 10 just before the boundary: 1 ms after it, 9 still count (rounded down, as the local
+     * table does), so one more is allowed, not ten */
+    CHECK(cluster_rate_estimate(0, 10, cluster_prev_weight(&per_minute, 120001)) == 9);
+    CHECK(cluster_rate_estimate(4, 10, cluster_prev_weight(&per_minute, 150000)) == 9);
+    CHECK(cluster_rate_estimate(4, 10, cluster_prev_weight(&per_minute, 179999)) == 4);
+    CHECK(cluster_rate_ttl(&per_minute) == 120000 && cluster_rate_ttl(&none) == 2);
+}
+
 int
 main(void)
 {
     test_round_trip();
     test_bad();
     test_keys();
+    test_sliding_window();
     return test_finish("test_cluster_msg");
 }
