@@ -3,8 +3,8 @@
  * row: lines (pieces of at most URISCAN_LINE_MAX bytes), MIME (header fields Content-Type and
  * Content-Transfer-Encoding, a stack of boundaries, quoted-printable and base64 decoding), and
  * URL recognition over the decoded bytes, HTML character references decoded ("http://",
- * "https://", a bare "www."). It never allocates, never reads past what it was given, and reports
- * a host only once it is complete.
+ * "https://", a bare "www."; percent escapes in a host decoded). It never allocates, never reads
+ * past what it was given, and reports a host only once it is complete.
  */
 #include <string.h>
 
@@ -38,6 +38,15 @@ host_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '.' || c == '_';
+}
+
+static int
+hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = lower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
 /* A byte that cannot be inside a URL written in text or HTML. */
@@ -152,9 +161,8 @@ url_authority(struct uriscan *u, char c)
     return false;
 }
 
-/* One byte of decoded text, for URL recognition. */
 static void
-url_byte(struct uriscan *u, char c)
+url_char(struct uriscan *u, char c)
 {
     if ((u->url == URL_HOST || u->url == URL_AFTER_COLON) && url_authority(u, c))
         return;
@@ -172,16 +180,48 @@ url_byte(struct uriscan *u, char c)
     }
 }
 
-/* --- decoding --- */
-
-static int
-hex_value(char c)
+/* A percent escape in a host ended without being one: its bytes as they came. */
+static void
+url_escape_flush(struct uriscan *u)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = lower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    unsigned n = u->pct;
+    u->pct = 0;
+    if (n >= 1)
+        url_char(u, '%');
+    if (n == 2)
+        url_char(u, u->pct_hex);
 }
+
+/* One byte of decoded text, for URL recognition. In a host, %XX is the byte it encodes, as a
+ * browser reads it (http://%73pam.example/ is spam.example); one that is no host character ends
+ * the host. */
+static void
+url_byte(struct uriscan *u, char c)
+{
+    if (u->url != URL_HOST || (u->pct == 0 && c != '%')) {
+        url_char(u, c);
+        return;
+    }
+    if (u->pct == 0) {
+        u->pct = 1;
+        return;
+    }
+    if (u->pct == 1 && hex_value(c) >= 0) {
+        u->pct_hex = c;
+        u->pct = 2;
+        return;
+    }
+    if (u->pct == 2 && hex_value(c) >= 0) {
+        char d = (char)(hex_value(u->pct_hex) << 4 | hex_value(c));
+        u->pct = 0;
+        url_char(u, host_char(d) ? d : (char)0x80);
+        return;
+    }
+    url_escape_flush(u); /* its '%' ended the host */
+    url_char(u, c);
+}
+
+/* --- decoding --- */
 
 /* HTML character references, decoded the way a browser reads an href before URL recognition
  * sees the text (spam writes http&#58;//spam&#46;example/ to hide a link from scanners): numeric
@@ -275,6 +315,7 @@ text_end(struct uriscan *u)
     for (size_t i = 0; i < u->ent_len; i++) /* a reference cut by the part's end is text */
         url_byte(u, u->ent[i]);
     u->ent_len = 0;
+    url_escape_flush(u);
     if (u->url == URL_HOST || u->url == URL_AFTER_COLON)
         host_emit(u);
     u->url = URL_NONE;

@@ -66,6 +66,8 @@ struct uriscan {
     char window[8];  /* the last bytes, lower case */
     int url;         /* not in a URL, in a host, skipping the rest of a URL */
     bool url_scheme; /* the host came after "scheme://": userinfo@ may precede it */
+    unsigned pct;    /* a percent escape in the host: 1 after '%', 2 after its first digit */
+    char pct_hex;
     char host[URISCAN_HOST_MAX + 1];
     size_t host_len;
     bool host_bad;

@@ -135,6 +135,7 @@ CASES = {
     # HTML character references hiding the link from a scanner that reads bytes, not HTML
     "html_references": ("Content-Type: text/html\r\n",
                         "<a href=\"http&#58;//www&#46;spam&#x2E;test/\">win</a>"),
+    "percent_escapes": ("", "Visit http://%77ww.%73pam%2Etest/offer now!"),
 }
 
 

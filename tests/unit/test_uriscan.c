@@ -109,6 +109,19 @@ test_html_references(void)
                "end.example ");
 }
 
+/* Percent escapes in a host are read as a browser reads them; a broken one ends the host, and
+ * an escaped byte that is no host character ends it as well. */
+static void
+test_percent_escapes(void)
+{
+    check_scan("\r\nhttp://%73pam%2Eexample/x http://www.%65VIL.example http://bad%zz.example/ "
+               "http://x%40y.example/ http://ok.example%2Fpath http://a%2 b.example "
+               "http://%77%77%77%2e%68%69%64%65%2e%65%78%61%6d%70%6c%65/ "
+               "100%25 www.pct.example%\r\nlast http://cut.example%2",
+               "spam.example www.evil.example ok.example www.hide.example www.pct.example "
+               "cut.example ");
+}
+
 static void
 test_qp(void)
 {
@@ -232,6 +245,7 @@ main(void)
     test_ipv4_literals();
     test_html();
     test_html_references();
+    test_percent_escapes();
     test_qp();
     test_base64();
     test_multipart();
