@@ -197,6 +197,10 @@ reload_warn_restart(const struct config *old, const struct config *conf)
              (old->log_file == NULL) != (conf->log_file == NULL) ||
              (old->log_file != NULL && strcmp(old->log_file, conf->log_file) != 0))
         key = "log_format/log_level/log_file";
+    else if (old->max_tracked_clients != conf->max_tracked_clients ||
+             old->max_tracked_users != conf->max_tracked_users ||
+             old->max_familiar != conf->max_familiar)
+        key = "max_tracked_clients/max_tracked_users/max_familiar";
     else if (old->cluster.redis_addr_len != conf->cluster.redis_addr_len ||
              memcmp(&old->cluster.redis_addr, &conf->cluster.redis_addr,
                     conf->cluster.redis_addr_len) != 0)
@@ -322,7 +326,7 @@ run(struct config *conf, struct tls_ctx *tls)
     if (auth_start(conf) != 0)
         return 1;
     rt.nworkers = worker_count(conf);
-    rt.guard = authguard_new(admission_start(conf));
+    rt.guard = authguard_new(admission_start(conf), conf->max_tracked_users, conf->max_familiar);
     rt.workers = workers_start(rt.nworkers, rt.guard);
     for (unsigned i = 0; i < rt.nworkers; i++)
         cluster_start(worker_env(rt.workers[i]), conf);

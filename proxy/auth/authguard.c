@@ -9,8 +9,6 @@
 #include "authguard.h"
 
 #define FAMILIAR_WAYS 8
-#define AUTH_USERS_MAX 8192
-#define AUTH_FAMILIAR_MAX 16384
 
 struct familiar_entry {
     struct ratetable_key user;
@@ -199,12 +197,12 @@ authguard_login(const struct authguard *g, const struct ratetable_key *client, c
 }
 
 struct authguard *
-authguard_new(struct ratetable *clients)
+authguard_new(struct ratetable *clients, size_t users_max, size_t familiar_max)
 {
     struct authguard *g = xcalloc(1, sizeof(*g));
     g->clients = clients;
-    g->users = ratetable_new(AUTH_USERS_MAX, moat_random_seed());
-    g->familiar = familiar_new(AUTH_FAMILIAR_MAX, moat_random_seed());
+    g->users = ratetable_new(users_max, moat_random_seed());
+    g->familiar = familiar_new(familiar_max, moat_random_seed());
     return g;
 }
 

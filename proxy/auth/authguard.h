@@ -35,9 +35,10 @@ struct authguard {
 };
 
 /* The tables of a process, once at start (shared by every worker; they lock themselves): the
- * admission table given (may be NULL: no client bans), a bounded user-name table and a bounded
- * familiar-address table of its own, with random seeds. Freed with authguard_free(). */
-struct authguard *authguard_new(struct ratetable *clients);
+ * admission table given (may be NULL: no client bans), a user-name table of users_max entries
+ * and a familiar-address table of familiar_max (user, address) pairs of its own, with random
+ * seeds ([moat] max_tracked_users, max_familiar). Freed with authguard_free(). */
+struct authguard *authguard_new(struct ratetable *clients, size_t users_max, size_t familiar_max);
 void authguard_free(struct authguard *g);
 
 struct authguard_verdict {

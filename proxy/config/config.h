@@ -186,6 +186,8 @@ struct config {
     uint32_t max_sessions;
     uint32_t max_tls_handshakes;
     uint32_t max_tracked_clients; /* entries of the per-client table (fixed at startup) */
+    uint32_t max_tracked_users;   /* entries of the user-name failure/ban table (same) */
+    uint32_t max_familiar;        /* (user, address) pairs of the familiar table (same) */
     uint32_t shutdown_grace_ms;
     /* global sections */
     struct config_tls tls;

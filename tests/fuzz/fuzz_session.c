@@ -276,7 +276,7 @@ harness_start(void)
             die("a listener is missing");
     }
     /* no admission table (nothing is accepted here): no client rates or client bans */
-    h.guard = authguard_new(NULL);
+    h.guard = authguard_new(NULL, 8192, 16384);
     h.worker = worker_local_new(h.loop, h.guard);
     h.ready = true;
     atexit(harness_stop);

@@ -187,6 +187,20 @@ def test_reload_broken_config_keeps_old_generation(ops, certs):
     assert peer_cert_der(m.ports["imaps"], certs) == before
 
 
+def test_reload_names_the_table_sizes_only_a_restart_changes(ops, certs):
+    """The bounded tables are sized at start: a reload that changes their size says so, keeps
+    serving, and applies the rest."""
+    m = ops()
+    text = rig.read_text(m.conf_path)
+    rig.write_file(m.conf_path, text.replace("[moat]\n", "[moat]\nmax_familiar = 64\n", 1))
+    m.signal(signal.SIGHUP)
+    wait_log(m, r"event=reload_partial key=max_tracked_clients/max_tracked_users/max_familiar "
+                r"error=\"changes only with a restart\"")
+    wait_log(m, r"event=reloaded")
+    assert m.alive()
+    assert peer_cert_der(m.ports["imaps"], certs)
+
+
 def test_reload_refuses_listener_it_cannot_bind(ops, certs):
     m = ops()
     blocker = socket.socket()

@@ -389,6 +389,32 @@ def test_failures_from_elsewhere_do_not_lock_the_user_out(moat, backends, certs,
     assert f.moat.alive()
 
 
+def test_familiar_table_holds_max_familiar_pairs(moat, backends, certs, tmp_path):
+    """max_familiar = 8: alice logs in from nine addresses; the first, least recently seen, is
+    forgotten, so under a ban of her name it is refused like any other address while the other
+    eight still log in. (With the default size all nine would stay familiar.)"""
+    f = AuthFront(moat, backends, certs, tmp_path, auth=LOCKOUT, moat_keys="max_familiar = 8\n")
+    homes = ["127.0.0.%d" % (31 + i) for i in range(9)]
+    for src in homes:
+        c, reply = imap_login(f, src, *ALICE)
+        assert reply.startswith(b"a1 OK"), (src, reply)
+        c.close()
+        time.sleep(0.01)  # each pair seen at its own time
+    c, _ = imap_login(f, "127.0.0.5", ALICE[0], "wrong-1")
+    for i in (2, 3):
+        c.send('a%d LOGIN "%s" "wrong-%d"' % (i, ALICE[0], i))
+        c.line()
+    c.close()
+    rig.wait_until(lambda: "ban_user=yes" in f.moat.log(), timeout=5.0, what="the user ban")
+    c, reply = imap_login(f, homes[0], *ALICE)
+    assert reply == b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", reply
+    c.close()
+    for src in (homes[1], homes[-1]):
+        c, reply = imap_login(f, src, *ALICE)
+        assert reply.startswith(b"a1 OK"), (src, reply)
+        c.close()
+
+
 def test_user_bans_do_not_fill_the_client_table(moat, backends, certs, tmp_path):
     f = AuthFront(moat, backends, certs, tmp_path,
                   auth=dict(LOCKOUT, ban_user="1/1m"), moat_keys="max_tracked_clients = 16\n")
