@@ -183,6 +183,31 @@ log_reload_error(const char *text)
     log_end(&l);
 }
 
+static size_t
+count_ratetable(void *t)
+{
+    return ratetable_count(t);
+}
+
+static size_t
+count_familiar(void *f)
+{
+    return familiar_count(f);
+}
+
+/* The bounded tables on /metrics: how full each is. */
+static void
+tables_shown(const struct authguard *g, const struct config *conf)
+{
+    if (g->clients != NULL)
+        stats_table(STAT_TABLE_CLIENTS, count_ratetable, g->clients, conf->max_tracked_clients);
+    if (g->users != NULL)
+        stats_table(STAT_TABLE_USERS, count_ratetable, g->users, conf->max_tracked_users);
+    if (g->familiar != NULL)
+        stats_table(STAT_TABLE_FAMILIAR, count_familiar, g->familiar,
+                    familiar_capacity(g->familiar));
+}
+
 /* Settings that only a restart changes: say so instead of half-applying them. */
 static void
 reload_warn_restart(const struct config *old, const struct config *conf)
@@ -327,6 +352,7 @@ run(struct config *conf, struct tls_ctx *tls)
         return 1;
     rt.nworkers = worker_count(conf);
     rt.guard = authguard_new(admission_start(conf), conf->max_tracked_users, conf->max_familiar);
+    tables_shown(rt.guard, conf);
     rt.workers = workers_start(rt.nworkers, rt.guard);
     for (unsigned i = 0; i < rt.nworkers; i++)
         cluster_start(worker_env(rt.workers[i]), conf);

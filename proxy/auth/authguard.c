@@ -115,6 +115,12 @@ familiar_is(struct familiar *f, const struct ratetable_key *user,
 }
 
 size_t
+familiar_capacity(const struct familiar *f)
+{
+    return f->sets * FAMILIAR_WAYS;
+}
+
+size_t
 familiar_count(struct familiar *f)
 {
     pthread_mutex_lock(&f->lock);

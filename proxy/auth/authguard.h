@@ -27,6 +27,7 @@ void familiar_note(struct familiar *f, const struct ratetable_key *user,
 bool familiar_is(struct familiar *f, const struct ratetable_key *user,
                  const struct ratetable_key *client, uint64_t window_ms, uint64_t now_ms);
 size_t familiar_count(struct familiar *f);
+size_t familiar_capacity(const struct familiar *f); /* pairs it holds: capacity rounded to sets */
 
 struct authguard {
     struct ratetable *clients; /* the admission table: per-client failures and bans */

@@ -326,6 +326,37 @@ render_cluster(struct out *o)
     }
 }
 
+static struct {
+    size_t (*count)(void *arg);
+    void *arg;
+    size_t capacity;
+} tables[STAT_TABLE_COUNT];
+
+void
+stats_table(enum stat_table t, size_t (*count)(void *arg), void *arg, size_t capacity)
+{
+    tables[t].count = count;
+    tables[t].arg = arg;
+    tables[t].capacity = capacity;
+}
+
+static void
+render_tables(struct out *o)
+{
+    static const char *const names[STAT_TABLE_COUNT] = {"clients", "users", "familiar"};
+    header(o, "moat_table_entries", "gauge",
+           "Entries in a bounded table (clients, user names, familiar user/address pairs).");
+    for (int t = 0; t < STAT_TABLE_COUNT; t++)
+        if (tables[t].count != NULL)
+            out_printf(o, "moat_table_entries{table=\"%s\"} %zu\n", names[t],
+                       tables[t].count(tables[t].arg));
+    header(o, "moat_table_capacity", "gauge",
+           "Entries a bounded table holds; when full, the least recently used go first.");
+    for (int t = 0; t < STAT_TABLE_COUNT; t++)
+        if (tables[t].count != NULL)
+            out_printf(o, "moat_table_capacity{table=\"%s\"} %zu\n", names[t], tables[t].capacity);
+}
+
 long
 stats_render(char *p, size_t cap)
 {
@@ -365,6 +396,7 @@ stats_render(char *p, size_t cap)
             out_printf(&o, "moat_tls_certificate_expiry_seconds{file=\"%s\"} %lld\n",
                        certs[i].label, (long long)(certs[i].not_after - now));
     }
+    render_tables(&o);
     render_cluster(&o);
     return o.full ? -1 : (long)o.len;
 }

@@ -113,4 +113,10 @@ void stats_cluster_enable(void);
 void stats_cluster_add(enum stat_cluster c);
 void stats_cluster_links(int delta);
 
+/* The bounded tables, shown as entries and capacity so an operator sees one fill up: the
+ * per-client table, the user-name table and the familiar pairs. Each is registered once at
+ * startup (main thread) with a function that counts its entries; NULL: not shown. */
+enum stat_table { STAT_TABLE_CLIENTS = 0, STAT_TABLE_USERS, STAT_TABLE_FAMILIAR, STAT_TABLE_COUNT };
+void stats_table(enum stat_table t, size_t (*count)(void *arg), void *arg, size_t capacity);
+
 #endif

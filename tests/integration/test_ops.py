@@ -551,6 +551,11 @@ def test_metrics_counters_move(ops, backends, certs):
             "bytes_out": d("moat_client_bytes_out_total", listener="imaps") > 0,
             "backend_fail": d("moat_backend_connect_failures_total", listener="deadimap") >= 1,
             "duration": d("moat_session_duration_seconds_count", listener="imaps") >= 3,
+            # the bounded tables: three client addresses, alice's login from .16 familiar
+            "clients": value(after, "moat_table_entries", table="clients") >= 3,
+            "familiar": d("moat_table_entries", table="familiar") == 1,
+            "capacities": [value(after, "moat_table_capacity", table=t)
+                           for t in ("clients", "users", "familiar")] == [65536, 8192, 16384],
         }
     deadline = time.monotonic() + 5
     got = moved()
