@@ -226,6 +226,8 @@ reload_warn_restart(const struct config *old, const struct config *conf)
              old->max_tracked_users != conf->max_tracked_users ||
              old->max_familiar != conf->max_familiar)
         key = "max_tracked_clients/max_tracked_users/max_familiar";
+    else if (old->auth_threads != conf->auth_threads)
+        key = "auth_threads";
     else if (old->cluster.redis_addr_len != conf->cluster.redis_addr_len ||
              memcmp(&old->cluster.redis_addr, &conf->cluster.redis_addr,
                     conf->cluster.redis_addr_len) != 0)

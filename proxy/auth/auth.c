@@ -484,7 +484,7 @@ auth_init(const struct config *conf, const char **err_out)
         return -1;
     }
     pool.mechs = mechs_installed();
-    for (unsigned i = 0; i < AUTH_POOL_THREADS; i++) {
+    for (unsigned i = 0; i < conf->auth_threads; i++) {
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
@@ -502,7 +502,7 @@ auth_init(const struct config *conf, const char **err_out)
     if (sasl_mechs_format(pool.mechs, " ", names, sizeof(names)) < 0)
         names[0] = '\0';
     log_msg(LOG_INFO, EV_AUTH_READY, "threads=%u pwcheck_method=%s mech_list=\"%s\" plugins=\"%s\"",
-            AUTH_POOL_THREADS, pool.pwcheck, pool.mech_list, names[0] ? names + 1 : "");
+            conf->auth_threads, pool.pwcheck, pool.mech_list, names[0] ? names + 1 : "");
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /*
  * auth.h: the `sasl` verifier: Cyrus SASL (sasldb through auxprop, or saslauthd) configured from
- * moat's [auth] section through callbacks, its blocking calls run in a small thread pool. A job
+ * moat's [auth] section through callbacks, its blocking calls run in a small thread pool
+ * ([moat] auth_threads). A job
  * carries copies of everything it needs (and a config reference), so it may outlive the session
  * that asked; the result goes back through the job's on_done, called on a pool thread.
  */
@@ -11,7 +12,6 @@
 #include "saslmech.h"
 #include "ratetable.h"
 
-#define AUTH_POOL_THREADS 3
 #define AUTH_QUEUE_MAX 256
 #define AUTH_CHALLENGE_MAX 2048 /* a server challenge, base64 */
 #define AUTH_CLIENTS_MAX 512    /* clients with jobs in the pool at once (queued or running) */

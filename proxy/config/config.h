@@ -188,6 +188,7 @@ struct config {
     uint32_t max_tracked_clients; /* entries of the per-client table (fixed at startup) */
     uint32_t max_tracked_users;   /* entries of the user-name failure/ban table (same) */
     uint32_t max_familiar;        /* (user, address) pairs of the familiar table (same) */
+    uint32_t auth_threads;        /* the sasl verifier's pool (same) */
     uint32_t shutdown_grace_ms;
     /* global sections */
     struct config_tls tls;

@@ -104,6 +104,7 @@ const struct key_def config_keys[] = {
     MOAT("max_tracked_clients", KT_UINT, max_tracked_clients, "65536", 16, 16777216, NULL),
     MOAT("max_tracked_users", KT_UINT, max_tracked_users, "8192", 16, 16777216, NULL),
     MOAT("max_familiar", KT_UINT, max_familiar, "16384", 8, 16777216, NULL),
+    MOAT("auth_threads", KT_UINT, auth_threads, "3", 1, 64, NULL),
     MOAT("shutdown_grace", KT_DURATION, shutdown_grace_ms, "30s", 0, 0, NULL),
 
     TLS("certificate", KT_CERT, certs, NULL, NULL, KF_REPEAT),

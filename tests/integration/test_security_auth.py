@@ -318,6 +318,38 @@ def test_hung_checks_of_one_client_do_not_starve_others(moat, backends, certs, t
         sasld.close()
 
 
+def test_auth_threads_bounds_the_checks_that_run_at_once(moat, backends, certs, tmp_path):
+    """auth_threads = 2: two clients whose checks hang hold both threads; a third client's
+    login waits for a thread and fails temporarily at verify_timeout, never reaching the
+    verifier (with the default 3 it would be answered at once, as in the test above)."""
+    sasld = Saslauthd(str(tmp_path / "mux"))
+    try:
+        f = AuthFront(moat, backends, certs, tmp_path,
+                      auth={"pwcheck_method": "saslauthd", "saslauthd_path": sasld.path,
+                            "verify_timeout": "2s", "ban_ip": "0"},
+                      moat_keys="auth_threads = 2\n")
+        assert "event=auth_ready threads=2 " in f.moat.log()
+        hung = []
+        for i, src in enumerate(("127.0.0.56", "127.0.0.57")):
+            c = f.raw("imaps", src=src)
+            c.until(b"* OK")
+            c.send('a1 LOGIN "slow%d@example.test" "x"' % i)
+            hung.append(c)
+        rig.wait_until(lambda: len(sasld.held) >= 2, timeout=5.0, what="two held checks")
+        c = f.raw("imaps", src="127.0.0.58")
+        c.until(b"* OK")
+        c.send('a1 LOGIN "%s" "%s"' % ALICE)
+        c.sock.settimeout(10.0)
+        assert c.line() == b"a1 NO [UNAVAILABLE] Service temporarily unavailable.\r\n"
+        assert len(sasld.held) == 2
+        c.close()
+        for c in hung:
+            c.close()
+        assert f.moat.alive()
+    finally:
+        sasld.close()
+
+
 def test_parallel_logins_of_one_client_all_go_through(moat, backends, certs, tmp_path):
     """A mail client opens several connections and logs in on each at once: with one check per
     client running at a time, the others wait their turn instead of failing."""
