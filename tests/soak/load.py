@@ -114,9 +114,13 @@ class Load:
     async def drain(self, timeout):
         """Stop the population; wait for every task and silent watcher (bounded)."""
         self.stop.set()
-        pending = [t for t in self.tasks + list(self.watchers) if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=timeout)
+        # a task that ends may start a watcher for its silent session: wait for those too
+        deadline = time.monotonic() + timeout
+        for _ in range(1000):
+            pending = [t for t in self.tasks + list(self.watchers) if not t.done()]
+            if not pending or time.monotonic() >= deadline:
+                break
+            await asyncio.wait(pending, timeout=deadline - time.monotonic())
         left = [t for t in self.tasks + list(self.watchers) if not t.done()]
         for t in left:
             t.cancel()
