@@ -280,6 +280,16 @@ ent_value(const struct uriscan *u, bool semicolon)
     return v > 0 && v < 0x80 ? (int)v : 0x80;
 }
 
+/* What was read of a reference that is none: its bytes as they came. */
+static void
+ent_flush(struct uriscan *u)
+{
+    size_t n = u->ent_len;
+    u->ent_len = 0;
+    for (size_t i = 0; i < n; i++)
+        url_byte(u, u->ent[i]);
+}
+
 static void
 text_byte(struct uriscan *u, char c)
 {
@@ -295,16 +305,14 @@ text_byte(struct uriscan *u, char c)
         return;
     }
     int v = ent_value(u, c == ';');
-    size_t n = u->ent_len;
-    u->ent_len = 0;
     if (v >= 0) {
+        u->ent_len = 0;
         url_byte(u, (char)v);
         if (c != ';')
             text_byte(u, c);
         return;
     }
-    for (size_t i = 0; i < n; i++) /* not a reference: the bytes as they came */
-        url_byte(u, u->ent[i]);
+    ent_flush(u);
     text_byte(u, c);
 }
 
@@ -312,9 +320,7 @@ text_byte(struct uriscan *u, char c)
 static void
 text_end(struct uriscan *u)
 {
-    for (size_t i = 0; i < u->ent_len; i++) /* a reference cut by the part's end is text */
-        url_byte(u, u->ent[i]);
-    u->ent_len = 0;
+    ent_flush(u); /* a reference cut by the part's end is text */
     url_escape_flush(u);
     if (u->url == URL_HOST || u->url == URL_AFTER_COLON)
         host_emit(u);
